@@ -1,0 +1,1 @@
+"""Data: sources (fetch, verify, parse), users, encoding, batches."""

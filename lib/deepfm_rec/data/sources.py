@@ -1,0 +1,207 @@
+"""Where each MovieLens dataset comes from, and fetching it with verified checksums.
+
+`fetch` takes a dataset from the GroupLens site, a local zip or an unpacked folder,
+checks it and leaves its raw files in one folder, with `source.json` recording the
+checksum. Nothing is left behind when a check fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loguru import logger
+from tqdm import tqdm
+
+from deepfm_rec.data.errors import DataError
+
+BASE_URL = "https://files.grouplens.org/datasets/movielens"
+SOURCE_FILE = "source.json"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One upstream dataset: its parser, the folder inside its zip, its published md5.
+
+    `files` are the files the parser needs; `file_md5` pins individual files where the
+    project knows them (the embedded copy of ml-latest-small).
+    """
+
+    name: str
+    layout: str
+    folder: str
+    files: tuple[str, ...]
+    md5: str | None = None
+    file_md5: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"{BASE_URL}/{self.name}.zip"
+
+
+_CSV = ("ratings.csv", "movies.csv")
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in [
+        DatasetSpec(
+            "ml-100k", "ml-100k", "ml-100k", ("u.data", "u.item", "u.user"),
+            md5="0e33842e24a9c977be4e0107933c0723",
+        ),
+        DatasetSpec(
+            "ml-1m", "ml-1m", "ml-1m", ("ratings.dat", "movies.dat", "users.dat"),
+            md5="c4d9eecfca2ab87c1945afe126590906",
+        ),
+        DatasetSpec(
+            "ml-10m", "ml-10m", "ml-10M100K", ("ratings.dat", "movies.dat"),
+            md5="ce571fd55effeba0271552578f2648bd",
+        ),
+        DatasetSpec("ml-20m", "csv", "ml-20m", _CSV, md5="cd245b17a1ae2cc31bb14903e1204af3"),
+        DatasetSpec("ml-25m", "csv", "ml-25m", _CSV, md5="6b51fb2759a8657d3bfcbfc42b592ada"),
+        DatasetSpec("ml-32m", "csv", "ml-32m", _CSV),
+        DatasetSpec(
+            "ml-latest-small", "csv", "ml-latest-small", _CSV,
+            file_md5={
+                "ratings.csv": "ac0cf1d26aed3a5b6777a295231976ad",
+                "movies.csv": "b252328d16b085936b56eefad880ef9d",
+                "tags.csv": "5d095828cb668ec2fae1e2cf0d99c671",
+                "links.csv": "bc5292d5185e8c5fd8dc9a83fb2198d2",
+            },
+        ),
+    ]
+}  # fmt: skip
+
+
+def spec_for(dataset: str) -> DatasetSpec:
+    """The spec of a dataset name, or a DataError listing the known names."""
+    try:
+        return DATASETS[dataset]
+    except KeyError:
+        raise DataError(
+            f"config key 'dataset': unknown dataset {dataset!r}; known: {', '.join(DATASETS)}"
+        ) from None
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex md5 of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _folder_digest(file_md5: dict[str, str]) -> str:
+    """One checksum for a set of files: md5 over their sorted `md5  name` lines."""
+    lines = "".join(f"{md5}  {name}\n" for name, md5 in sorted(file_md5.items()))
+    return hashlib.md5(lines.encode()).hexdigest()
+
+
+def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path) -> dict:
+    missing = [name for name in spec.files if not (folder / name).is_file()]
+    if missing:
+        raise DataError(f"{folder}: missing file(s) {', '.join(missing)} for {spec.name}")
+    file_md5 = {}
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        file_md5[path.name] = md5sum(path)
+        expected = spec.file_md5.get(path.name)
+        if expected and file_md5[path.name] != expected:
+            raise DataError(
+                f"{path}: md5 mismatch: got {file_md5[path.name]}, expected {expected}"
+            )
+        shutil.copy2(path, dest / path.name)
+    return {"checksum": _folder_digest(file_md5), "checksum_kind": "md5 of file md5s"}
+
+
+def _extract_zip(spec: DatasetSpec, archive: Path, dest: Path) -> dict:
+    checksum = md5sum(archive)
+    if spec.md5 and checksum != spec.md5:
+        raise DataError(f"{archive}: md5 mismatch: got {checksum}, expected {spec.md5}")
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = {Path(info.filename).name: info for info in zf.infolist()
+                       if Path(info.filename).parent.name == spec.folder}  # fmt: skip
+            missing = [name for name in spec.files if name not in members]
+            if missing:
+                raise DataError(
+                    f"{archive}: missing {', '.join(f'{spec.folder}/{n}' for n in missing)}"
+                )
+            for name, info in members.items():
+                with zf.open(info) as src, open(dest / name, "wb") as out:
+                    shutil.copyfileobj(src, out)
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as error:
+        raise DataError(f"{archive}: corrupt or truncated zip: {error}") from error
+    return {"checksum": checksum, "checksum_kind": "md5 of zip"}
+
+
+def _download(url: str, target: Path, dataset: str, timeout: float = 15.0) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with open(target, "wb") as out, tqdm(
+                total=total, unit="B", unit_scale=True, desc=f"download {dataset}"
+            ) as bar:
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    bar.update(len(block))
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise DataError(
+            f"cannot download {url}: {reason}. Offline? Fetch {dataset}.zip elsewhere and set "
+            f"'source: /path/to/{dataset}.zip' (or an unpacked folder) in config/config.yaml"
+        ) from error
+
+
+def fetch(dataset: str, source: str | Path | None, dest: Path) -> dict:
+    """Fetch `dataset` into the folder `dest` and return its provenance.
+
+    Args:
+        dataset: a name from DATASETS.
+        source: a local `.zip` or unpacked folder; None downloads from GroupLens.
+        dest: the output folder; written whole or not at all.
+
+    Returns:
+        dict with dataset, source, checksum, checksum_kind (also saved as source.json).
+    """
+    spec = spec_for(dataset)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        if source is None:
+            archive = staging / f"{dataset}.zip.part"
+            logger.info("downloading {}", spec.url)
+            _download(spec.url, archive, dataset)
+            provenance = _extract_zip(spec, archive, staging)
+            archive.unlink()
+            origin = spec.url
+        else:
+            path = Path(source)
+            if path.is_dir():
+                provenance = _copy_folder(spec, path, staging)
+            elif path.is_file():
+                provenance = _extract_zip(spec, path, staging)
+            else:
+                raise DataError(f"config key 'source': {path} does not exist")
+            origin = str(path)
+        provenance = {"dataset": dataset, "source": origin, **provenance}
+        (staging / SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        staging.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("{}: {} {} from {}", dataset, provenance["checksum_kind"],
+                provenance["checksum"], origin)  # fmt: skip
+    return provenance
+
+
+def read_provenance(folder: Path) -> dict:
+    """The provenance `fetch` saved in a dataset folder."""
+    return json.loads((Path(folder) / SOURCE_FILE).read_text())
