@@ -27,7 +27,9 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
-from deepfm_rec.data.layouts import Tables
+from deepfm_rec.data.layouts import Tables, read_tables
+from deepfm_rec.data.sources import read_provenance, spec_for
+from deepfm_rec.data.users import read_users
 
 FORMAT_VERSION = 1
 SPLITS = {"train": 0, "valid": 1, "test": 2}
@@ -240,3 +242,26 @@ def encode(
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("encoded {} rows ({}) into {}", n, meta["splits"], out)
     return meta
+
+
+def encode_dataset(
+    raw: str | Path,
+    users: str | Path,
+    out: str | Path,
+    *,
+    dataset: str,
+    seed: int,
+    valid_fraction: float,
+    test_fraction: float,
+) -> dict:
+    """Parse the fetched dataset in `raw`, join the users table and encode it into `out`."""
+    tables = read_tables(Path(raw), spec_for(dataset).layout)
+    return encode(
+        tables,
+        read_users(users),
+        Path(out),
+        seed=seed,
+        valid_fraction=valid_fraction,
+        test_fraction=test_fraction,
+        provenance=read_provenance(Path(raw)),
+    )

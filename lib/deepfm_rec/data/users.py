@@ -8,10 +8,15 @@ model that gains from them is overfitting).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+from loguru import logger
 
 from deepfm_rec.data.errors import DataError
+from deepfm_rec.data.layouts import read_tables
+from deepfm_rec.data.sources import spec_for
 
 COLUMNS = ["user", "gender", "age", "occupation", "origin"]
 MODES = ("auto", "real", "synthetic", "none")
@@ -73,3 +78,18 @@ def build_users(
         table = real.assign(origin="real")
         return table[table["user"].isin(rated_users)][COLUMNS].reset_index(drop=True)
     return synthesize(rated_users, seed)
+
+
+def write_users(raw: str | Path, out: str | Path, *, dataset: str, mode: str, seed: int) -> None:
+    """Parse the fetched dataset in `raw` and write its users table (COLUMNS) as TSV."""
+    tables = read_tables(Path(raw), spec_for(dataset).layout)
+    users = build_users(tables.ratings["user"].unique(), tables.users, mode, seed)
+    users.to_csv(out, sep="\t", index=False)
+    origin = ", ".join(sorted(set(users["origin"]))) or "none"
+    logger.info("{}: {} users, demographics {}", dataset, len(users), origin)
+
+
+def read_users(path: str | Path) -> pd.DataFrame:
+    """A users table written by write_users."""
+    return pd.read_csv(path, sep="\t", dtype={"gender": str, "occupation": str},
+                       keep_default_na=False)  # fmt: skip

@@ -1,0 +1,46 @@
+"""DeepFM rating model: an FM and an MLP sharing the field embeddings.
+
+Guo et al., "DeepFM: A Factorization-Machine based Neural Network for CTR
+Prediction", IJCAI 2017 (here with an MSE loss on star ratings).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepfm_rec.data.batches import Batch
+from deepfm_rec.models.fm import FM
+from deepfm_rec.models.layers import MultiLayerPerceptron
+
+
+class DeepFM(FM):
+    """rating = FM(x) + MLP(concat of the field vectors), in stars.
+
+    Args:
+        mlp: hidden layer sizes.
+        dropout: dropout after each hidden layer.
+        Others as FM.
+    """
+
+    def __init__(
+        self,
+        categorical: list[int],
+        multi: list[int],
+        n_dense: int,
+        *,
+        embed_dim: int,
+        global_mean: float,
+        mlp: list[int],
+        dropout: float = 0.0,
+        init_std: float = 0.01,
+    ) -> None:
+        super().__init__(
+            categorical, multi, n_dense, embed_dim=embed_dim, global_mean=global_mean,
+            init_std=init_std,
+        )  # fmt: skip
+        self.mlp = MultiLayerPerceptron(self.embedding.num_fields * embed_dim, mlp, dropout)
+
+    def score(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(prediction (B,) stars, w (B, F, 1), v (B, F, D))."""
+        fm, w, v = super().score(batch)
+        return fm + self.mlp(v.flatten(start_dim=1)), w, v  # MLP input (B, F·D)

@@ -1,0 +1,49 @@
+"""Factorization Machine rating model.
+
+Rendle, "Factorization Machines", ICDM 2010.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deepfm_rec.data.batches import Batch
+from deepfm_rec.models.layers import FactorizationMachine, FieldEmbedding
+
+
+class FM(nn.Module):
+    """rating = bias + sum_f w_f + sum_{i<j} <v_i, v_j>, in stars.
+
+    Args:
+        categorical, multi, n_dense: the fields (see FieldEmbedding).
+        embed_dim: D.
+        global_mean: initial bias, the train mean rating (stars).
+        init_std: std of the embeddings' initialisation.
+    """
+
+    def __init__(
+        self,
+        categorical: list[int],
+        multi: list[int],
+        n_dense: int,
+        *,
+        embed_dim: int,
+        global_mean: float,
+        init_std: float = 0.01,
+    ) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor(float(global_mean)))
+        self.linear = FieldEmbedding(categorical, multi, n_dense, 1, init_std)
+        self.embedding = FieldEmbedding(categorical, multi, n_dense, embed_dim, init_std)
+        self.fm = FactorizationMachine()
+
+    def score(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(prediction (B,) stars, w (B, F, 1) first-order weights, v (B, F, D) vectors)."""
+        w = self.linear(batch)  # (B, F, 1)
+        v = self.embedding(batch)  # (B, F, D)
+        return self.bias + w.sum(dim=(1, 2)) + self.fm(v), w, v
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Predicted rating, float32 (B,) stars (not clipped)."""
+        return self.score(batch)[0]

@@ -1,0 +1,41 @@
+"""Figures of the study, saved as PNG (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def plot_curves(history: pd.DataFrame, path: Path, title: str) -> None:
+    """Train and valid MSE and MAE (stars) per epoch, the best valid MAE epoch marked."""
+    best = history.loc[history["valid_mae"].idxmin(), "epoch"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    for ax, metric in zip(axes, ("mse", "mae"), strict=True):
+        ax.plot(history["epoch"], history[f"train_{metric}"], "o-", ms=3, label="train")
+        ax.plot(history["epoch"], history[f"valid_{metric}"], "o-", ms=3, label="valid")
+        ax.axvline(best, color="grey", ls="--", lw=1, label=f"best epoch {best}")
+        ax.set(xlabel="epoch", ylabel=f"{metric.upper()} (stars{'²' if metric == 'mse' else ''})")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_metrics(metrics: pd.DataFrame, path: Path) -> None:
+    """Test RMSE and MAE (stars) of every model and baseline, as horizontal bars."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 0.5 * len(metrics) + 1.2), constrained_layout=True)
+    colours = ["tab:blue" if k == "model" else "tab:grey" for k in metrics["kind"]]
+    for ax, metric in zip(axes, ("rmse", "mae"), strict=True):
+        ax.barh(metrics["model"], metrics[metric], color=colours)
+        for y, value in enumerate(metrics[metric]):
+            ax.text(value, y, f" {value:.4f}", va="center", fontsize=8)
+        ax.set(xlabel=f"test {metric.upper()} (stars)", xlim=(0, metrics[metric].max() * 1.2))
+        ax.invert_yaxis()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

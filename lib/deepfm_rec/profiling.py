@@ -1,0 +1,94 @@
+"""torch.profiler over one training step (forward, backward, optimizer step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from loguru import logger
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from deepfm_rec.data.batches import BatchMaker
+from deepfm_rec.data.encoding import Encoded, open_encoded
+from deepfm_rec.train import TrainConfig, load_model, loss_terms
+
+
+def profile_step(
+    encoded: Encoded,
+    checkpoint: Path,
+    *,
+    batch_size: int,
+    warmup: int,
+    row_limit: int,
+    device: str = "auto",
+    trace: Path | None = None,
+) -> str:
+    """Profile one training step of a trained model after `warmup` steps.
+
+    Returns the operator table (sorted by self CPU time, or self CUDA time on a GPU),
+    and writes a Chrome trace to `trace` when given.
+    """
+    model, state = load_model(checkpoint, device)
+    model.train()
+    device_t = next(model.parameters()).device
+    config = TrainConfig(**state["train_config"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    maker = BatchMaker(encoded, device_t)
+    train_rows = encoded.rows("train")
+    generator = torch.Generator().manual_seed(state["seed"])
+    rows = torch.as_tensor(train_rows)[torch.randperm(len(train_rows), generator=generator)]
+    rows = rows[:batch_size].to(device_t)
+
+    def step() -> None:
+        with record_function("gather batch"):
+            batch = maker.batch(rows)
+        with record_function("forward"):
+            loss, _ = loss_terms(model, batch, config.l2)
+        optimizer.zero_grad(set_to_none=True)
+        with record_function("backward"):
+            loss.backward()
+        with record_function("optimizer step"):
+            optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    activities = [ProfilerActivity.CPU]
+    cuda = device_t.type == "cuda"
+    if cuda:
+        activities.append(ProfilerActivity.CUDA)
+        torch.cuda.synchronize()
+    with profile(activities=activities, record_shapes=True) as prof:
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+    if trace is not None:
+        prof.export_chrome_trace(str(trace))
+    sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort_by, row_limit=row_limit)
+    header = (
+        f"# one training step of {state['model']} on {device_t}, batch {len(rows)}, "
+        f"after {warmup} warm-up steps; sorted by {sort_by}\n"
+    )
+    logger.info("profiled {} on {}", state["model"], device_t)
+    return header + table
+
+
+def write_profile(
+    encoded: str | Path,
+    checkpoint: str | Path,
+    *,
+    table: str | Path,
+    trace: str | Path,
+    batch_size: int,
+    warmup: int,
+    row_limit: int,
+    device: str,
+    threads: int,
+) -> None:
+    """Profile one training step and write the operator table and the Chrome trace."""
+    torch.set_num_threads(threads)
+    text = profile_step(
+        open_encoded(Path(encoded)), Path(checkpoint), batch_size=batch_size, warmup=warmup,
+        row_limit=row_limit, device=device, trace=Path(trace),
+    )  # fmt: skip
+    Path(table).write_text(text)

@@ -1,0 +1,258 @@
+"""Training: an explicit epoch loop with Adam, MSE, LR on plateau and early stopping.
+
+Shapes: B batch size, F fields, D embedding dim. Ratings and errors are in stars.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from loguru import logger
+from tqdm import tqdm
+
+from deepfm_rec.data.batches import BatchMaker
+from deepfm_rec.data.encoding import Encoded, open_encoded
+from deepfm_rec.models import build_model
+from deepfm_rec.plots import plot_curves
+
+HISTORY_COLUMNS = [
+    "epoch", "train_mse", "train_mae", "valid_mse", "valid_mae", "lr", "seconds",
+]  # fmt: skip
+
+
+@dataclass
+class TrainConfig:
+    """How to train: optimiser, batches, regularisation, stopping. Units: stars."""
+
+    lr: float = 1e-3
+    batch_size: int = 1024
+    max_epochs: int = 50
+    l2: float = 0.0  # weight of the mean squared norm of a row's w and v in the loss
+    patience: int = 3  # epochs without a min_delta improvement of valid MAE before stopping
+    min_delta: float = 1e-4
+    lr_factor: float = 0.5  # ReduceLROnPlateau on valid MAE
+    lr_patience: int = 1
+
+
+class EarlyStopping:
+    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs, or is NaN.
+
+    Args:
+        monitor: the metric's name (for messages and checkpoints).
+        mode: "min" or "max".
+        patience: epochs without improvement tolerated.
+        min_delta: the least change that counts as an improvement.
+    """
+
+    def __init__(self, monitor: str, mode: str = "min", patience: int = 3, min_delta: float = 0.0):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
+        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch = -1
+        self.wait = 0
+        self.reason = ""
+
+    def improved(self, value: float) -> bool:
+        """Whether `value` beats the best by more than min_delta."""
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def step(self, value: float, epoch: int) -> bool:
+        """Record the epoch's metric; True when training should stop."""
+        if math.isnan(value):
+            self.reason = f"{self.monitor} is NaN at epoch {epoch}"
+            return True
+        if self.improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return False
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.reason = (
+                f"{self.monitor} did not improve by {self.min_delta} for {self.patience} "
+                f"epochs; best {self.best:.5f} at epoch {self.best_epoch}"
+            )
+            return True
+        return False
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("best", "best_epoch", "wait", "reason")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` is CUDA when present, else CPU; other values are passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def clip(prediction: torch.Tensor, meta: dict) -> torch.Tensor:
+    """Predictions clipped to the dataset's rating scale (stars)."""
+    return prediction.clamp(meta["rating_min"], meta["rating_max"])
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, maker: BatchMaker, rows: np.ndarray, batch_size: int):
+    """Clipped predictions (float32 numpy, stars) for the given rows, in their order."""
+    was_training = model.training
+    model.eval()
+    out = [clip(model(batch), maker.meta) for batch in maker.batches(rows, batch_size)]
+    model.train(was_training)
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
+
+
+def loss_terms(model, batch, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to minimise, prediction (B,)): MSE plus l2 times the rows' mean squared norms."""
+    prediction, w, v = model.score(batch)
+    loss = torch.nn.functional.mse_loss(prediction, batch.label)
+    if l2:
+        loss = loss + l2 * (w.pow(2).sum() + v.pow(2).sum()) / len(batch)
+    return loss, prediction
+
+
+def train(
+    encoded: Encoded | Path,
+    model_name: str,
+    hparams: dict,
+    config: TrainConfig,
+    *,
+    seed: int,
+    device: str = "auto",
+    checkpoint: Path | None = None,
+    history: Path | None = None,
+) -> tuple[torch.nn.Module, pd.DataFrame]:
+    """Train `model_name` on the train split, early-stopped on valid MAE.
+
+    Returns the model with its best weights restored and the history table
+    (HISTORY_COLUMNS); writes the checkpoint dict and history.tsv when paths are given.
+    """
+    if not isinstance(encoded, Encoded):
+        encoded = open_encoded(encoded)
+    torch.manual_seed(seed)
+    device_t = resolve_device(device)
+    maker = BatchMaker(encoded, device_t)
+    model = build_model(model_name, encoded.meta, **hparams).to(device_t)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience
+    )
+    stopper = EarlyStopping("valid_mae", "min", config.patience, config.min_delta)
+    shuffle = torch.Generator().manual_seed(seed)
+    train_rows, valid_rows = encoded.rows("train"), encoded.rows("valid")
+    valid_label = encoded.arrays["label"][valid_rows]
+    logger.info(
+        "training {} on {} ({} train / {} valid rows) on {}: {} {}",
+        model_name, encoded.meta["dataset"], len(train_rows), len(valid_rows), device_t,
+        hparams, asdict(config),
+    )  # fmt: skip
+    rows: list[dict] = []
+    best_state = None
+    bar = tqdm(range(1, config.max_epochs + 1), desc=f"train {model_name}", unit="epoch")
+    for epoch in bar:
+        start = time.perf_counter()
+        model.train()
+        sum_se = torch.zeros((), device=device_t)
+        sum_ae = torch.zeros((), device=device_t)
+        for batch in maker.batches(train_rows, config.batch_size, shuffle):
+            loss, prediction = loss_terms(model, batch, config.l2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            error = prediction.detach() - batch.label
+            sum_se += error.pow(2).sum()
+            sum_ae += error.abs().sum()
+        valid_pred = predict(model, maker, valid_rows, config.batch_size * 4)
+        row = {
+            "epoch": epoch,
+            "train_mse": sum_se.item() / len(train_rows),  # a CPU-GPU sync, once an epoch
+            "train_mae": sum_ae.item() / len(train_rows),
+            "valid_mse": float(np.mean((valid_pred - valid_label) ** 2)),
+            "valid_mae": float(np.mean(np.abs(valid_pred - valid_label))),
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - start,
+        }
+        rows.append(row)
+        logger.info("epoch {epoch}: train mse {train_mse:.4f} valid mse {valid_mse:.4f} "
+                    "mae {valid_mae:.4f} lr {lr:.2g} ({seconds:.1f}s)", **row)  # fmt: skip
+        bar.set_postfix(valid_mae=f"{row['valid_mae']:.4f}")
+        stop = stopper.step(row["valid_mae"], epoch)
+        if stopper.best_epoch == epoch:
+            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            best_optimizer = copy.deepcopy(optimizer.state_dict())
+        if stop:
+            logger.info("early stop: {}", stopper.reason)
+            break
+        scheduler.step(row["valid_mae"])
+    else:
+        logger.info("reached max_epochs={}", config.max_epochs)
+    bar.close()
+    if best_state is None:
+        raise RuntimeError(f"{model_name}: valid MAE was NaN from the first epoch: {stopper.reason}")
+    model.load_state_dict(best_state)
+    table = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    if history is not None:
+        table.to_csv(history, sep="\t", index=False, float_format="%.6g")
+    if checkpoint is not None:
+        torch.save(
+            {
+                "model": model_name,
+                "hparams": hparams,
+                "train_config": asdict(config),
+                "state_dict": model.state_dict(),
+                "optimizer": best_optimizer,
+                "epoch": stopper.best_epoch,
+                "best": {"valid_mae": stopper.best},
+                "early_stopping": stopper.state_dict(),
+                "seed": seed,
+                "meta": encoded.meta,
+            },
+            checkpoint,
+        )
+    return model, table
+
+
+def train_model(
+    encoded: str | Path,
+    model_name: str,
+    settings: dict,
+    *,
+    seed: int,
+    device: str,
+    threads: int,
+    checkpoint: str | Path,
+    history: str | Path,
+    curves: str | Path,
+) -> None:
+    """Train from a config section: TrainConfig keys train, the others build the model.
+
+    Writes the checkpoint dict, history.tsv and curves.png.
+    """
+    torch.set_num_threads(threads)
+    names = {f.name for f in fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in settings.items() if k in names})
+    hparams = {k: v for k, v in settings.items() if k not in names}
+    _, table = train(
+        Path(encoded), model_name, hparams, config, seed=seed, device=device,
+        checkpoint=Path(checkpoint), history=Path(history),
+    )  # fmt: skip
+    plot_curves(table, Path(curves), f"{model_name} on {Path(encoded).parent.name}")
+
+
+def load_model(checkpoint: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The model of a checkpoint written by `train`, in eval mode, and the checkpoint dict."""
+    state = torch.load(checkpoint, map_location=resolve_device(device), weights_only=True)
+    model = build_model(state["model"], state["meta"], **state["hparams"])
+    model.load_state_dict(state["state_dict"])
+    return model.to(resolve_device(device)).eval(), state

@@ -1,0 +1,22 @@
+DATASET = config["dataset"]
+MODELS = ["fm", "deepfm"]
+
+
+wildcard_constraints:
+    dataset=r"ml-[a-z0-9-]+|synthetic",
+    model="|".join(MODELS),
+
+
+def study_targets():
+    return ["results/report.html"]
+
+
+def dataset_source(wildcards):
+    """The configured local source (zip or folder) of the configured dataset, if any."""
+    if wildcards.dataset == DATASET and config["source"]:
+        return config["source"]
+    return []
+
+
+def source_param(wildcards):
+    return config["source"] if wildcards.dataset == DATASET else None
