@@ -20,8 +20,16 @@ from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.plots import plot_metrics
 
 METRIC_COLUMNS = [
-    "model", "kind", "mse", "rmse", "mae", "rows", "seed", "best_epoch", "valid_mae",
-]  # fmt: skip
+    "model",
+    "kind",
+    "mse",
+    "rmse",
+    "mae",
+    "rows",
+    "seed",
+    "best_epoch",
+    "valid_mae",
+]
 DAMPING_GRID = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 25.0, 35.0, 50.0)
 
 
@@ -31,8 +39,12 @@ def rating_metrics(prediction: np.ndarray, label: np.ndarray) -> dict[str, float
     if error.size == 0:
         raise ValueError("no rows to score")
     mse = float(np.mean(error**2))
-    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(error))),
-            "rows": int(error.size)}  # fmt: skip
+    return {
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "mae": float(np.mean(np.abs(error))),
+        "rows": int(error.size),
+    }
 
 
 @dataclass
@@ -85,17 +97,22 @@ def baselines(encoded: Encoded) -> dict[str, dict]:
     sizes = {f["name"]: f.get("vocab_size", 0) for f in meta["fields"]}
 
     def fit(du: float, di: float) -> BiasBaseline:
-        return BiasBaseline.fit(user[train], item[train], label[train], sizes["user"],
-                                sizes["item"], du, di)  # fmt: skip
+        return BiasBaseline.fit(
+            user[train], item[train], label[train], sizes["user"], sizes["item"], du, di
+        )
 
     def valid_rmse(model: BiasBaseline) -> float:
         return rating_metrics(model.predict(user[valid], item[valid], low, high), label[valid])[
             "rmse"
         ]
 
-    scores = {(du, di): valid_rmse(fit(du, di)) for du, di in itertools.product(DAMPING_GRID, repeat=2)}
+    scores = {
+        (du, di): valid_rmse(fit(du, di)) for du, di in itertools.product(DAMPING_GRID, repeat=2)
+    }
     du, di = min(scores, key=scores.get)
-    logger.info("bias baseline: damping user {} item {} (valid RMSE {:.4f})", du, di, scores[du, di])
+    logger.info(
+        "bias baseline: damping user {} item {} (valid RMSE {:.4f})", du, di, scores[du, di]
+    )
     best = fit(du, di)
     mean = float(label[train].mean())
     return {
@@ -132,12 +149,25 @@ def evaluate(encoded: Encoded, checkpoints: dict[str, str], device: str = "cpu")
         model, state = load_model(path, device)
         maker = maker or BatchMaker(encoded, next(model.parameters()).device)
         metrics = rating_metrics(predict(model, maker, test, 8192), label)
-        rows.append({"model": name, "kind": "model", **metrics, "seed": state["seed"],
-                     "best_epoch": state["epoch"], "valid_mae": state["best"]["valid_mae"]})  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "kind": "model",
+                **metrics,
+                "seed": state["seed"],
+                "best_epoch": state["epoch"],
+                "valid_mae": state["best"]["valid_mae"],
+            }
+        )
         logger.info("{}: test RMSE {:.4f} MAE {:.4f}", name, metrics["rmse"], metrics["mae"])
     for name, metrics in baselines(encoded).items():
-        rows.append({"model": name, "kind": "baseline", **{k: v for k, v in metrics.items()
-                                                           if k != "params"}})  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "kind": "baseline",
+                **{k: v for k, v in metrics.items() if k != "params"},
+            }
+        )
     table = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     return table.astype({"seed": "Int64", "best_epoch": "Int64"})
 
@@ -162,7 +192,11 @@ def write_metrics(
     plot_metrics(metrics, Path(plot))
     meta = encoded.meta
     for _, row in metrics[metrics["kind"] == "model"].iterrows():
-        record = {**row.dropna().to_dict(), "split": "test", "dataset": meta["dataset"],
-                  "checksum": meta["checksum"]}  # fmt: skip
+        record = {
+            **row.dropna().to_dict(),
+            "split": "test",
+            "dataset": meta["dataset"],
+            "checksum": meta["checksum"],
+        }
         Path(jsons[row["model"]]).write_text(json.dumps(record, indent=2, default=int) + "\n")
     return metrics

@@ -88,7 +88,12 @@ def write_profile(
     """Profile one training step and write the operator table and the Chrome trace."""
     torch.set_num_threads(threads)
     text = profile_step(
-        open_encoded(Path(encoded)), Path(checkpoint), batch_size=batch_size, warmup=warmup,
-        row_limit=row_limit, device=device, trace=Path(trace),
-    )  # fmt: skip
+        open_encoded(Path(encoded)),
+        Path(checkpoint),
+        batch_size=batch_size,
+        warmup=warmup,
+        row_limit=row_limit,
+        device=device,
+        trace=Path(trace),
+    )
     Path(table).write_text(text)

@@ -61,8 +61,11 @@ def provenance() -> dict[str, str]:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
         info["git commit"] = commit + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         info["git commit"] = "none (not a git checkout)"
@@ -120,15 +123,24 @@ def write_report(
         ]
     sections.append("<h2>Profile of one training step</h2>")
     for name, text in profiles.items():
-        sections += [f"<h3>{html.escape(name)}</h3>",
-                     f"<pre>{html.escape(Path(text).read_text())}</pre>"]  # fmt: skip
+        sections += [
+            f"<h3>{html.escape(name)}</h3>",
+            f"<pre>{html.escape(Path(text).read_text())}</pre>",
+        ]
     splits = ", ".join(f"{k} {v}" for k, v in meta["splits"].items())
     fields = ", ".join(f"{f['name']} ({f['kind']})" for f in meta["fields"])
     users = " and ".join(meta["users_origin"]) or "none (no demographic fields)"
-    data = {"dataset": meta["dataset"], "source": meta["source"],
-            f"checksum ({meta['checksum_kind']})": meta["checksum"], "ratings": meta["rows"],
-            "splits": splits, "fields": fields, "user demographics": users,
-            "train mean": f"{meta['train_mean']:.4f}", "seed": meta["seed"]}  # fmt: skip
+    data = {
+        "dataset": meta["dataset"],
+        "source": meta["source"],
+        f"checksum ({meta['checksum_kind']})": meta["checksum"],
+        "ratings": meta["rows"],
+        "splits": splits,
+        "fields": fields,
+        "user demographics": users,
+        "train mean": f"{meta['train_mean']:.4f}",
+        "seed": meta["seed"],
+    }
     info = {**provenance(), "written": dt.datetime.now().isoformat(timespec="seconds")}
     sections += [
         "<h2>Data</h2>",

@@ -23,8 +23,14 @@ from deepfm_rec.models import build_model
 from deepfm_rec.plots import plot_curves
 
 HISTORY_COLUMNS = [
-    "epoch", "train_mse", "train_mae", "valid_mse", "valid_mae", "lr", "seconds",
-]  # fmt: skip
+    "epoch",
+    "train_mse",
+    "train_mae",
+    "valid_mse",
+    "valid_mae",
+    "lr",
+    "seconds",
+]
 
 
 @dataclass
@@ -154,9 +160,14 @@ def train(
     valid_label = encoded.arrays["label"][valid_rows]
     logger.info(
         "training {} on {} ({} train / {} valid rows) on {}: {} {}",
-        model_name, encoded.meta["dataset"], len(train_rows), len(valid_rows), device_t,
-        hparams, asdict(config),
-    )  # fmt: skip
+        model_name,
+        encoded.meta["dataset"],
+        len(train_rows),
+        len(valid_rows),
+        device_t,
+        hparams,
+        asdict(config),
+    )
     rows: list[dict] = []
     best_state = None
     bar = tqdm(range(1, config.max_epochs + 1), desc=f"train {model_name}", unit="epoch")
@@ -184,8 +195,11 @@ def train(
             "seconds": time.perf_counter() - start,
         }
         rows.append(row)
-        logger.info("epoch {epoch}: train mse {train_mse:.4f} valid mse {valid_mse:.4f} "
-                    "mae {valid_mae:.4f} lr {lr:.2g} ({seconds:.1f}s)", **row)  # fmt: skip
+        logger.info(
+            "epoch {epoch}: train mse {train_mse:.4f} valid mse {valid_mse:.4f} "
+            "mae {valid_mae:.4f} lr {lr:.2g} ({seconds:.1f}s)",
+            **row,
+        )
         bar.set_postfix(valid_mae=f"{row['valid_mae']:.4f}")
         stop = stopper.step(row["valid_mae"], epoch)
         if stopper.best_epoch == epoch:
@@ -199,7 +213,9 @@ def train(
         logger.info("reached max_epochs={}", config.max_epochs)
     bar.close()
     if best_state is None:
-        raise RuntimeError(f"{model_name}: valid MAE was NaN from the first epoch: {stopper.reason}")
+        raise RuntimeError(
+            f"{model_name}: valid MAE was NaN from the first epoch: {stopper.reason}"
+        )
     model.load_state_dict(best_state)
     table = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     if history is not None:
@@ -244,9 +260,15 @@ def train_model(
     config = TrainConfig(**{k: v for k, v in settings.items() if k in names})
     hparams = {k: v for k, v in settings.items() if k not in names}
     _, table = train(
-        Path(encoded), model_name, hparams, config, seed=seed, device=device,
-        checkpoint=Path(checkpoint), history=Path(history),
-    )  # fmt: skip
+        Path(encoded),
+        model_name,
+        hparams,
+        config,
+        seed=seed,
+        device=device,
+        checkpoint=Path(checkpoint),
+        history=Path(history),
+    )
     plot_curves(table, Path(curves), f"{model_name} on {Path(encoded).parent.name}")
 
 

@@ -3,11 +3,11 @@ rule download:
         dataset_source,
     output:
         directory("resources/{dataset}"),
+    log:
+        "logs/download/{dataset}.log",
     params:
         dataset="{dataset}",
         source=source_param,
-    log:
-        "logs/download/{dataset}.log",
     script:
         "../../scripts/download.py"
 
@@ -17,12 +17,12 @@ rule synthesize_users:
         "resources/{dataset}",
     output:
         "results/{dataset}/users.tsv",
+    log:
+        "logs/synthesize_users/{dataset}.log",
     params:
         dataset="{dataset}",
         mode=config["users"],
         seed=config["seed"],
-    log:
-        "logs/synthesize_users/{dataset}.log",
     script:
         "../../scripts/synthesize_users.py"
 
@@ -33,13 +33,13 @@ rule encode:
         users="results/{dataset}/users.tsv",
     output:
         directory("results/{dataset}/encoded"),
-    params:
-        dataset="{dataset}",
-        seed=config["seed"],
-        split=config["split"],
     log:
         "logs/encode/{dataset}.log",
     benchmark:
         "benchmarks/encode/{dataset}.tsv"
+    params:
+        dataset="{dataset}",
+        seed=config["seed"],
+        split=config["split"],
     script:
         "../../scripts/encode.py"

@@ -10,16 +10,16 @@ rule train_fm:
             category="Learning curves",
             labels={"model": "FM"},
         ),
+    log:
+        "logs/train_fm/{dataset}.log",
+    benchmark:
+        "benchmarks/train_fm/{dataset}.tsv"
+    threads: config["threads"]
     params:
         model="fm",
         settings=config["fm"],
         seed=config["seed"],
         device=config["device"],
-    threads: config["threads"]
-    log:
-        "logs/train_fm/{dataset}.log",
-    benchmark:
-        "benchmarks/train_fm/{dataset}.tsv"
     script:
         "../../scripts/train.py"
 
@@ -34,21 +34,23 @@ use rule train_fm as train_deepfm with:
             category="Learning curves",
             labels={"model": "DeepFM"},
         ),
+    log:
+        "logs/train_deepfm/{dataset}.log",
+    benchmark:
+        "benchmarks/train_deepfm/{dataset}.tsv"
     params:
         model="deepfm",
         settings=config["deepfm"],
         seed=config["seed"],
         device=config["device"],
-    log:
-        "logs/train_deepfm/{dataset}.log",
-    benchmark:
-        "benchmarks/train_deepfm/{dataset}.tsv"
 
 
 rule evaluate:
     input:
         encoded=f"results/{DATASET}/encoded",
-        models=expand("results/{dataset}/{model}/model.pt", dataset=DATASET, model=MODELS),
+        models=expand(
+            "results/{dataset}/{model}/model.pt", dataset=DATASET, model=MODELS
+        ),
     output:
         table=report(
             "results/metrics.tsv",
@@ -60,15 +62,17 @@ rule evaluate:
             caption="../report/metrics.rst",
             category="Test metrics",
         ),
-        json=expand("results/{dataset}/{model}/metrics.json", dataset=DATASET, model=MODELS),
-    params:
-        models=MODELS,
-        device=config["device"],
-    threads: config["threads"]
+        json=expand(
+            "results/{dataset}/{model}/metrics.json", dataset=DATASET, model=MODELS
+        ),
     log:
         "logs/evaluate/evaluate.log",
     benchmark:
         "benchmarks/evaluate/evaluate.tsv"
+    threads: config["threads"]
+    params:
+        models=MODELS,
+        device=config["device"],
     script:
         "../../scripts/evaluate.py"
 
@@ -84,13 +88,13 @@ rule profile:
             category="Profile",
         ),
         trace="results/{dataset}/{model}/trace.json",
+    log:
+        "logs/profile/{dataset}/{model}.log",
+    threads: config["threads"]
     params:
         batch_size=config["profile"]["batch_size"],
         warmup=config["profile"]["warmup"],
         row_limit=config["profile"]["row_limit"],
         device=config["device"],
-    threads: config["threads"]
-    log:
-        "logs/profile/{dataset}/{model}.log",
     script:
         "../../scripts/profile.py"

@@ -3,8 +3,12 @@ rule report:
         metrics="results/metrics.tsv",
         metrics_plot="results/metrics.png",
         encoded=f"results/{DATASET}/encoded",
-        histories=expand("results/{dataset}/{model}/history.tsv", dataset=DATASET, model=MODELS),
-        curves=expand("results/{dataset}/{model}/curves.png", dataset=DATASET, model=MODELS),
+        histories=expand(
+            "results/{dataset}/{model}/history.tsv", dataset=DATASET, model=MODELS
+        ),
+        curves=expand(
+            "results/{dataset}/{model}/curves.png", dataset=DATASET, model=MODELS
+        ),
         profiles=expand(
             "results/{dataset}/{model}/profile.txt",
             dataset=DATASET,
@@ -12,11 +16,11 @@ rule report:
         ),
     output:
         "results/report.html",
+    log:
+        "logs/report/report.log",
     params:
         models=MODELS,
         profiled=config["profile"]["models"],
         config=config,
-    log:
-        "logs/report/report.log",
     script:
         "../../scripts/report.py"

@@ -76,9 +76,7 @@ class BatchMaker:
         n = encoded.meta["rows"]
         self.categorical = tensor(np.stack([a[name] for name in cat], axis=1))  # (N, Fc)
         self.dense = tensor(
-            np.stack([a[name] for name in dense], axis=1)
-            if dense
-            else np.zeros((n, 0), np.float32)
+            np.stack([a[name] for name in dense], axis=1) if dense else np.zeros((n, 0), np.float32)
         )  # (N, Fd)
         self.bag_index = tensor(
             np.stack([a[f"{name}.bag"] for name in multi], axis=1).astype(np.int64)

@@ -159,8 +159,14 @@ def encode(
             vocab = np.unique(users[name].astype(str))
             per_user = np.concatenate([[0], _codes(users[name].astype(str), vocab)])
             arrays[name] = per_user[row_of_user].astype(np.int32)
-            fields.append({"name": name, "kind": CATEGORICAL, "vocab_size": len(vocab) + 1,
-                           "vocabulary": vocab.tolist()})  # fmt: skip
+            fields.append(
+                {
+                    "name": name,
+                    "kind": CATEGORICAL,
+                    "vocab_size": len(vocab) + 1,
+                    "vocabulary": vocab.tolist(),
+                }
+            )
         age = np.concatenate([[np.nan], users["age"].to_numpy(np.float64)])[row_of_user]
         known = ~np.isnan(age)
         mean = float(age[known & train].mean())
@@ -176,8 +182,14 @@ def encode(
     arrays["genres.values"], arrays["genres.offsets"] = values, offsets
     movie_ids = movies["item"].to_numpy()
     arrays["genres.bag"] = _codes(item_raw, movie_ids)  # row -> 1 + movie position
-    fields.append({"name": "genres", "kind": MULTI, "vocab_size": len(genre_vocab) + 1,
-                   "vocabulary": genre_vocab.tolist()})  # fmt: skip
+    fields.append(
+        {
+            "name": "genres",
+            "kind": MULTI,
+            "vocab_size": len(genre_vocab) + 1,
+            "vocabulary": genre_vocab.tolist(),
+        }
+    )
 
     # tags: one bag per rated (user, movie) pair; vocabulary from train rows' tags.
     row_key = user_raw.astype(np.int64) * (1 << 32) + item_raw.astype(np.int64)

@@ -51,22 +51,34 @@ DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
         DatasetSpec(
-            "ml-100k", "ml-100k", "ml-100k", ("u.data", "u.item", "u.user"),
+            "ml-100k",
+            "ml-100k",
+            "ml-100k",
+            ("u.data", "u.item", "u.user"),
             md5="0e33842e24a9c977be4e0107933c0723",
         ),
         DatasetSpec(
-            "ml-1m", "ml-1m", "ml-1m", ("ratings.dat", "movies.dat", "users.dat"),
+            "ml-1m",
+            "ml-1m",
+            "ml-1m",
+            ("ratings.dat", "movies.dat", "users.dat"),
             md5="c4d9eecfca2ab87c1945afe126590906",
         ),
         DatasetSpec(
-            "ml-10m", "ml-10m", "ml-10M100K", ("ratings.dat", "movies.dat"),
+            "ml-10m",
+            "ml-10m",
+            "ml-10M100K",
+            ("ratings.dat", "movies.dat"),
             md5="ce571fd55effeba0271552578f2648bd",
         ),
         DatasetSpec("ml-20m", "csv", "ml-20m", _CSV, md5="cd245b17a1ae2cc31bb14903e1204af3"),
         DatasetSpec("ml-25m", "csv", "ml-25m", _CSV, md5="6b51fb2759a8657d3bfcbfc42b592ada"),
         DatasetSpec("ml-32m", "csv", "ml-32m", _CSV),
         DatasetSpec(
-            "ml-latest-small", "csv", "ml-latest-small", _CSV,
+            "ml-latest-small",
+            "csv",
+            "ml-latest-small",
+            _CSV,
             file_md5={
                 "ratings.csv": "ac0cf1d26aed3a5b6777a295231976ad",
                 "movies.csv": "b252328d16b085936b56eefad880ef9d",
@@ -75,7 +87,7 @@ DATASETS: dict[str, DatasetSpec] = {
             },
         ),
     ]
-}  # fmt: skip
+}
 
 
 def spec_for(dataset: str) -> DatasetSpec:
@@ -112,9 +124,7 @@ def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path) -> dict:
         file_md5[path.name] = md5sum(path)
         expected = spec.file_md5.get(path.name)
         if expected and file_md5[path.name] != expected:
-            raise DataError(
-                f"{path}: md5 mismatch: got {file_md5[path.name]}, expected {expected}"
-            )
+            raise DataError(f"{path}: md5 mismatch: got {file_md5[path.name]}, expected {expected}")
         shutil.copy2(path, dest / path.name)
     return {"checksum": _folder_digest(file_md5), "checksum_kind": "md5 of file md5s"}
 
@@ -125,8 +135,11 @@ def _extract_zip(spec: DatasetSpec, archive: Path, dest: Path) -> dict:
         raise DataError(f"{archive}: md5 mismatch: got {checksum}, expected {spec.md5}")
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = {Path(info.filename).name: info for info in zf.infolist()
-                       if Path(info.filename).parent.name == spec.folder}  # fmt: skip
+            members = {
+                Path(info.filename).name: info
+                for info in zf.infolist()
+                if Path(info.filename).parent.name == spec.folder
+            }
             missing = [name for name in spec.files if name not in members]
             if missing:
                 raise DataError(
@@ -144,9 +157,10 @@ def _download(url: str, target: Path, dataset: str, timeout: float = 15.0) -> No
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with open(target, "wb") as out, tqdm(
-                total=total, unit="B", unit_scale=True, desc=f"download {dataset}"
-            ) as bar:
+            with (
+                open(target, "wb") as out,
+                tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dataset}") as bar,
+            ):
                 while block := response.read(1 << 20):
                     out.write(block)
                     bar.update(len(block))
@@ -197,8 +211,9 @@ def fetch(dataset: str, source: str | Path | None, dest: Path) -> dict:
         staging.rename(dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("{}: {} {} from {}", dataset, provenance["checksum_kind"],
-                provenance["checksum"], origin)  # fmt: skip
+    logger.info(
+        "{}: {} {} from {}", dataset, provenance["checksum_kind"], provenance["checksum"], origin
+    )
     return provenance
 
 

@@ -26,13 +26,28 @@ MODES = ("auto", "real", "synthetic", "none")
 GENDERS = {"M": 4331, "F": 1709}
 AGES = {1: 222, 18: 1103, 25: 2096, 35: 1193, 45: 550, 50: 496, 56: 380}
 OCCUPATIONS = {
-    "other": 711, "academic/educator": 528, "artist": 267, "clerical/admin": 173,
-    "college/grad student": 759, "customer service": 112, "doctor/health care": 236,
-    "executive/managerial": 679, "farmer": 17, "homemaker": 92, "K-12 student": 195,
-    "lawyer": 129, "programmer": 388, "retired": 142, "sales/marketing": 302,
-    "scientist": 144, "self-employed": 241, "technician/engineer": 502,
-    "tradesman/craftsman": 70, "unemployed": 72, "writer": 281,
-}  # fmt: skip
+    "other": 711,
+    "academic/educator": 528,
+    "artist": 267,
+    "clerical/admin": 173,
+    "college/grad student": 759,
+    "customer service": 112,
+    "doctor/health care": 236,
+    "executive/managerial": 679,
+    "farmer": 17,
+    "homemaker": 92,
+    "K-12 student": 195,
+    "lawyer": 129,
+    "programmer": 388,
+    "retired": 142,
+    "sales/marketing": 302,
+    "scientist": 144,
+    "self-employed": 241,
+    "technician/engineer": 502,
+    "tradesman/craftsman": 70,
+    "unemployed": 72,
+    "writer": 281,
+}
 
 
 def _draw(rng: np.random.Generator, counts: dict, n: int) -> np.ndarray:
@@ -91,5 +106,6 @@ def write_users(raw: str | Path, out: str | Path, *, dataset: str, mode: str, se
 
 def read_users(path: str | Path) -> pd.DataFrame:
     """A users table written by write_users."""
-    return pd.read_csv(path, sep="\t", dtype={"gender": str, "occupation": str},
-                       keep_default_na=False)  # fmt: skip
+    return pd.read_csv(
+        path, sep="\t", dtype={"gender": str, "occupation": str}, keep_default_na=False
+    )

@@ -35,9 +35,13 @@ class DeepFM(FM):
         init_std: float = 0.01,
     ) -> None:
         super().__init__(
-            categorical, multi, n_dense, embed_dim=embed_dim, global_mean=global_mean,
+            categorical,
+            multi,
+            n_dense,
+            embed_dim=embed_dim,
+            global_mean=global_mean,
             init_std=init_std,
-        )  # fmt: skip
+        )
         self.mlp = MultiLayerPerceptron(self.embedding.num_fields * embed_dim, mlp, dropout)
 
     def score(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,0 +1,75 @@
+"""Shared fixtures: the embedded ml-latest-small, fetched and encoded once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from deepfm_rec.data.encoding import encode, open_encoded
+from deepfm_rec.data.layouts import read_tables
+from deepfm_rec.data.sources import fetch
+from deepfm_rec.data.users import build_users
+
+ROOT = Path(__file__).resolve().parents[1]
+EMBEDDED = ROOT / "resources" / "embedded" / "ml-latest-small"
+
+
+@pytest.fixture(scope="session")
+def raw_small(tmp_path_factory) -> Path:
+    """The embedded ml-latest-small, fetched (md5-verified) into a temp folder."""
+    dest = tmp_path_factory.mktemp("raw") / "ml-latest-small"
+    fetch("ml-latest-small", EMBEDDED, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tables_small(raw_small):
+    return read_tables(raw_small, "csv")
+
+
+@pytest.fixture(scope="session")
+def encoded_small(tables_small, raw_small, tmp_path_factory):
+    """ml-latest-small encoded with synthetic users, seed 7."""
+    out = tmp_path_factory.mktemp("enc") / "encoded"
+    users = build_users(tables_small.ratings["user"].unique(), None, "auto", seed=7)
+    encode(
+        tables_small,
+        users,
+        out,
+        seed=7,
+        valid_fraction=0.1,
+        test_fraction=0.1,
+        provenance={
+            "dataset": "ml-latest-small",
+            "checksum": "x",
+            "source": "test",
+            "checksum_kind": "test",
+        },
+    )
+    return open_encoded(out)
+
+
+@pytest.fixture(scope="session")
+def encoded_tiny(tables_small, tmp_path_factory):
+    """The ratings of the first 60 users of ml-latest-small, for fast training tests."""
+    from deepfm_rec.data.layouts import Tables
+
+    ratings = tables_small.ratings[tables_small.ratings["user"] <= 60].reset_index(drop=True)
+    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
+    out = tmp_path_factory.mktemp("enc") / "tiny"
+    users = build_users(ratings["user"].unique(), None, "synthetic", seed=3)
+    encode(
+        tables,
+        users,
+        out,
+        seed=3,
+        valid_fraction=0.1,
+        test_fraction=0.1,
+        provenance={
+            "dataset": "ml-latest-small",
+            "checksum": "x",
+            "source": "test",
+            "checksum_kind": "test",
+        },
+    )
+    return open_encoded(out)

@@ -1,0 +1,101 @@
+"""EarlyStopping, and the trainer on real ratings: determinism, best weights, checkpoint."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from deepfm_rec.data.batches import BatchMaker
+from deepfm_rec.train import HISTORY_COLUMNS, EarlyStopping, TrainConfig, load_model, predict, train
+
+
+def test_early_stopping_waits_patience_epochs_without_min_delta_improvement():
+    stopper = EarlyStopping("valid_mae", "min", patience=2, min_delta=0.01)
+    assert not stopper.step(1.0, 1)
+    assert not stopper.step(0.95, 2)  # improved by 0.05
+    assert not stopper.step(0.945, 3)  # 0.005 < min_delta: not an improvement
+    assert stopper.step(0.944, 4)  # second epoch without improvement
+    assert (stopper.best, stopper.best_epoch) == (0.95, 2)
+    assert "did not improve" in stopper.reason and "epoch 2" in stopper.reason
+
+
+def test_early_stopping_resets_on_improvement_and_handles_max_mode():
+    stopper = EarlyStopping("ndcg", "max", patience=2)
+    assert not stopper.step(0.1, 1)
+    assert not stopper.step(0.05, 2)
+    assert not stopper.step(0.2, 3)  # improvement resets the wait
+    assert not stopper.step(0.2, 4)
+    assert stopper.step(0.1, 5)
+    assert stopper.best_epoch == 3
+
+
+def test_early_stopping_stops_on_nan_and_restores_state():
+    stopper = EarlyStopping("valid_mae", patience=5)
+    stopper.step(0.8, 1)
+    assert stopper.step(math.nan, 2) and "NaN" in stopper.reason
+    copy = EarlyStopping("valid_mae", patience=5)
+    copy.load_state_dict(stopper.state_dict())
+    assert copy.state_dict() == stopper.state_dict()
+    with pytest.raises(ValueError, match="mode"):
+        EarlyStopping("x", mode="sideways")
+
+
+CONFIG = TrainConfig(lr=0.003, batch_size=256, max_epochs=6, l2=0.01, patience=2)
+HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1}
+
+
+def test_training_is_deterministic_on_cpu(encoded_tiny):
+    model_a, history_a = train(encoded_tiny, "deepfm", HPARAMS, CONFIG, seed=5, device="cpu")
+    model_b, history_b = train(encoded_tiny, "deepfm", HPARAMS, CONFIG, seed=5, device="cpu")
+    pd.testing.assert_frame_equal(
+        history_a.drop(columns="seconds"), history_b.drop(columns="seconds")
+    )
+    for (name, a), (_, b) in zip(
+        model_a.state_dict().items(), model_b.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    _, history_c = train(encoded_tiny, "deepfm", HPARAMS, CONFIG, seed=6, device="cpu")
+    assert not history_c["valid_mae"].equals(history_a["valid_mae"])
+
+
+def test_training_learns_and_restores_the_best_epoch(encoded_tiny, tmp_path):
+    model, history = train(
+        encoded_tiny,
+        "fm",
+        {"embed_dim": 8},
+        CONFIG,
+        seed=1,
+        device="cpu",
+        checkpoint=tmp_path / "model.pt",
+        history=tmp_path / "history.tsv",
+    )
+    assert list(history.columns) == HISTORY_COLUMNS
+    assert history["train_mse"].iloc[-1] < history["train_mse"].iloc[0]
+    maker = BatchMaker(encoded_tiny)
+    valid = encoded_tiny.rows("valid")
+    label = np.asarray(encoded_tiny.arrays["label"])[valid]
+    mae = float(np.abs(predict(model, maker, valid, 512) - label).mean())
+    assert mae == pytest.approx(history["valid_mae"].min(), abs=1e-5)
+    # the checkpoint holds the same model and says which epoch it is
+    loaded, state = load_model(tmp_path / "model.pt")
+    assert state["epoch"] == int(history.loc[history["valid_mae"].idxmin(), "epoch"])
+    assert state["best"]["valid_mae"] == pytest.approx(history["valid_mae"].min())
+    assert {"optimizer", "train_config", "hparams", "seed", "early_stopping"} <= set(state)
+    np.testing.assert_array_equal(
+        predict(loaded, maker, valid, 512), predict(model, maker, valid, 512)
+    )
+    written = pd.read_csv(tmp_path / "history.tsv", sep="\t")
+    assert list(written.columns) == HISTORY_COLUMNS and len(written) == len(history)
+
+
+def test_predictions_are_clipped_to_the_rating_scale(encoded_tiny):
+    model, _ = train(
+        encoded_tiny, "fm", {"embed_dim": 4}, TrainConfig(max_epochs=1), seed=0, device="cpu"
+    )
+    with torch.no_grad():
+        model.bias.fill_(100.0)
+    rows = encoded_tiny.rows("test")
+    assert (predict(model, BatchMaker(encoded_tiny), rows, 128) == 5.0).all()

@@ -1,0 +1,106 @@
+"""The real workflow on the embedded ml-latest-small: outputs, reruns, config errors, lint."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+
+import pandas as pd
+import pytest
+from workflow_helpers import FAST, copy_project, edit_config, scheduled_jobs, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A scratch clone that has run the whole study once."""
+    project = copy_project(tmp_path_factory.mktemp("study"))
+    edit_config(project, FAST)
+    snakemake(project)
+    return project
+
+
+def test_the_study_writes_its_outputs(project):
+    metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t").set_index("model")
+    assert list(metrics.index) == ["fm", "deepfm", "global_mean", "bias"]
+    meta = json.loads((project / "results/ml-latest-small/encoded/meta.json").read_text())
+    assert (metrics["rows"] == meta["splits"]["test"]).all()  # the whole test split
+    assert (metrics.loc[["fm", "deepfm"], "seed"] == 42).all()
+    assert (metrics["rmse"] < 1.1).all()
+    assert list(metrics["rmse"] ** 2) == pytest.approx(list(metrics["mse"]), rel=1e-5)
+    for model in ("fm", "deepfm"):
+        folder = project / "results/ml-latest-small" / model
+        record = json.loads((folder / "metrics.json").read_text())
+        assert record["rmse"] == pytest.approx(metrics.loc[model, "rmse"], abs=1e-6)
+        assert record["checksum"] == meta["checksum"] and record["split"] == "test"
+        history = pd.read_csv(folder / "history.tsv", sep="\t")
+        assert 1 <= len(history) <= 3
+        assert (folder / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    profile = (project / "results/ml-latest-small/deepfm/profile.txt").read_text()
+    assert "aten::" in profile and "batch 256" in profile
+    trace = json.loads((project / "results/ml-latest-small/deepfm/trace.json").read_text())
+    assert trace["traceEvents"]
+    users = pd.read_csv(project / "results/ml-latest-small/users.tsv", sep="\t")
+    assert len(users) == 610 and set(users["origin"]) == {"synthetic"}
+    for log in ("download/ml-latest-small", "encode/ml-latest-small", "train_fm/ml-latest-small"):
+        assert (project / "logs" / f"{log}.log").stat().st_size > 0
+
+
+def test_the_report_shows_models_baselines_and_provenance(project):
+    page = (project / "results" / "report.html").read_text()
+    metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
+    for _, row in metrics.iterrows():
+        assert f"{row['rmse']:.4f}" in page and f"{row['mae']:.4f}" in page
+    assert page.count("data:image/png;base64,") == 3  # metrics plot and two curves
+    assert 'src="http' not in page  # self-contained
+    meta = json.loads((project / "results/ml-latest-small/encoded/meta.json").read_text())
+    assert meta["checksum"] in page and "torch" in page and "snakemake" in page
+    assert "aten::" in page  # the profile's operators
+    assert re.search(r"dropout: 0\.2", page)  # the config used
+
+
+def test_a_second_run_has_nothing_to_do(project):
+    assert "Nothing to be done" in snakemake(project, "-n").stdout
+
+
+def test_changing_a_deepfm_setting_reruns_only_deepfm_and_its_dependents(project):
+    edit_config(project, {"deepfm": {"dropout": 0.3}})
+    try:
+        jobs = scheduled_jobs(snakemake(project, "-n").stdout)
+    finally:
+        edit_config(project, {"deepfm": {"dropout": 0.2}})
+    assert set(jobs) == {"train_deepfm", "evaluate", "profile", "report", "all"}
+    assert "Nothing to be done" in snakemake(project, "-n").stdout
+
+
+def test_snakemake_report_archive(project):
+    snakemake(project, "--report", "results/snakemake-report.zip")
+    names = zipfile.ZipFile(project / "results" / "snakemake-report.zip").namelist()
+    assert any(n.endswith("curves.png") for n in names)
+    assert any(n.endswith("metrics.tsv") for n in names)
+
+
+def test_lint_is_clean(project):
+    result = snakemake(project, "--lint", check=False)
+    assert result.returncode == 0 and "Lints for" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fm": {"embed_dimm": 8}}, "embed_dimm"),
+        ({"deepfm": {"dropout": "high"}}, "dropout"),
+        ({"seeed": 1}, "seeed"),
+        ({"split": {"test": 0.9}}, "test"),
+        ({"dataset": "ml-7m"}, "ml-7m"),
+    ],
+)
+def test_config_errors_fail_before_any_job_naming_the_key(tmp_path, change, message):
+    project = copy_project(tmp_path)
+    edit_config(project, change)
+    result = snakemake(project, "-n", check=False)
+    assert result.returncode != 0
+    assert message in result.stdout and "validat" in result.stdout.lower(), result.stdout[-2000:]
+    assert not (project / "results").exists()

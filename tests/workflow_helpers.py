@@ -1,0 +1,77 @@
+"""Run the real Snakemake workflow in a scratch copy of the project."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+# Small but real: the embedded ml-latest-small, a few epochs, a small profiled batch.
+FAST = {
+    "fm": {"max_epochs": 3},
+    "deepfm": {"max_epochs": 3},
+    "profile": {"batch_size": 256, "warmup": 1},
+}
+
+
+def copy_project(dest: Path) -> Path:
+    """The files a user's clone runs the workflow from, copied into `dest`."""
+    for name in ("Snakefile", "workflow", "scripts", "config"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name)
+        else:
+            shutil.copy2(source, dest / name)
+    shutil.copytree(ROOT / "resources" / "embedded", dest / "resources" / "embedded")
+    return dest
+
+
+def edit_config(project: Path, changes: dict) -> None:
+    """Merge `changes` (nested dicts) into the project's config/config.yaml."""
+    path = project / "config" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+
+    def merge(target: dict, update: dict) -> None:
+        for key, value in update.items():
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                merge(target[key], value)
+            else:
+                target[key] = value
+
+    merge(config, changes)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def snakemake(project: Path, *args: str, check: bool = True, timeout: int = 900):
+    """Run snakemake in `project`; returns the CompletedProcess (stdout and stderr joined)."""
+    result = subprocess.run(
+        [SNAKEMAKE, "--cores", "2", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    result.stdout += result.stderr
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-5000:]}")
+    return result
+
+
+def scheduled_jobs(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a snakemake (dry) run: rule -> count."""
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:", 1)[1]
+    jobs = {}
+    for line in table.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match or match.group(1) == "total":
+            break
+        jobs[match.group(1)] = int(match.group(2))
+    return jobs
