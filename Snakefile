@@ -25,3 +25,7 @@ rule all:
     default_target: True
     input:
         study_targets(),
+
+
+onsuccess:
+    print("deepfm-rec: the report is results/report.html")
