@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -129,10 +130,20 @@ def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path) -> dict:
     return {"checksum": _folder_digest(file_md5), "checksum_kind": "md5 of file md5s"}
 
 
-def _extract_zip(spec: DatasetSpec, archive: Path, dest: Path) -> dict:
+def parse_md5_sidecar(text: str, source: str) -> str:
+    """The md5 in a sidecar file: GNU (`<md5>  <name>`) or BSD (`MD5 (<name>) = <md5>`)."""
+    match = re.search(r"\b([0-9a-fA-F]{32})\b", text)
+    if not match:
+        raise DataError(f"{source}: no md5 checksum found in {text[:80]!r}")
+    return match.group(1).lower()
+
+
+def _extract_zip(spec: DatasetSpec, archive: Path, dest: Path, expected: str | None) -> dict:
     checksum = md5sum(archive)
-    if spec.md5 and checksum != spec.md5:
-        raise DataError(f"{archive}: md5 mismatch: got {checksum}, expected {spec.md5}")
+    if expected is None:
+        logger.warning("{}: no published md5 to check against; recording {}", archive, checksum)
+    elif checksum != expected:
+        raise DataError(f"{archive}: md5 mismatch: got {checksum}, expected {expected}")
     try:
         with zipfile.ZipFile(archive) as zf:
             members = {
@@ -172,6 +183,12 @@ def _download(url: str, target: Path, dataset: str, timeout: float = 15.0) -> No
         ) from error
 
 
+def _local_md5(archive: Path) -> str | None:
+    """The md5 in a sidecar `<archive>.md5` next to a local zip, if there is one."""
+    sidecar = archive.with_name(archive.name + ".md5")
+    return parse_md5_sidecar(sidecar.read_text(), str(sidecar)) if sidecar.is_file() else None
+
+
 def fetch(dataset: str, source: str | Path | None, dest: Path) -> dict:
     """Fetch `dataset` into the folder `dest` and return its provenance.
 
@@ -186,31 +203,37 @@ def fetch(dataset: str, source: str | Path | None, dest: Path) -> dict:
     spec = spec_for(dataset)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    # Everything is written under a scratch folder beside dest, removed whatever happens;
+    # only a complete, verified folder is moved into place.
+    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent) as scratch:
+        staging = Path(scratch) / "out"
+        staging.mkdir()
         if source is None:
-            archive = staging / f"{dataset}.zip.part"
+            origin = spec.url
+            archive = Path(scratch) / f"{dataset}.zip"
             logger.info("downloading {}", spec.url)
             _download(spec.url, archive, dataset)
-            provenance = _extract_zip(spec, archive, staging)
-            archive.unlink()
-            origin = spec.url
+            expected = spec.md5
+            if expected is None:  # GroupLens publishes <name>.zip.md5 beside newer archives
+                _download(f"{spec.url}.md5", archive.with_suffix(".md5"), dataset)
+                expected = parse_md5_sidecar(
+                    archive.with_suffix(".md5").read_text(), f"{spec.url}.md5"
+                )
+            provenance = _extract_zip(spec, archive, staging, expected)
         else:
+            origin = str(source)
             path = Path(source)
             if path.is_dir():
                 provenance = _copy_folder(spec, path, staging)
             elif path.is_file():
-                provenance = _extract_zip(spec, path, staging)
+                provenance = _extract_zip(spec, path, staging, spec.md5 or _local_md5(path))
             else:
                 raise DataError(f"config key 'source': {path} does not exist")
-            origin = str(path)
         provenance = {"dataset": dataset, "source": origin, **provenance}
         (staging / SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
         if dest.exists():
             shutil.rmtree(dest)
         staging.rename(dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info(
         "{}: {} {} from {}", dataset, provenance["checksum_kind"], provenance["checksum"], origin
     )

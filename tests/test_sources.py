@@ -1,0 +1,120 @@
+"""Fetching: folders and zips, checksums, and nothing left behind when a check fails."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import zipfile
+
+import pytest
+from conftest import EMBEDDED
+from deepfm_rec.data import sources
+from deepfm_rec.data.errors import DataError
+from deepfm_rec.data.sources import DATASETS, fetch, parse_md5_sidecar
+
+
+def make_zip(path, folder: str, files: dict[str, bytes]) -> str:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(f"{folder}/{name}", data)
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def only(tmp_path) -> list[str]:
+    """What is in tmp_path, hidden scratch folders included."""
+    return sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_embedded_folder_is_verified_and_copied(tmp_path):
+    provenance = fetch("ml-latest-small", EMBEDDED, tmp_path / "out")
+    assert (tmp_path / "out" / "ratings.csv").read_bytes() == (
+        EMBEDDED / "ratings.csv"
+    ).read_bytes()
+    assert json.loads((tmp_path / "out" / "source.json").read_text()) == provenance
+    assert provenance["checksum_kind"] == "md5 of file md5s" and len(provenance["checksum"]) == 32
+    assert only(tmp_path) == ["out"]
+
+
+def test_a_changed_file_fails_its_md5_and_leaves_nothing(tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(EMBEDDED, folder)
+    with open(folder / "movies.csv", "a") as handle:
+        handle.write("999999,Extra (2020),Drama\n")
+    with pytest.raises(
+        DataError, match=r"movies\.csv: md5 mismatch: got [0-9a-f]{32}, expected b252"
+    ):
+        fetch("ml-latest-small", folder, tmp_path / "out")
+    assert only(tmp_path) == ["copy"]
+
+
+def test_a_zip_with_the_right_md5_is_extracted(tmp_path, monkeypatch):
+    archive = tmp_path / "ml-100k.zip"
+    files = {"u.data": b"1\t2\t3\t4\n", "u.item": b"x", "u.user": b"y", "README": b"r"}
+    md5 = make_zip(archive, "ml-100k", files)
+    monkeypatch.setitem(DATASETS, "ml-100k", sources.DatasetSpec(
+        "ml-100k", "ml-100k", "ml-100k", ("u.data", "u.item", "u.user"), md5=md5))  # fmt: skip
+    provenance = fetch("ml-100k", archive, tmp_path / "out")
+    assert provenance["checksum"] == md5 and provenance["checksum_kind"] == "md5 of zip"
+    assert (tmp_path / "out" / "u.data").read_bytes() == files["u.data"]
+
+
+def test_zip_errors_name_the_archive_and_leave_nothing(tmp_path):
+    archive = tmp_path / "ml-100k.zip"
+    make_zip(archive, "ml-100k", {"u.data": b"1\t2\t3\t4\n"})
+    with pytest.raises(DataError, match=r"ml-100k\.zip: md5 mismatch: .* expected 0e33842e"):
+        fetch("ml-100k", archive, tmp_path / "out")
+    assert only(tmp_path) == ["ml-100k.zip"]
+
+
+def test_a_truncated_or_corrupt_zip_or_a_missing_member(tmp_path, monkeypatch):
+    archive = tmp_path / "ml-1m.zip"
+    make_zip(archive, "ml-1m", {"ratings.dat": b"1::2::3::4\n" * 1000, "movies.dat": b"m"})
+    monkeypatch.setitem(DATASETS, "ml-1m", sources.DatasetSpec(
+        "ml-1m", "ml-1m", "ml-1m", ("ratings.dat", "movies.dat", "users.dat")))  # fmt: skip
+    with pytest.raises(DataError, match=r"ml-1m\.zip: missing ml-1m/users\.dat"):
+        fetch("ml-1m", archive, tmp_path / "out")
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"ml-1m\.zip: corrupt or truncated zip"):
+        fetch("ml-1m", archive, tmp_path / "out")
+    archive.write_bytes(b"not a zip at all")
+    with pytest.raises(DataError, match=r"ml-1m\.zip: corrupt or truncated zip"):
+        fetch("ml-1m", archive, tmp_path / "out")
+    assert only(tmp_path) == ["ml-1m.zip"]
+
+
+def test_a_local_zip_is_checked_against_its_sidecar(tmp_path):
+    archive = tmp_path / "ml-32m.zip"
+    make_zip(archive, "ml-32m", {"ratings.csv": b"h\n", "movies.csv": b"h\n"})
+    (tmp_path / "ml-32m.zip.md5").write_text("MD5 (ml-32m.zip) = " + "0" * 32 + "\n")
+    with pytest.raises(DataError, match="md5 mismatch"):
+        fetch("ml-32m", archive, tmp_path / "out")
+
+
+def test_md5_sidecar_formats():
+    md5 = "6b51fb2759a8657d3bfcbfc42b592ada"
+    assert parse_md5_sidecar(f"{md5}  ml-25m.zip\n", "x") == md5
+    assert parse_md5_sidecar(f"MD5 (ml-25m.zip) = {md5.upper()}\n", "x") == md5
+    with pytest.raises(DataError, match="no md5"):
+        parse_md5_sidecar("<html>not found</html>", "x")
+
+
+def test_bad_names_and_paths_say_which_key(tmp_path):
+    with pytest.raises(DataError, match=r"'dataset': unknown dataset 'ml-7m'"):
+        fetch("ml-7m", None, tmp_path / "out")
+    with pytest.raises(DataError, match=r"'source': .*nowhere does not exist"):
+        fetch("ml-latest-small", tmp_path / "nowhere", tmp_path / "out")
+    assert only(tmp_path) == []
+
+
+def test_an_unreachable_host_fails_fast_and_says_how_to_go_offline(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    start = time.monotonic()
+    with pytest.raises(
+        DataError, match=r"cannot download http://127\.0\.0\.1:9/ml-1m\.zip.*source:"
+    ):
+        fetch("ml-1m", None, tmp_path / "out")
+    assert time.monotonic() - start < 20
+    assert only(tmp_path) == []
