@@ -48,8 +48,8 @@ HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1}
 
 
 def test_training_is_deterministic_on_cpu(encoded_tiny):
-    model_a, history_a = train(encoded_tiny, "deepfm", HPARAMS, CONFIG, seed=5, device="cpu")
-    model_b, history_b = train(encoded_tiny, "deepfm", HPARAMS, CONFIG, seed=5, device="cpu")
+    model_a, history_a, _ = train(encoded_tiny, "deepfm", HPARAMS, CONFIG, seed=5, device="cpu")
+    model_b, history_b, _ = train(encoded_tiny, "deepfm", HPARAMS, CONFIG, seed=5, device="cpu")
     pd.testing.assert_frame_equal(
         history_a.drop(columns="seconds"), history_b.drop(columns="seconds")
     )
@@ -57,12 +57,12 @@ def test_training_is_deterministic_on_cpu(encoded_tiny):
         model_a.state_dict().items(), model_b.state_dict().items(), strict=True
     ):
         assert torch.equal(a, b), name
-    _, history_c = train(encoded_tiny, "deepfm", HPARAMS, CONFIG, seed=6, device="cpu")
+    _, history_c, _ = train(encoded_tiny, "deepfm", HPARAMS, CONFIG, seed=6, device="cpu")
     assert not history_c["valid_mae"].equals(history_a["valid_mae"])
 
 
 def test_training_learns_and_restores_the_best_epoch(encoded_tiny, tmp_path):
-    model, history = train(
+    model, history, kept = train(
         encoded_tiny,
         "fm",
         {"embed_dim": 8},
@@ -78,11 +78,18 @@ def test_training_learns_and_restores_the_best_epoch(encoded_tiny, tmp_path):
     valid = encoded_tiny.rows("valid")
     label = np.asarray(encoded_tiny.arrays["label"])[valid]
     mae = float(np.abs(predict(model, maker, valid, 512) - label).mean())
-    assert mae == pytest.approx(history["valid_mae"].min(), abs=1e-5)
+    assert mae == pytest.approx(history.set_index("epoch").loc[kept, "valid_mae"], abs=1e-5)
     # the checkpoint holds the same model and says which epoch it is
     loaded, state = load_model(tmp_path / "model.pt")
-    assert state["epoch"] == int(history.loc[history["valid_mae"].idxmin(), "epoch"])
-    assert state["best"]["valid_mae"] == pytest.approx(history["valid_mae"].min())
+    assert state["epoch"] == kept
+    assert state["best"]["valid_mae"] == pytest.approx(mae, abs=1e-5)
+    # the kept epoch is the last one that improved valid MAE by more than min_delta
+    improved, best = [], float("inf")
+    for epoch, value in zip(history["epoch"], history["valid_mae"], strict=True):
+        if value < best - CONFIG.min_delta:
+            improved.append(epoch)
+            best = value
+    assert kept == improved[-1]
     assert {"optimizer", "train_config", "hparams", "seed", "early_stopping"} <= set(state)
     np.testing.assert_array_equal(
         predict(loaded, maker, valid, 512), predict(model, maker, valid, 512)
@@ -92,7 +99,7 @@ def test_training_learns_and_restores_the_best_epoch(encoded_tiny, tmp_path):
 
 
 def test_predictions_are_clipped_to_the_rating_scale(encoded_tiny):
-    model, _ = train(
+    model, _, _ = train(
         encoded_tiny, "fm", {"embed_dim": 4}, TrainConfig(max_epochs=1), seed=0, device="cpu"
     )
     with torch.no_grad():

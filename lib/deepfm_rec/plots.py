@@ -11,14 +11,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def plot_curves(history: pd.DataFrame, path: Path, title: str) -> None:
-    """Train and valid MSE and MAE (stars) per epoch, the best valid MAE epoch marked."""
-    best = history.loc[history["valid_mae"].idxmin(), "epoch"]
+def plot_curves(history: pd.DataFrame, best: int, path: Path, title: str) -> None:
+    """Train and valid MSE and MAE (stars) per epoch, the kept (`best`) epoch marked."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
     for ax, metric in zip(axes, ("mse", "mae"), strict=True):
         ax.plot(history["epoch"], history[f"train_{metric}"], "o-", ms=3, label="train")
         ax.plot(history["epoch"], history[f"valid_{metric}"], "o-", ms=3, label="valid")
-        ax.axvline(best, color="grey", ls="--", lw=1, label=f"best epoch {best}")
+        ax.axvline(best, color="grey", ls="--", lw=1, label=f"kept epoch {best}")
         ax.set(xlabel="epoch", ylabel=f"{metric.upper()} (stars{'²' if metric == 'mse' else ''})")
         ax.grid(alpha=0.3)
     axes[0].legend()

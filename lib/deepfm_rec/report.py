@@ -93,7 +93,7 @@ def write_report(
         config: the workflow config used.
     """
     meta = json.loads((Path(encoded) / "meta.json").read_text())
-    table = pd.read_csv(metrics, sep="\t")
+    table = pd.read_csv(metrics, sep="\t", dtype={"seed": "Int64", "best_epoch": "Int64"})
     by_name = table.set_index("model")
     summary = ""
     if {"deepfm", "bias"} <= set(by_name.index):

@@ -138,11 +138,11 @@ def train(
     device: str = "auto",
     checkpoint: Path | None = None,
     history: Path | None = None,
-) -> tuple[torch.nn.Module, pd.DataFrame]:
+) -> tuple[torch.nn.Module, pd.DataFrame, int]:
     """Train `model_name` on the train split, early-stopped on valid MAE.
 
-    Returns the model with its best weights restored and the history table
-    (HISTORY_COLUMNS); writes the checkpoint dict and history.tsv when paths are given.
+    Returns the model with its best weights restored, the history table
+    (HISTORY_COLUMNS) and the epoch whose weights were kept; writes the checkpoint dict and history.tsv when paths are given.
     """
     if not isinstance(encoded, Encoded):
         encoded = open_encoded(encoded)
@@ -236,7 +236,7 @@ def train(
             },
             checkpoint,
         )
-    return model, table
+    return model, table, stopper.best_epoch
 
 
 def train_model(
@@ -259,7 +259,7 @@ def train_model(
     names = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in settings.items() if k in names})
     hparams = {k: v for k, v in settings.items() if k not in names}
-    _, table = train(
+    _, table, best_epoch = train(
         Path(encoded),
         model_name,
         hparams,
@@ -269,7 +269,7 @@ def train_model(
         checkpoint=Path(checkpoint),
         history=Path(history),
     )
-    plot_curves(table, Path(curves), f"{model_name} on {Path(encoded).parent.name}")
+    plot_curves(table, best_epoch, Path(curves), f"{model_name} on {Path(encoded).parent.name}")
 
 
 def load_model(checkpoint: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
