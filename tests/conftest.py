@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from deepfm_rec.data.encoding import encode, open_encoded
 from deepfm_rec.data.layouts import read_tables
 from deepfm_rec.data.sources import fetch

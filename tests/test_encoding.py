@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from deepfm_rec.data.encoding import SPLITS, split_rows
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 
 import torch
-from deepfm_rec.data.batches import Batch, BatchMaker, gather_bags
+
+from deepfm_rec.data.batches import Batch, BatchMaker
 from deepfm_rec.models import build_model
 from deepfm_rec.models.layers import FactorizationMachine, FieldEmbedding
 
@@ -25,14 +26,6 @@ def test_fm_term_matches_brute_force():
     for fields, dim in [(2, 1), (5, 4), (9, 16)]:
         v = torch.randn(7, fields, dim, dtype=torch.float64)
         torch.testing.assert_close(FactorizationMachine()(v), brute_force_pairs(v))
-
-
-def test_gather_bags_expands_ragged_rows():
-    values = torch.tensor([5, 6, 7, 8, 9], dtype=torch.int32)
-    offsets = torch.tensor([0, 0, 2, 2, 5])  # bags: [], [5, 6], [], [7, 8, 9]
-    flat, starts = gather_bags(values, offsets, torch.tensor([3, 0, 1, 3]))
-    assert flat.tolist() == [7, 8, 9, 5, 6, 7, 8, 9]
-    assert starts.tolist() == [0, 3, 3, 5]
 
 
 def small_batch() -> Batch:

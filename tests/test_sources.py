@@ -9,6 +9,7 @@ import time
 import zipfile
 
 import pytest
+
 from conftest import EMBEDDED
 from deepfm_rec.data import sources
 from deepfm_rec.data.errors import DataError

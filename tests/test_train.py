@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.train import HISTORY_COLUMNS, EarlyStopping, TrainConfig, load_model, predict, train
 

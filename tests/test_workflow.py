@@ -8,6 +8,7 @@ import zipfile
 
 import pandas as pd
 import pytest
+
 from workflow_helpers import FAST, copy_project, edit_config, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.workflow

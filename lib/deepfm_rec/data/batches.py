@@ -6,6 +6,8 @@ L the total number of values in one multi-valued field over the batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,53 +57,118 @@ def gather_bags(
     return values[position], row_starts.to(torch.int32)
 
 
-class BatchMaker:
-    """Holds the encoded arrays as tensors on one device and gathers batches from them.
+@dataclass
+class RowTable:
+    """The per-row arrays of some rows, stacked by kind, on one device.
 
-    The arrays are copied once (field columns stacked, so one index op per kind);
-    each batch is then a handful of gathers on the device.
+    categorical int32 (R, Fc), dense float32 (R, Fd), bag_index int64 (R, Fm), label (R,).
     """
 
-    def __init__(self, encoded: Encoded, device: torch.device | str = "cpu") -> None:
+    categorical: torch.Tensor
+    dense: torch.Tensor
+    bag_index: torch.Tensor
+    label: torch.Tensor
+
+
+class BatchMaker:
+    """Gathers batches from the encoded arrays with a few index ops per batch.
+
+    When the per-row arrays fit in `memory_budget` bytes they are copied to the device
+    once (resident) and every batch is gathered there. Otherwise the rows of each epoch
+    are streamed from the memmaps in chunks of `chunk_rows` (read in row order for
+    locality), the next chunk loading in a background thread while the current one
+    trains. Both paths give the same batches. The ragged values and offsets (one bag
+    per movie or tagged pair) are always resident.
+    """
+
+    def __init__(
+        self,
+        encoded: Encoded,
+        device: torch.device | str = "cpu",
+        memory_budget: float = 8e9,
+        chunk_rows: int = 1 << 20,
+    ) -> None:
         self.device = torch.device(device)
         self.meta = encoded.meta
-        a = encoded.arrays
-
-        def tensor(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.array(array)).to(self.device)  # copy: memmaps are read-only
-
-        cat = [f["name"] for f in encoded.fields(CATEGORICAL)]
-        dense = [f["name"] for f in encoded.fields(DENSE)]
-        multi = [f["name"] for f in encoded.fields(MULTI)]
+        self.arrays = encoded.arrays
+        self.names = {kind: [f["name"] for f in encoded.fields(kind)]
+                      for kind in (CATEGORICAL, DENSE, MULTI)}  # fmt: skip
+        self.ragged = [
+            (self._tensor(self.arrays[f"{m}.values"]), self._tensor(self.arrays[f"{m}.offsets"]))
+            for m in self.names[MULTI]
+        ]
         n = encoded.meta["rows"]
-        self.categorical = tensor(np.stack([a[name] for name in cat], axis=1))  # (N, Fc)
-        self.dense = tensor(
-            np.stack([a[name] for name in dense], axis=1) if dense else np.zeros((n, 0), np.float32)
-        )  # (N, Fd)
-        self.bag_index = tensor(
-            np.stack([a[f"{name}.bag"] for name in multi], axis=1).astype(np.int64)
-        )  # (N, Fm)
-        self.ragged = [(tensor(a[f"{m}.values"]), tensor(a[f"{m}.offsets"])) for m in multi]
-        self.label = tensor(a["label"])
+        row_bytes = 4 * (len(self.names[CATEGORICAL]) + len(self.names[DENSE]) + 1)
+        row_bytes += 8 * len(self.names[MULTI])
+        self.resident = n * row_bytes <= memory_budget
+        self.chunk_rows = chunk_rows
+        self.table = self.load(np.arange(n)) if self.resident else None
 
-    def batch(self, rows: torch.Tensor) -> Batch:
-        """The batch of the given row indices (int64 tensor on this device)."""
-        bag_index = self.bag_index[rows]  # (B, Fm)
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.array(array))  # a copy: memmaps are read-only
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    def load(self, rows: np.ndarray) -> RowTable:
+        """The per-row arrays of `rows` (int64, any order), gathered from the memmaps."""
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+
+        def take(names: list[str], suffix: str, dtype) -> torch.Tensor:
+            columns = [np.asarray(self.arrays[name + suffix][sorted_rows]) for name in names]
+            stacked = np.stack(columns, axis=1) if columns else np.zeros((len(rows), 0))
+            return self._tensor(stacked[inverse].astype(dtype, copy=False))
+
+        return RowTable(
+            categorical=take(self.names[CATEGORICAL], "", np.int32),  # (R, Fc)
+            dense=take(self.names[DENSE], "", np.float32),  # (R, Fd)
+            bag_index=take(self.names[MULTI], ".bag", np.int64),  # (R, Fm)
+            label=self._tensor(np.asarray(self.arrays["label"][sorted_rows])[inverse]),  # (R,)
+        )
+
+    def gather(self, table: RowTable, positions: torch.Tensor) -> Batch:
+        """The batch of the given positions (int64, on this device) in a row table."""
+        bag_index = table.bag_index[positions]  # (B, Fm)
         return Batch(
-            categorical=self.categorical[rows],
-            dense=self.dense[rows],
+            categorical=table.categorical[positions],
+            dense=table.dense[positions],
             bags=[
                 gather_bags(values, offsets, bag_index[:, j])
                 for j, (values, offsets) in enumerate(self.ragged)
             ],
-            label=self.label[rows],
+            label=table.label[positions],
         )
 
-    def batches(self, rows: np.ndarray, batch_size: int, generator: torch.Generator | None = None):
+    def batch(self, rows: np.ndarray | torch.Tensor) -> Batch:
+        """The batch of the given rows (row indices of the encoded arrays)."""
+        if self.table is not None:
+            return self.gather(self.table, torch.as_tensor(rows, device=self.device))
+        rows = np.asarray(torch.as_tensor(rows).cpu(), dtype=np.int64)
+        return self.gather(self.load(rows), torch.arange(len(rows), device=self.device))
+
+    def batches(
+        self, rows: np.ndarray, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[Batch]:
         """Yield batches over `rows`, shuffled with `generator` when one is given."""
-        rows_t = torch.as_tensor(rows, dtype=torch.int64)
+        order = torch.as_tensor(np.asarray(rows), dtype=torch.int64)
         if generator is not None:
-            rows_t = rows_t[torch.randperm(len(rows_t), generator=generator)]
-        rows_t = rows_t.to(self.device)
-        for start in range(0, len(rows_t), batch_size):
-            yield self.batch(rows_t[start : start + batch_size])
+            order = order[torch.randperm(len(order), generator=generator)]
+        if self.table is not None:
+            order = order.to(self.device)
+            for start in range(0, len(order), batch_size):
+                yield self.gather(self.table, order[start : start + batch_size])
+            return
+        chunk = max(batch_size, self.chunk_rows // batch_size * batch_size)
+        pieces = [order[s : s + chunk].numpy() for s in range(0, len(order), chunk)]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self.load, pieces[0]) if pieces else None
+            for i in range(len(pieces)):
+                table = pending.result()
+                if i + 1 < len(pieces):
+                    pending = pool.submit(self.load, pieces[i + 1])  # prefetch the next chunk
+                positions = torch.arange(len(pieces[i]), device=self.device)
+                for start in range(0, len(positions), batch_size):
+                    yield self.gather(table, positions[start : start + batch_size])
