@@ -5,11 +5,21 @@ Canonical tables (pandas DataFrames):
     movies:  item (int64), title (str), genres (list[str]; empty for "(no genres listed)")
     tags:    user (int64), item (int64), tag (str)
     users:   user (int64), gender (str), age (int64 years), occupation (str); None when
-             the archive has no demographics.
+             the archive has no demographics. ml-1m gives the lower bound of an age
+             bracket (1 means under 18) and an occupation code, mapped to its name here.
+
+Validation policy: every parser raises DataError, naming the file and line, for a line
+with the wrong number of fields, a value that is not a number where one is expected, a
+rating outside 0.5-5 stars, an empty ratings file and a missing required file.
+Ratings files (up to tens of millions of lines) are parsed by pandas' C reader; the
+small text files (movies, tags, users) line by line.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +28,24 @@ import pandas as pd
 from deepfm_rec.data.errors import DataError
 
 NO_GENRES = "(no genres listed)"
+
+# u.genre of ml-100k, the order of the 19 genre flags of u.item.
+ML100K_GENRES = tuple(
+    "unknown|Action|Adventure|Animation|Children's|Comedy|Crime|Documentary|Drama|Fantasy|"
+    "Film-Noir|Horror|Musical|Mystery|Romance|Sci-Fi|Thriller|War|Western".split("|")
+)
+
+# ml-1m's README: occupation code -> name, code 0 first. The names of users.OCCUPATIONS
+# (not imported from there: users imports this module).
+ML1M_OCCUPATIONS = tuple(
+    "other|academic/educator|artist|clerical/admin|college/grad student|customer service|"
+    "doctor/health care|executive/managerial|farmer|homemaker|K-12 student|lawyer|"
+    "programmer|retired|sales/marketing|scientist|self-employed|technician/engineer|"
+    "tradesman/craftsman|unemployed|writer".split("|")
+)
+
+# ml-1m's README: age brackets by their lower bound in years (1 means under 18).
+ML1M_AGES = (1, 18, 25, 35, 45, 50, 56)
 
 
 @dataclass
@@ -48,6 +76,20 @@ def _numeric(df: pd.DataFrame, column: str, path: Path, first_line: int) -> pd.S
     return values
 
 
+def _check_values(
+    values: pd.Series, allowed: Iterable, name: str, path: Path, first_line: int
+) -> None:
+    """The first value outside `allowed` is reported with its line number."""
+    allowed = list(allowed)
+    bad = ~values.isin(allowed).to_numpy()
+    if bad.any():
+        row = int(bad.argmax())
+        raise DataError(
+            f"{path}:{row + first_line}: {name} {values.iloc[row]!r} is not one of "
+            f"{', '.join(map(str, allowed))}"
+        )
+
+
 def _check_ratings(ratings: pd.DataFrame, path: Path, first_line: int) -> pd.DataFrame:
     if ratings.empty:
         raise DataError(f"{path}: no ratings (the file is empty)")
@@ -61,13 +103,138 @@ def _check_ratings(ratings: pd.DataFrame, path: Path, first_line: int) -> pd.Dat
     return ratings
 
 
-def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+def _ratings(raw: pd.DataFrame, columns: list[str], path: Path, first_line: int) -> pd.DataFrame:
+    """Canonical ratings from the raw columns holding user, item, rating, timestamp."""
+    user, item, rating, timestamp = columns
+    ratings = pd.DataFrame(
+        {
+            "user": _numeric(raw, user, path, first_line).astype("int64"),
+            "item": _numeric(raw, item, path, first_line).astype("int64"),
+            "rating": _numeric(raw, rating, path, first_line).astype("float32"),
+            "timestamp": _numeric(raw, timestamp, path, first_line).astype("int64"),
+        }
+    )
+    return _check_ratings(ratings, path, first_line)
+
+
+def _genre_lists(genres: pd.Series) -> list[list[str]]:
+    """`|`-joined genre names as lists; "(no genres listed)" is the empty list."""
+    return [[] if g in ("", NO_GENRES) else g.split("|") for g in genres]
+
+
+def _no_tags() -> pd.DataFrame:
+    return pd.DataFrame({"user": [], "item": [], "tag": []}).astype(
+        {"user": "int64", "item": "int64", "tag": str}
+    )
+
+
+def _has_gaps(df: pd.DataFrame) -> bool:
+    """Whether a text column has an empty value: what a line with too few fields leaves."""
+    text = df.select_dtypes(exclude="number")
+    return bool((text == "").to_numpy().any())
+
+
+def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
+    """(line number from 1, text without the line break) of each line of a text file."""
+    with open(_require(path), "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                yield number, raw.decode(encoding).rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{path}:{number}: not valid {encoding}: {error}") from None
+
+
+def _records(
+    path: Path, n_fields: int, sep: str, encoding: str, text_field: int | None = None
+) -> Iterator[list[str]]:
+    """The fields of each line; a line without exactly n_fields fields is a DataError.
+
+    text_field: index of a free-text field (a title, a tag) that may itself contain
+    `sep`: the fields before it are split off from the left, those after from the right.
+    """
+    for number, line in _lines(path, encoding):
+        if text_field is None:
+            fields = line.split(sep)
+        else:
+            *head, rest = line.split(sep, text_field)
+            fields = [*head, *rest.rsplit(sep, n_fields - text_field - 1)]
+        if len(fields) != n_fields:
+            raise DataError(
+                f"{path}:{number}: expected {n_fields} fields separated by {sep!r}, "
+                f"found {len(fields)}"
+            )
+        yield fields
+
+
+def _read_lines(
+    path: Path, names: list[str], sep: str, encoding: str, text_field: int | None = None
+) -> pd.DataFrame:
+    """A small headerless text file as str columns `names`, row r from line r + 1."""
+    rows = list(_records(path, len(names), sep, encoding, text_field))
+    return pd.DataFrame(rows, columns=names, dtype=str)
+
+
+def _read_numbers(path: Path, names: list[str], sep: str, encoding: str) -> pd.DataFrame:
+    """A large headerless file of numbers as columns `names`, row r from line r + 1.
+
+    pandas' C reader takes one-character separators only, so `::` becomes a tab first
+    (ratings never contain tabs). If the reader fails or leaves a value empty, the file
+    is re-read line by line so that a line with the wrong field count is named.
+    """
+    data = _require(path).read_bytes().replace(sep.encode(), b"\t")
     try:
-        df = pd.read_csv(_require(path), dtype=str, keep_default_na=False, encoding="utf-8")
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: malformed CSV: {error}") from error
-    except pd.errors.EmptyDataError as error:
-        raise DataError(f"{path}: empty file, expected a header {','.join(columns)}") from error
+        df = pd.read_csv(
+            io.BytesIO(data),
+            sep="\t",
+            header=None,
+            engine="c",
+            encoding=encoding,
+            encoding_errors="replace",
+            quoting=csv.QUOTE_NONE,
+            keep_default_na=False,
+            skip_blank_lines=False,
+        )
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame({name: pd.Series(dtype=str) for name in names})
+    except pd.errors.ParserError:
+        df = None
+    if df is None or df.shape[1] != len(names) or _has_gaps(df):
+        for _ in _records(path, len(names), sep, encoding):  # raises at a short or long line
+            pass
+    if df is None or df.shape[1] != len(names):
+        raise DataError(f"{path}: not {len(names)} fields separated by {sep!r} on every line")
+    df.columns = names
+    return df
+
+
+def _read_csv(path: Path, columns: list[str], text: bool) -> pd.DataFrame:
+    """A CSV file with a header; numbers parsed by the C reader unless `text` (all str)."""
+    try:
+        df = pd.read_csv(
+            _require(path),
+            dtype=str if text else None,
+            keep_default_na=False,
+            encoding="utf-8",
+            skip_blank_lines=False,
+        )
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not valid utf-8: {error}") from error
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file, expected a header {','.join(columns)}") from None
+    except pd.errors.ParserError:
+        df = None
+    if df is None or _has_gaps(df):
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle)
+            n_fields = len(next(reader))
+            for fields in reader:
+                if len(fields) != n_fields:
+                    raise DataError(
+                        f"{path}:{reader.line_num}: expected {n_fields} comma-separated "
+                        f"fields, found {len(fields)}"
+                    )
+    if df is None:
+        raise DataError(f"{path}: malformed CSV")
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise DataError(f"{path}: header lacks column(s) {', '.join(missing)}")
@@ -78,30 +245,23 @@ def read_csv_layout(folder: Path) -> Tables:
     """ml-20m, ml-25m, ml-32m and ml-latest(-small): CSV files with a header row."""
     folder = Path(folder)
     path = folder / "ratings.csv"
-    raw = _read_csv(path, ["userId", "movieId", "rating", "timestamp"])
-    ratings = pd.DataFrame(
-        {
-            "user": _numeric(raw, "userId", path, 2).astype("int64"),
-            "item": _numeric(raw, "movieId", path, 2).astype("int64"),
-            "rating": _numeric(raw, "rating", path, 2).astype("float32"),
-            "timestamp": _numeric(raw, "timestamp", path, 2).astype("int64"),
-        }
-    )
-    _check_ratings(ratings, path, 2)
+    columns = ["userId", "movieId", "rating", "timestamp"]
+    ratings = _ratings(_read_csv(path, columns, text=False), columns, path, 2)
 
     path = folder / "movies.csv"
-    raw = _read_csv(path, ["movieId", "title", "genres"])
+    raw = _read_csv(path, ["movieId", "title", "genres"], text=True)
     movies = pd.DataFrame(
         {
             "item": _numeric(raw, "movieId", path, 2).astype("int64"),
             "title": raw["title"],
-            "genres": [[] if g in ("", NO_GENRES) else g.split("|") for g in raw["genres"]],
+            "genres": _genre_lists(raw["genres"]),
         }
     )
 
     path = folder / "tags.csv"
+    tags = _no_tags()
     if path.exists():
-        raw = _read_csv(path, ["userId", "movieId", "tag"])
+        raw = _read_csv(path, ["userId", "movieId", "tag"], text=True)
         tags = pd.DataFrame(
             {
                 "user": _numeric(raw, "userId", path, 2).astype("int64"),
@@ -109,14 +269,119 @@ def read_csv_layout(folder: Path) -> Tables:
                 "tag": raw["tag"],
             }
         )
-    else:
-        tags = pd.DataFrame({"user": [], "item": [], "tag": []}).astype(
-            {"user": "int64", "item": "int64", "tag": str}
+    return Tables(ratings=ratings, movies=movies, tags=tags)
+
+
+def _read_dat_layout(folder: Path, encoding: str) -> Tables:
+    """ratings.dat, movies.dat and, if present, tags.dat of ml-1m and ml-10m (`::`)."""
+    path = folder / "ratings.dat"
+    columns = ["UserID", "MovieID", "Rating", "Timestamp"]
+    ratings = _ratings(_read_numbers(path, columns, "::", encoding), columns, path, 1)
+
+    path = folder / "movies.dat"
+    raw = _read_lines(path, ["MovieID", "Title", "Genres"], "::", encoding, text_field=1)
+    movies = pd.DataFrame(
+        {
+            "item": _numeric(raw, "MovieID", path, 1).astype("int64"),
+            "title": raw["Title"],
+            "genres": _genre_lists(raw["Genres"]),
+        }
+    )
+
+    path = folder / "tags.dat"
+    tags = _no_tags()
+    if path.exists():
+        columns = ["UserID", "MovieID", "Tag", "Timestamp"]
+        raw = _read_lines(path, columns, "::", encoding, text_field=2)
+        tags = pd.DataFrame(
+            {
+                "user": _numeric(raw, "UserID", path, 1).astype("int64"),
+                "item": _numeric(raw, "MovieID", path, 1).astype("int64"),
+                "tag": raw["Tag"],
+            }
         )
     return Tables(ratings=ratings, movies=movies, tags=tags)
 
 
+def read_ml1m(folder: Path) -> Tables:
+    """ml-1m: ratings.dat, movies.dat, users.dat (`::`, latin-1), real demographics."""
+    folder = Path(folder)
+    tables = _read_dat_layout(folder, "latin-1")
+    path = folder / "users.dat"
+    columns = ["UserID", "Gender", "Age", "Occupation", "Zip-code"]
+    raw = _read_lines(path, columns, "::", "latin-1")
+    _check_values(raw["Gender"], ("M", "F"), "Gender", path, 1)
+    _check_values(raw["Age"], map(str, ML1M_AGES), "Age", path, 1)
+    codes = map(str, range(len(ML1M_OCCUPATIONS)))
+    _check_values(raw["Occupation"], codes, "Occupation", path, 1)
+    tables.users = pd.DataFrame(
+        {
+            "user": _numeric(raw, "UserID", path, 1).astype("int64"),
+            "gender": raw["Gender"],
+            "age": raw["Age"].astype("int64"),
+            "occupation": [ML1M_OCCUPATIONS[int(code)] for code in raw["Occupation"]],
+        }
+    )
+    return tables
+
+
+def read_ml10m(folder: Path) -> Tables:
+    """ml-10m (the files of ml-10M100K/): ratings.dat, movies.dat, tags.dat (`::`, UTF-8)."""
+    return _read_dat_layout(Path(folder), "utf-8")
+
+
+def read_ml100k(folder: Path) -> Tables:
+    """ml-100k: u.data (tab), u.item and u.user (`|`, latin-1), genre names from u.genre.
+
+    u.item's "unknown" genre flag marks a movie without genres: it is never a genre.
+    """
+    folder = Path(folder)
+    path = folder / "u.data"
+    columns = ["user id", "item id", "rating", "timestamp"]
+    ratings = _ratings(_read_numbers(path, columns, "\t", "latin-1"), columns, path, 1)
+
+    path = folder / "u.genre"
+    genres = list(ML100K_GENRES)
+    if path.exists():  # lines "name|flag index", in index order
+        genres = [line.split("|")[0] for _, line in _lines(path, "latin-1") if line.strip()]
+        if len(genres) != len(ML100K_GENRES):
+            raise DataError(f"{path}: {len(genres)} genres, expected {len(ML100K_GENRES)}")
+
+    path = folder / "u.item"
+    columns = ["movie id", "movie title", "release date", "video release date", "IMDb URL"]
+    raw = _read_lines(path, columns + genres, "|", "latin-1", text_field=1)
+    for genre in genres:
+        _check_values(raw[genre], ("0", "1"), f"flag {genre}", path, 1)
+    flags = raw[genres].to_numpy() == "1"
+    movies = pd.DataFrame(
+        {
+            "item": _numeric(raw, "movie id", path, 1).astype("int64"),
+            "title": raw["movie title"],
+            "genres": [
+                [g for g, on in zip(genres, row, strict=True) if on and g != "unknown"]
+                for row in flags
+            ],
+        }
+    )
+
+    path = folder / "u.user"
+    raw = _read_lines(path, ["user id", "age", "gender", "occupation", "zip code"], "|", "latin-1")
+    _check_values(raw["gender"], ("M", "F"), "gender", path, 1)
+    users = pd.DataFrame(
+        {
+            "user": _numeric(raw, "user id", path, 1).astype("int64"),
+            "gender": raw["gender"],
+            "age": _numeric(raw, "age", path, 1).astype("int64"),
+            "occupation": raw["occupation"],
+        }
+    )
+    return Tables(ratings=ratings, movies=movies, tags=_no_tags(), users=users)
+
+
 PARSERS = {
+    "ml-100k": read_ml100k,
+    "ml-1m": read_ml1m,
+    "ml-10m": read_ml10m,
     "csv": read_csv_layout,
 }
 
