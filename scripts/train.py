@@ -11,6 +11,7 @@ train_model(
     seed=snakemake.params.seed,
     device=snakemake.params.device,
     threads=snakemake.threads,
+    memory_budget=snakemake.params.memory_budget_gb * 1e9,
     checkpoint=snakemake.output.model,
     history=snakemake.output.history,
     curves=snakemake.output.curves,

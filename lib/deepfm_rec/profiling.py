@@ -10,7 +10,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
-from deepfm_rec.train import TrainConfig, load_model, loss_terms
+from deepfm_rec.train import Optimizers, TrainConfig, load_model, loss_terms, uses_sparse
 
 
 def profile_step(
@@ -28,11 +28,11 @@ def profile_step(
     Returns the operator table (sorted by self CPU time, or self CUDA time on a GPU),
     and writes a Chrome trace to `trace` when given.
     """
-    model, state = load_model(checkpoint, device)
+    model, state = load_model(checkpoint, device, for_training=True)
     model.train()
     device_t = next(model.parameters()).device
     config = TrainConfig(**state["train_config"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = Optimizers(model, config, uses_sparse(config, device_t))
     maker = BatchMaker(encoded, device_t)
     train_rows = encoded.rows("train")
     generator = torch.Generator().manual_seed(state["seed"])
@@ -44,7 +44,7 @@ def profile_step(
             batch = maker.batch(rows)
         with record_function("forward"):
             loss, _ = loss_terms(model, batch, config.l2)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         with record_function("backward"):
             loss.backward()
         with record_function("optimizer step"):

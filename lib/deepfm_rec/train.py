@@ -45,6 +45,67 @@ class TrainConfig:
     min_delta: float = 1e-4
     lr_factor: float = 0.5  # ReduceLROnPlateau on valid MAE
     lr_patience: int = 1
+    # adam: dense Adam over every parameter. sparse_adam: embedding tables get sparse
+    # gradients and a lazy SparseAdam that touches only the rows a batch used (dense Adam
+    # over every row each step dominates a CPU step); the rest keeps Adam.
+    # auto: sparse_adam on the CPU, adam (fused) on CUDA.
+    optimizer: str = "auto"
+
+
+class Optimizers:
+    """Adam, or SparseAdam for sparse-gradient embeddings plus Adam for the rest.
+
+    One interface for the loop: zero_grad, step, the LR on plateau, state_dict.
+    """
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, sparse: bool) -> None:
+        cuda = next(model.parameters()).is_cuda
+        sparse_params = [
+            m.weight
+            for m in model.modules()
+            if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag) and m.sparse
+        ]
+        ids = {id(p) for p in sparse_params}
+        dense_params = [p for p in model.parameters() if id(p) not in ids]
+        self.optimizers: list[torch.optim.Optimizer] = [
+            torch.optim.Adam(dense_params, lr=config.lr, fused=cuda or None)
+        ]
+        if sparse and sparse_params:
+            self.optimizers.append(torch.optim.SparseAdam(sparse_params, lr=config.lr))
+        self.schedulers = [
+            torch.optim.lr_scheduler.ReduceLROnPlateau(
+                o, mode="min", factor=config.lr_factor, patience=config.lr_patience
+            )
+            for o in self.optimizers
+        ]
+
+    def zero_grad(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def plateau_step(self, metric: float) -> None:
+        for scheduler in self.schedulers:
+            scheduler.step(metric)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizers[0].param_groups[0]["lr"]
+
+    def state_dict(self) -> list[dict]:
+        return [optimizer.state_dict() for optimizer in self.optimizers]
+
+
+def uses_sparse(config: TrainConfig, device: torch.device) -> bool:
+    """Whether the embeddings train with sparse gradients (see TrainConfig.optimizer)."""
+    if config.optimizer not in ("auto", "adam", "sparse_adam"):
+        raise ValueError(f"optimizer must be auto, adam or sparse_adam, not {config.optimizer!r}")
+    return config.optimizer == "sparse_adam" or (
+        config.optimizer == "auto" and device.type == "cpu"
+    )
 
 
 class EarlyStopping:
@@ -138,33 +199,36 @@ def train(
     device: str = "auto",
     checkpoint: Path | None = None,
     history: Path | None = None,
+    memory_budget: float = 8e9,
 ) -> tuple[torch.nn.Module, pd.DataFrame, int]:
     """Train `model_name` on the train split, early-stopped on valid MAE.
 
     Returns the model with its best weights restored, the history table
-    (HISTORY_COLUMNS) and the epoch whose weights were kept; writes the checkpoint dict and history.tsv when paths are given.
+    (HISTORY_COLUMNS) and the epoch whose weights were kept; writes the checkpoint dict
+    and history.tsv when paths are given. `memory_budget` (bytes) bounds the per-row
+    arrays copied to the device; larger data is streamed (see BatchMaker).
     """
     if not isinstance(encoded, Encoded):
         encoded = open_encoded(encoded)
     torch.manual_seed(seed)
     device_t = resolve_device(device)
-    maker = BatchMaker(encoded, device_t)
-    model = build_model(model_name, encoded.meta, **hparams).to(device_t)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience
-    )
+    maker = BatchMaker(encoded, device_t, memory_budget)
+    sparse = uses_sparse(config, device_t)
+    model = build_model(model_name, encoded.meta, sparse=sparse, **hparams).to(device_t)
+    optimizer = Optimizers(model, config, sparse)
     stopper = EarlyStopping("valid_mae", "min", config.patience, config.min_delta)
     shuffle = torch.Generator().manual_seed(seed)
     train_rows, valid_rows = encoded.rows("train"), encoded.rows("valid")
     valid_label = encoded.arrays["label"][valid_rows]
     logger.info(
-        "training {} on {} ({} train / {} valid rows) on {}: {} {}",
+        "training {} on {} ({} train / {} valid rows) on {}, {} batches, {}: {} {}",
         model_name,
         encoded.meta["dataset"],
         len(train_rows),
         len(valid_rows),
         device_t,
+        "resident" if maker.resident else "streamed",
+        "sparse embedding updates" if sparse else "dense updates",
         hparams,
         asdict(config),
     )
@@ -178,7 +242,7 @@ def train(
         sum_ae = torch.zeros((), device=device_t)
         for batch in maker.batches(train_rows, config.batch_size, shuffle):
             loss, prediction = loss_terms(model, batch, config.l2)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             error = prediction.detach() - batch.label
@@ -191,7 +255,7 @@ def train(
             "train_mae": sum_ae.item() / len(train_rows),
             "valid_mse": float(np.mean((valid_pred - valid_label) ** 2)),
             "valid_mae": float(np.mean(np.abs(valid_pred - valid_label))),
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": optimizer.lr,
             "seconds": time.perf_counter() - start,
         }
         rows.append(row)
@@ -208,7 +272,7 @@ def train(
         if stop:
             logger.info("early stop: {}", stopper.reason)
             break
-        scheduler.step(row["valid_mae"])
+        optimizer.plateau_step(row["valid_mae"])
     else:
         logger.info("reached max_epochs={}", config.max_epochs)
     bar.close()
@@ -247,6 +311,7 @@ def train_model(
     seed: int,
     device: str,
     threads: int,
+    memory_budget: float,
     checkpoint: str | Path,
     history: str | Path,
     curves: str | Path,
@@ -268,13 +333,22 @@ def train_model(
         device=device,
         checkpoint=Path(checkpoint),
         history=Path(history),
+        memory_budget=memory_budget,
     )
     plot_curves(table, best_epoch, Path(curves), f"{model_name} on {Path(encoded).parent.name}")
 
 
-def load_model(checkpoint: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """The model of a checkpoint written by `train`, in eval mode, and the checkpoint dict."""
-    state = torch.load(checkpoint, map_location=resolve_device(device), weights_only=True)
-    model = build_model(state["model"], state["meta"], **state["hparams"])
+def load_model(
+    checkpoint: Path, device: str = "cpu", for_training: bool = False
+) -> tuple[torch.nn.Module, dict]:
+    """The model of a checkpoint written by `train`, in eval mode, and the checkpoint dict.
+
+    `for_training` builds it as `train` did (sparse embedding gradients where its
+    optimizer setting asks for them), to take more training steps.
+    """
+    device_t = resolve_device(device)
+    state = torch.load(checkpoint, map_location=device_t, weights_only=True)
+    sparse = for_training and uses_sparse(TrainConfig(**state["train_config"]), device_t)
+    model = build_model(state["model"], state["meta"], sparse=sparse, **state["hparams"])
     model.load_state_dict(state["state_dict"])
-    return model.to(resolve_device(device)).eval(), state
+    return model.to(device_t).eval(), state

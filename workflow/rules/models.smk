@@ -20,6 +20,7 @@ rule train_fm:
         settings=config["fm"],
         seed=config["seed"],
         device=config["device"],
+        memory_budget_gb=config["memory_budget_gb"],
     script:
         "../../scripts/train.py"
 
@@ -43,6 +44,7 @@ use rule train_fm as train_deepfm with:
         settings=config["deepfm"],
         seed=config["seed"],
         device=config["device"],
+        memory_budget_gb=config["memory_budget_gb"],
 
 
 rule evaluate:

@@ -33,6 +33,7 @@ class DeepFM(FM):
         mlp: list[int],
         dropout: float = 0.0,
         init_std: float = 0.01,
+        sparse: bool = False,
     ) -> None:
         super().__init__(
             categorical,
@@ -41,6 +42,7 @@ class DeepFM(FM):
             embed_dim=embed_dim,
             global_mean=global_mean,
             init_std=init_std,
+            sparse=sparse,
         )
         self.mlp = MultiLayerPerceptron(self.embedding.num_fields * embed_dim, mlp, dropout)
 

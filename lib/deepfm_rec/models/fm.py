@@ -20,6 +20,7 @@ class FM(nn.Module):
         embed_dim: D.
         global_mean: initial bias, the train mean rating (stars).
         init_std: std of the embeddings' initialisation.
+        sparse: embedding tables produce sparse gradients (for SparseAdam).
     """
 
     def __init__(
@@ -31,11 +32,12 @@ class FM(nn.Module):
         embed_dim: int,
         global_mean: float,
         init_std: float = 0.01,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.tensor(float(global_mean)))
-        self.linear = FieldEmbedding(categorical, multi, n_dense, 1, init_std)
-        self.embedding = FieldEmbedding(categorical, multi, n_dense, embed_dim, init_std)
+        self.linear = FieldEmbedding(categorical, multi, n_dense, 1, init_std, sparse)
+        self.embedding = FieldEmbedding(categorical, multi, n_dense, embed_dim, init_std, sparse)
         self.fm = FactorizationMachine()
 
     def score(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

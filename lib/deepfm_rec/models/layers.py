@@ -26,16 +26,25 @@ class FieldEmbedding(nn.Module):
         n_dense: number of dense fields.
         dim: D.
         init_std: std of the normal initialisation.
+        sparse: the tables produce sparse gradients (rows the batch used only).
     """
 
     def __init__(
-        self, categorical: list[int], multi: list[int], n_dense: int, dim: int, init_std: float
+        self,
+        categorical: list[int],
+        multi: list[int],
+        n_dense: int,
+        dim: int,
+        init_std: float,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
         offsets = torch.tensor([0, *categorical[:-1]]).cumsum(0).to(torch.int32)
         self.register_buffer("offsets", offsets, persistent=False)
-        self.categorical = nn.Embedding(sum(categorical), dim)
-        self.multi = nn.ModuleList(nn.EmbeddingBag(size, dim, mode="mean") for size in multi)
+        self.categorical = nn.Embedding(sum(categorical), dim, sparse=sparse)
+        self.multi = nn.ModuleList(
+            nn.EmbeddingBag(size, dim, mode="mean", sparse=sparse) for size in multi
+        )
         self.dense = nn.Parameter(torch.empty(n_dense, dim))
         for weight in (self.categorical.weight, self.dense, *(m.weight for m in self.multi)):
             nn.init.normal_(weight, std=init_std)
