@@ -69,7 +69,7 @@ def _pairs(rng: np.random.Generator, n: int, p_user: np.ndarray, p_item: np.ndar
     n_items = len(p_item)
     keys = np.zeros(0, dtype=np.int64)  # user * n_items + item, sorted and unique
     while len(keys) < n:
-        m = int(1.2 * (n - len(keys))) + 1000
+        m = int(1.5 * (n - len(keys))) + 1000  # 1.5: one round at 10M ratings
         # users from multinomial counts come out sorted; shuffled movies pair independently
         user = np.repeat(np.arange(len(p_user)), rng.multinomial(m, p_user))
         item = rng.permutation(np.repeat(np.arange(n_items), rng.multinomial(m, p_item)))
