@@ -10,7 +10,6 @@ import pytest
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import ML1M_OCCUPATIONS, PARSERS, read_tables
 from deepfm_rec.data.sources import DATASETS
-from deepfm_rec.data.users import OCCUPATIONS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -66,8 +65,8 @@ def test_every_dataset_layout_has_a_parser():
     assert {spec.layout for spec in DATASETS.values()} == set(PARSERS)
 
 
-def test_ml1m_occupations_are_the_users_module_names_in_readme_order():
-    assert list(ML1M_OCCUPATIONS) == list(OCCUPATIONS)
+def test_ml1m_occupations_in_readme_order():
+    assert len(ML1M_OCCUPATIONS) == 21
     assert ML1M_OCCUPATIONS[0] == "other" and ML1M_OCCUPATIONS[10] == "K-12 student"
     assert ML1M_OCCUPATIONS[20] == "writer"
 

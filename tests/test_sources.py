@@ -7,6 +7,7 @@ import json
 import shutil
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -50,15 +51,23 @@ def test_a_changed_file_fails_its_md5_and_leaves_nothing(tmp_path):
     assert only(tmp_path) == ["copy"]
 
 
-def test_a_zip_with_the_right_md5_is_extracted(tmp_path, monkeypatch):
+def test_a_zip_with_the_right_md5_is_extracted_and_parsed(tmp_path, monkeypatch):
     archive = tmp_path / "ml-100k.zip"
-    files = {"u.data": b"1\t2\t3\t4\n", "u.item": b"x", "u.user": b"y", "README": b"r"}
+    fixture = Path(__file__).parent / "fixtures" / "ml-100k"
+    files = {p.name: p.read_bytes() for p in fixture.iterdir()}
     md5 = make_zip(archive, "ml-100k", files)
-    monkeypatch.setitem(DATASETS, "ml-100k", sources.DatasetSpec(
-        "ml-100k", "ml-100k", "ml-100k", ("u.data", "u.item", "u.user"), md5=md5))  # fmt: skip
+    spec = sources.DatasetSpec("ml-100k", "ml-100k", "ml-100k", ("u.data", "u.item"), md5=md5)
+    monkeypatch.setitem(DATASETS, "ml-100k", spec)
     provenance = fetch("ml-100k", archive, tmp_path / "out")
     assert provenance["checksum"] == md5 and provenance["checksum_kind"] == "md5 of zip"
     assert (tmp_path / "out" / "u.data").read_bytes() == files["u.data"]
+    # a zip whose data does not parse fails, naming the file inside the zip
+    bad = make_zip(tmp_path / "bad.zip", "ml-100k", {**files, "u.item": b"1|Toy Story\n"})
+    monkeypatch.setitem(DATASETS, "ml-100k", sources.DatasetSpec(
+        "ml-100k", "ml-100k", "ml-100k", ("u.data", "u.item"), md5=bad))  # fmt: skip
+    with pytest.raises(DataError, match=r"bad\.zip:ml-100k/u\.item:1: expected 24 fields"):
+        fetch("ml-100k", tmp_path / "bad.zip", tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
 
 
 def test_zip_errors_name_the_archive_and_leave_nothing(tmp_path):

@@ -22,9 +22,12 @@ FAST = {
 
 def copy_project(dest: Path) -> Path:
     """The files a user's clone runs the workflow from, copied into `dest`."""
-    for name in ("Snakefile", "workflow", "scripts", "config"):
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "profiles", "workflow", "scripts", "config"):
         source = ROOT / name
-        if source.is_dir():
+        if source.is_symlink():
+            (dest / name).symlink_to(source.readlink())
+        elif source.is_dir():
             shutil.copytree(source, dest / name)
         else:
             shutil.copy2(source, dest / name)

@@ -11,14 +11,19 @@ from deepfm_rec.data.errors import DataError
 
 
 def route_to(path: str) -> None:
-    """Send stderr and loguru to `path`; a DataError is logged as its one-line message."""
+    """Send stderr and loguru to `path`.
+
+    A DataError (bad input) is written as its one-line message, to the log and to the
+    terminal Snakemake runs in, without a traceback: the message names what is wrong.
+    """
     sys.stderr = open(path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 (lives until exit)
     logger.remove()
     logger.add(sys.stderr, level="INFO", enqueue=False)
 
     def hook(kind, error, tb) -> None:
         if isinstance(error, DataError):
-            sys.stderr.write(f"DataError: {error}\n")
+            for stream in (sys.stderr, sys.__stderr__):
+                stream.write(f"DataError: {error}\n")
         else:
             traceback.print_exception(kind, error, tb, file=sys.stderr)
 

@@ -102,8 +102,15 @@ def write_report(
         summary = (
             f'<p class="summary">DeepFM test RMSE <b>{d:.4f}</b> {verdict} the tuned bias '
             f"baseline's <b>{b:.4f}</b> stars, on {int(by_name.loc['deepfm', 'rows'])} test "
-            f"ratings of {html.escape(meta['dataset'])}.</p>"
+            f"ratings of {html.escape(meta['dataset'])}."
         )
+        if "truth" in meta:  # a synthetic dataset knows the best possible RMSE
+            summary += (
+                f" The noise floor (the RMSE of the true expected ratings) is "
+                f"<b>{meta['truth']['bayes_rmse']:.4f}</b>: DeepFM is "
+                f"{d - meta['truth']['bayes_rmse']:.4f} stars above it."
+            )
+        summary += "</p>"
     sections = [
         f"<h1>deepfm-rec: {html.escape(meta['dataset'])}</h1>",
         summary,
@@ -141,6 +148,8 @@ def write_report(
         "train mean": f"{meta['train_mean']:.4f}",
         "seed": meta["seed"],
     }
+    if "truth" in meta:
+        data["ground truth (synthetic)"] = ", ".join(f"{k} {v}" for k, v in meta["truth"].items())
     info = {**provenance(), "written": dt.datetime.now().isoformat(timespec="seconds")}
     sections += [
         "<h2>Data</h2>",

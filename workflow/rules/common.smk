@@ -20,3 +20,8 @@ def dataset_source(wildcards):
 
 def source_param(wildcards):
     return config["source"] if wildcards.dataset == DATASET else None
+
+
+def synthetic_param(wildcards):
+    """The generator's settings, for the synthetic dataset only."""
+    return config["synthetic"] if wildcards.dataset == "synthetic" else None

@@ -8,6 +8,7 @@ rule download:
     params:
         dataset="{dataset}",
         source=source_param,
+        synthetic=synthetic_param,
     script:
         "../../scripts/download.py"
 

@@ -35,8 +35,7 @@ ML100K_GENRES = tuple(
     "Film-Noir|Horror|Musical|Mystery|Romance|Sci-Fi|Thriller|War|Western".split("|")
 )
 
-# ml-1m's README: occupation code -> name, code 0 first. The names of users.OCCUPATIONS
-# (not imported from there: users imports this module).
+# ml-1m's README: occupation code -> name, code 0 first (also the synthetic users').
 ML1M_OCCUPATIONS = tuple(
     "other|academic/educator|artist|clerical/admin|college/grad student|customer service|"
     "doctor/health care|executive/managerial|farmer|homemaker|K-12 student|lawyer|"

@@ -1,8 +1,9 @@
 """Where each MovieLens dataset comes from, and fetching it with verified checksums.
 
 `fetch` takes a dataset from the GroupLens site, a local zip or an unpacked folder,
-checks it and leaves its raw files in one folder, with `source.json` recording the
-checksum. Nothing is left behind when a check fails.
+checks its checksum, parses it once (so malformed data fails here) and leaves its raw
+files in one folder, with `source.json` recording the checksum. Nothing is left behind
+when a check fails.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from loguru import logger
 from tqdm import tqdm
 
 from deepfm_rec.data.errors import DataError
+from deepfm_rec.data.layouts import read_tables
+from deepfm_rec.data.synthetic import generate
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 SOURCE_FILE = "source.json"
@@ -75,6 +78,8 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("ml-20m", "csv", "ml-20m", _CSV, md5="cd245b17a1ae2cc31bb14903e1204af3"),
         DatasetSpec("ml-25m", "csv", "ml-25m", _CSV, md5="6b51fb2759a8657d3bfcbfc42b592ada"),
         DatasetSpec("ml-32m", "csv", "ml-32m", _CSV),
+        # generated offline by deepfm_rec.data.synthetic, in the ml-10m layout
+        DatasetSpec("synthetic", "ml-10m", "synthetic", ("ratings.dat", "movies.dat")),
         DatasetSpec(
             "ml-latest-small",
             "csv",
@@ -116,7 +121,8 @@ def _folder_digest(file_md5: dict[str, str]) -> str:
     return hashlib.md5(lines.encode()).hexdigest()
 
 
-def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path) -> dict:
+def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path | None) -> dict:
+    """Check (and copy into `dest`, unless None) a dataset folder; its folder digest."""
     missing = [name for name in spec.files if not (folder / name).is_file()]
     if missing:
         raise DataError(f"{folder}: missing file(s) {', '.join(missing)} for {spec.name}")
@@ -126,7 +132,8 @@ def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path) -> dict:
         expected = spec.file_md5.get(path.name)
         if expected and file_md5[path.name] != expected:
             raise DataError(f"{path}: md5 mismatch: got {file_md5[path.name]}, expected {expected}")
-        shutil.copy2(path, dest / path.name)
+        if dest is not None:
+            shutil.copy2(path, dest / path.name)
     return {"checksum": _folder_digest(file_md5), "checksum_kind": "md5 of file md5s"}
 
 
@@ -183,19 +190,36 @@ def _download(url: str, target: Path, dataset: str, timeout: float = 15.0) -> No
         ) from error
 
 
+def _validate(spec: DatasetSpec, folder: Path, shown_as: str) -> None:
+    """Parse the dataset in `folder`, so bad data fails here, before it becomes an output.
+
+    Messages name the data as the user knows it (`shown_as`: their folder, or the zip or
+    URL and the folder inside it), not the scratch folder it was unpacked into.
+    """
+    try:
+        read_tables(folder, spec.layout)
+    except DataError as error:
+        raise DataError(str(error).replace(str(folder), shown_as)) from None
+
+
 def _local_md5(archive: Path) -> str | None:
     """The md5 in a sidecar `<archive>.md5` next to a local zip, if there is one."""
     sidecar = archive.with_name(archive.name + ".md5")
     return parse_md5_sidecar(sidecar.read_text(), str(sidecar)) if sidecar.is_file() else None
 
 
-def fetch(dataset: str, source: str | Path | None, dest: Path) -> dict:
+def fetch(
+    dataset: str, source: str | Path | None, dest: Path, synthetic: dict | None = None
+) -> dict:
     """Fetch `dataset` into the folder `dest` and return its provenance.
 
     Args:
         dataset: a name from DATASETS.
-        source: a local `.zip` or unpacked folder; None downloads from GroupLens.
+        source: a local `.zip` or unpacked folder; None downloads from GroupLens (or,
+            for `synthetic`, generates the data).
         dest: the output folder; written whole or not at all.
+        synthetic: keyword arguments of deepfm_rec.data.synthetic.generate (n_ratings,
+            seed, ...), for the `synthetic` dataset.
 
     Returns:
         dict with dataset, source, checksum, checksum_kind (also saved as source.json).
@@ -208,7 +232,11 @@ def fetch(dataset: str, source: str | Path | None, dest: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent) as scratch:
         staging = Path(scratch) / "out"
         staging.mkdir()
-        if source is None:
+        if source is None and dataset == "synthetic":
+            origin = f"generated: {json.dumps(synthetic, sort_keys=True)}"
+            truth = generate(staging, **(synthetic or {}))
+            provenance = {**_copy_folder(spec, staging, None), "truth": truth}
+        elif source is None:
             origin = spec.url
             archive = Path(scratch) / f"{dataset}.zip"
             logger.info("downloading {}", spec.url)
@@ -220,13 +248,16 @@ def fetch(dataset: str, source: str | Path | None, dest: Path) -> dict:
                     archive.with_suffix(".md5").read_text(), f"{spec.url}.md5"
                 )
             provenance = _extract_zip(spec, archive, staging, expected)
+            _validate(spec, staging, f"{spec.url}:{spec.folder}")
         else:
             origin = str(source)
             path = Path(source)
             if path.is_dir():
                 provenance = _copy_folder(spec, path, staging)
+                _validate(spec, staging, str(path))
             elif path.is_file():
                 provenance = _extract_zip(spec, path, staging, spec.md5 or _local_md5(path))
+                _validate(spec, staging, f"{path}:{spec.folder}")
             else:
                 raise DataError(f"config key 'source': {path} does not exist")
         provenance = {"dataset": dataset, "source": origin, **provenance}

@@ -15,39 +15,20 @@ import pandas as pd
 from loguru import logger
 
 from deepfm_rec.data.errors import DataError
-from deepfm_rec.data.layouts import read_tables
+from deepfm_rec.data.layouts import ML1M_OCCUPATIONS, read_tables
 from deepfm_rec.data.sources import spec_for
 
 COLUMNS = ["user", "gender", "age", "occupation", "origin"]
 MODES = ("auto", "real", "synthetic", "none")
 
 # ml-1m's marginals: gender counts, age brackets (lower bound in years) and the
-# 21 occupations of its README, with their user counts.
+# 21 occupations of its README (names shared with the ml-1m parser), with user counts.
 GENDERS = {"M": 4331, "F": 1709}
 AGES = {1: 222, 18: 1103, 25: 2096, 35: 1193, 45: 550, 50: 496, 56: 380}
-OCCUPATIONS = {
-    "other": 711,
-    "academic/educator": 528,
-    "artist": 267,
-    "clerical/admin": 173,
-    "college/grad student": 759,
-    "customer service": 112,
-    "doctor/health care": 236,
-    "executive/managerial": 679,
-    "farmer": 17,
-    "homemaker": 92,
-    "K-12 student": 195,
-    "lawyer": 129,
-    "programmer": 388,
-    "retired": 142,
-    "sales/marketing": 302,
-    "scientist": 144,
-    "self-employed": 241,
-    "technician/engineer": 502,
-    "tradesman/craftsman": 70,
-    "unemployed": 72,
-    "writer": 281,
-}
+# user counts of ml-1m's occupations, in the code order of its README (ML1M_OCCUPATIONS)
+OCCUPATION_COUNTS = (711, 528, 267, 173, 759, 112, 236, 679, 17, 92, 195, 129, 388, 142, 302,
+                     144, 241, 502, 70, 72, 281)  # fmt: skip
+OCCUPATIONS = dict(zip(ML1M_OCCUPATIONS, OCCUPATION_COUNTS, strict=True))
 
 
 def _draw(rng: np.random.Generator, counts: dict, n: int) -> np.ndarray:

@@ -1,0 +1,135 @@
+"""Every dataset layout through the real workflow, and bad input through the real rules."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workflow_helpers import FAST, copy_project, edit_config, snakemake
+
+pytestmark = pytest.mark.workflow
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = {**FAST, "profile": {"batch_size": 32, "warmup": 1}}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "source", "origin"),
+    [
+        ("ml-100k", FIXTURES / "ml-100k", "real"),
+        ("ml-1m", FIXTURES / "ml-1m", "real"),
+        ("ml-10m", FIXTURES / "ml-10m" / "ml-10M100K", "synthetic"),
+        ("ml-20m", FIXTURES / "ml-20m", "synthetic"),
+        ("synthetic", None, "synthetic"),
+    ],
+)
+def test_each_layout_runs_download_to_report(tmp_path, dataset, source, origin):
+    project = copy_project(tmp_path)
+    edit_config(project, {**TINY, "dataset": dataset, "source": source and str(source),
+                          "synthetic": {"n_ratings": 3000}})  # fmt: skip
+    snakemake(project, "results/report.html")
+    meta = json.loads((project / f"results/{dataset}/encoded/meta.json").read_text())
+    metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
+    assert list(metrics["model"]) == ["fm", "deepfm", "global_mean", "bias"]
+    assert (metrics["rows"] == meta["splits"]["test"]).all()
+    assert meta["users_origin"] == [origin]
+    page = (project / "results" / "report.html").read_text()
+    assert f"deepfm-rec: {dataset}" in page and f"{metrics['rmse'].iloc[1]:.4f}" in page
+    assert origin in page
+    if dataset == "synthetic":
+        assert meta["rows"] == 3000 and meta["truth"]["bayes_rmse"] > 0
+        assert "noise floor" in page and f"{meta['truth']['bayes_rmse']:.4f}" in page
+
+
+def zip_folder(archive: Path, folder: Path, inside: str, skip: tuple[str, ...] = ()) -> Path:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.iterdir()):
+            if path.name not in skip:
+                zf.write(path, f"{inside}/{path.name}")
+    return archive
+
+
+def broken_ratings(tmp_path: Path, line: int, text: str | None) -> Path:
+    """A copy of the ml-10m fixture with one ratings line replaced (None empties the file)."""
+    folder = shutil.copytree(FIXTURES / "ml-10m" / "ml-10M100K", tmp_path / "ml-10M100K")
+    path = folder / "ratings.dat"
+    lines = path.read_text().splitlines(keepends=True)
+    if text is None:
+        lines = []
+    else:
+        lines[line - 1] = text + "\n"
+    path.write_text("".join(lines))
+    return folder
+
+
+def corrupt_zip(tmp_path):
+    (tmp_path / "ml-32m.zip").write_bytes(b"PK\x03\x04 this is not really a zip" * 10)
+    return "ml-32m", tmp_path / "ml-32m.zip"
+
+
+def truncated_zip(tmp_path):
+    archive = zip_folder(tmp_path / "ml-32m.zip", FIXTURES / "ml-20m", "ml-32m")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    return "ml-32m", archive
+
+
+def md5_mismatch(tmp_path):
+    return "ml-100k", zip_folder(tmp_path / "ml-100k.zip", FIXTURES / "ml-100k", "ml-100k")
+
+
+def missing_member(tmp_path):
+    archive = tmp_path / "ml-32m.zip"
+    return "ml-32m", zip_folder(archive, FIXTURES / "ml-20m", "ml-32m", skip=("movies.csv",))
+
+
+BAD_INPUT = {
+    "corrupt zip": (corrupt_zip, r"ml-32m.zip: corrupt or truncated zip"),
+    "truncated zip": (truncated_zip, r"ml-32m.zip: corrupt or truncated zip"),
+    "md5 mismatch": (md5_mismatch, r"ml-100k.zip: md5 mismatch: got "),
+    "missing file in the archive": (missing_member, r"ml-32m.zip: missing ml-32m/movies.csv"),
+    "malformed line": (
+        lambda t: ("ml-10m", broken_ratings(t, 3, "1::122")),
+        r"ratings.dat:3: expected 4 fields separated by '::', found 2",
+    ),
+    "non-numeric rating": (
+        lambda t: ("ml-10m", broken_ratings(t, 4, "1::185::four::838983525")),
+        r"ratings.dat:4: Rating is not a number: 'four'",
+    ),
+    "out-of-range rating": (
+        lambda t: ("ml-10m", broken_ratings(t, 5, "1::231::7.5::838983392")),
+        r"ratings.dat:5: rating 7.5 is outside the 0.5-5 star scale",
+    ),
+    "empty ratings file": (
+        lambda t: ("ml-10m", broken_ratings(t, 0, None)),
+        r"ratings.dat: no ratings (the file is empty)",
+    ),
+    "source path that does not exist": (
+        lambda t: ("ml-1m", t / "nowhere" / "ml-1m.zip"),
+        r"nowhere/ml-1m.zip",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_fails_with_one_clear_line_and_leaves_nothing(tmp_path, case):
+    make, message = BAD_INPUT[case]
+    project = copy_project(tmp_path / "project")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    dataset, source = make(inputs)
+    edit_config(project, {**TINY, "dataset": dataset, "source": str(source)})
+    result = snakemake(project, "results/report.html", check=False)
+    assert result.returncode != 0
+    assert message in result.stdout, result.stdout[-3000:]
+    error_lines = [line for line in result.stdout.splitlines() if "DataError: " in line]
+    assert len(set(error_lines)) <= 1  # one line, not a traceback
+    # nothing half-written: no dataset folder, no scratch folder, no table past the failure
+    assert not (project / "resources" / dataset).exists()
+    assert [p.name for p in (project / "resources").iterdir()] == ["embedded"]
+    assert not (project / "results" / dataset / "users.tsv").exists()
+    assert not (project / "results" / dataset / "encoded").exists()
