@@ -52,6 +52,10 @@ def test_labels_and_codes_match_the_ratings(encoded_small, tables_small):
     for code, user in zip(a["user"][train], ratings["user"].to_numpy()[train], strict=True):
         assert user_of_code.setdefault(code, user) == user
     assert 0 not in user_of_code
+    user_ids = a["user_ids"]
+    assert user_ids[0] == -1 and all(user_ids[c] == u for c, u in user_of_code.items())
+    item_ids, items = a["item_ids"], ratings["item"].to_numpy()
+    assert (item_ids[a["item"][train]] == items[train]).all()
     sizes = {f["name"]: f.get("vocab_size") for f in encoded_small.meta["fields"]}
     assert sizes["user"] == ratings["user"][train].nunique() + 1
     assert sizes["item"] == ratings["item"][train].nunique() + 1

@@ -8,6 +8,8 @@ Layout of an encoded folder (N rating rows):
     <field>.offsets.npy  int64 (bags+1,) bag b is values[offsets[b]:offsets[b+1]];
                          int64 because values can outgrow int32 on the largest datasets.
     <field>.bag.npy      int32 (N,) the bag of each row; bag 0 is the empty bag.
+    user_ids.npy         int64 (users,) the raw MovieLens id of each user code (-1 for 0);
+    item_ids.npy         int64 (items,) likewise for item codes.
     label.npy            float32 (N,) the rating in stars.
     split.npy            uint8 (N,) 0 train, 1 valid, 2 test.
     items.tsv            code, item id, title, genres of every movie with a code.
@@ -147,6 +149,9 @@ def encode(
     item_vocab = np.unique(item_raw[train])
     arrays["user"] = _codes(user_raw, user_vocab)
     arrays["item"] = _codes(item_raw, item_vocab)
+    # code -> raw MovieLens id (code 0, unknown, maps to -1)
+    arrays["user_ids"] = np.concatenate([[-1], user_vocab]).astype(np.int64)
+    arrays["item_ids"] = np.concatenate([[-1], item_vocab]).astype(np.int64)
     fields += [
         {"name": "user", "kind": CATEGORICAL, "vocab_size": len(user_vocab) + 1},
         {"name": "item", "kind": CATEGORICAL, "vocab_size": len(item_vocab) + 1},
