@@ -5,12 +5,14 @@ route_to(snakemake.log[0])
 from deepfm_rec.report import write_report  # noqa: E402
 
 write_report(
-    snakemake.output[0],
-    metrics=snakemake.input.metrics,
-    metrics_plot=snakemake.input.metrics_plot,
+    snakemake.output.html,
+    table_out=snakemake.output.table,
+    plot_out=snakemake.output.plot,
+    model_metrics=snakemake.input.metrics,
+    baselines=snakemake.input.baselines,
     encoded=snakemake.input.encoded,
-    histories=dict(zip(snakemake.params.models, snakemake.input.histories, strict=True)),
-    curves=dict(zip(snakemake.params.models, snakemake.input.curves, strict=True)),
-    profiles=dict(zip(snakemake.params.profiled, snakemake.input.profiles, strict=True)),
+    histories=snakemake.input.histories,
+    curves=snakemake.input.curves,
+    profiles=snakemake.input.profiles,
     config=snakemake.params.config,
 )

@@ -15,7 +15,7 @@ from workflow_helpers import FAST, copy_project, edit_config, snakemake
 pytestmark = pytest.mark.workflow
 
 FIXTURES = Path(__file__).parent / "fixtures"
-TINY = {**FAST, "profile": {"batch_size": 32, "warmup": 1}}
+TINY = {**FAST, "seeds": [7], "profile": {"batch_size": 32, "warmup": 1}}
 
 
 @pytest.mark.parametrize(

@@ -24,36 +24,48 @@ def project(tmp_path_factory):
 
 
 def test_the_study_writes_its_outputs(project):
-    metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t").set_index("model")
-    assert list(metrics.index) == ["fm", "deepfm", "global_mean", "bias"]
+    metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
+    assert list(zip(metrics["model"], metrics["seed"].fillna(-1), strict=True)) == [
+        ("fm", 42), ("fm", 43), ("deepfm", 42), ("deepfm", 43), ("global_mean", -1), ("bias", -1),
+    ]  # fmt: skip
     meta = json.loads((project / "results/ml-latest-small/encoded/meta.json").read_text())
     assert (metrics["rows"] == meta["splits"]["test"]).all()  # the whole test split
-    assert (metrics.loc[["fm", "deepfm"], "seed"] == 42).all()
     assert (metrics["rmse"] < 1.1).all()
     assert list(metrics["rmse"] ** 2) == pytest.approx(list(metrics["mse"]), rel=1e-5)
+    by_run = metrics.set_index(["model", "seed"])
     for model in ("fm", "deepfm"):
-        folder = project / "results/ml-latest-small" / model
-        record = json.loads((folder / "metrics.json").read_text())
-        assert record["rmse"] == pytest.approx(metrics.loc[model, "rmse"], abs=1e-6)
-        assert record["checksum"] == meta["checksum"] and record["split"] == "test"
-        history = pd.read_csv(folder / "history.tsv", sep="\t")
-        assert 1 <= len(history) <= 3
-        assert (folder / "curves.png").read_bytes()[:4] == b"\x89PNG"
+        # seeds change the initialisation and batch order, so the numbers differ
+        assert by_run.loc[(model, 42), "rmse"] != by_run.loc[(model, 43), "rmse"]
+        for seed in (42, 43):
+            folder = project / "results/ml-latest-small" / model / f"seed{seed}"
+            record = json.loads((folder / "metrics.json").read_text())
+            assert record["rmse"] == pytest.approx(by_run.loc[(model, seed), "rmse"], abs=1e-6)
+            assert record["checksum"] == meta["checksum"] and record["seed"] == seed
+            history = pd.read_csv(folder / "history.tsv", sep="\t")
+            assert 1 <= len(history) <= 3
+            assert (folder / "curves.png").read_bytes()[:4] == b"\x89PNG"
     profile = (project / "results/ml-latest-small/deepfm/profile.txt").read_text()
     assert "aten::" in profile and "batch 256" in profile
     trace = json.loads((project / "results/ml-latest-small/deepfm/trace.json").read_text())
     assert trace["traceEvents"]
     users = pd.read_csv(project / "results/ml-latest-small/users.tsv", sep="\t")
     assert len(users) == 610 and set(users["origin"]) == {"synthetic"}
-    for log in ("download/ml-latest-small", "encode/ml-latest-small", "train_fm/ml-latest-small"):
+    for log in (
+        "download/ml-latest-small",
+        "encode/ml-latest-small",
+        "train_fm/ml-latest-small/seed42",
+    ):
         assert (project / "logs" / f"{log}.log").stat().st_size > 0
 
 
 def test_the_report_shows_models_baselines_and_provenance(project):
     page = (project / "results" / "report.html").read_text()
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
-    for _, row in metrics.iterrows():
+    for _, row in metrics.iterrows():  # every per-seed row
         assert f"{row['rmse']:.4f}" in page and f"{row['mae']:.4f}" in page
+    for model in ("fm", "deepfm"):  # mean ± std over the seeds
+        rmse = metrics[metrics["model"] == model]["rmse"]
+        assert f"{rmse.mean():.4f} ± {rmse.std():.4f}" in page
     assert page.count("data:image/png;base64,") == 3  # metrics plot and two curves
     assert 'src="http' not in page  # self-contained
     meta = json.loads((project / "results/ml-latest-small/encoded/meta.json").read_text())
@@ -72,7 +84,7 @@ def test_changing_a_deepfm_setting_reruns_only_deepfm_and_its_dependents(project
         jobs = scheduled_jobs(snakemake(project, "-n").stdout)
     finally:
         edit_config(project, {"deepfm": {"dropout": 0.2}})
-    assert set(jobs) == {"train_deepfm", "evaluate", "profile", "report", "all"}
+    assert jobs == {"train_deepfm": 2, "evaluate": 2, "profile": 1, "report": 1, "all": 1}
     assert "Nothing to be done" in snakemake(project, "-n").stdout
 
 

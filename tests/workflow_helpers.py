@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # Small but real: the embedded ml-latest-small, a few epochs, a small profiled batch.
 FAST = {
+    "seeds": [42, 43],
     "fm": {"max_epochs": 3},
     "deepfm": {"max_epochs": 3},
     "profile": {"batch_size": 256, "warmup": 1},

@@ -17,7 +17,6 @@ import pandas as pd
 from loguru import logger
 
 from deepfm_rec.data.encoding import Encoded, open_encoded
-from deepfm_rec.plots import plot_metrics
 
 METRIC_COLUMNS = [
     "model",
@@ -127,76 +126,71 @@ def baselines(encoded: Encoded) -> dict[str, dict]:
     }
 
 
-def evaluate(encoded: Encoded, checkpoints: dict[str, str], device: str = "cpu") -> pd.DataFrame:
-    """Test metrics of each trained model and of the baselines, one row each.
-
-    Args:
-        encoded: the encoded dataset.
-        checkpoints: model name -> checkpoint path written by deepfm_rec.train.train.
-        device: where to score.
-
-    Returns:
-        DataFrame with columns METRIC_COLUMNS, models first, then baselines.
-    """
+def evaluate_model(encoded: Encoded, checkpoint: str | Path, device: str = "cpu") -> dict:
+    """Test metrics (stars) of one trained model on the whole test split, with its seed."""
     from deepfm_rec.data.batches import BatchMaker  # torch only where models are scored
     from deepfm_rec.train import load_model, predict
 
     test = encoded.rows("test")
     label = np.asarray(encoded.arrays["label"])[test]
-    rows = []
-    maker = None
-    for name, path in checkpoints.items():
-        model, state = load_model(path, device)
-        maker = maker or BatchMaker(encoded, next(model.parameters()).device)
-        metrics = rating_metrics(predict(model, maker, test, 8192), label)
-        rows.append(
-            {
-                "model": name,
-                "kind": "model",
-                **metrics,
-                "seed": state["seed"],
-                "best_epoch": state["epoch"],
-                "valid_mae": state["best"]["valid_mae"],
-            }
-        )
-        logger.info("{}: test RMSE {:.4f} MAE {:.4f}", name, metrics["rmse"], metrics["mae"])
-    for name, metrics in baselines(encoded).items():
-        rows.append(
-            {
-                "model": name,
-                "kind": "baseline",
-                **{k: v for k, v in metrics.items() if k != "params"},
-            }
-        )
-    table = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    return table.astype({"seed": "Int64", "best_epoch": "Int64"})
+    model, state = load_model(Path(checkpoint), device)
+    maker = BatchMaker(encoded, next(model.parameters()).device)
+    metrics = rating_metrics(predict(model, maker, test, 8192), label)
+    logger.info("{} seed {}: test RMSE {:.4f} MAE {:.4f}", state["model"], state["seed"],
+                metrics["rmse"], metrics["mae"])  # fmt: skip
+    return {
+        "model": state["model"],
+        "kind": "model",
+        **metrics,
+        "seed": state["seed"],
+        "best_epoch": state["epoch"],
+        "valid_mae": state["best"]["valid_mae"],
+        "split": "test",
+        "dataset": encoded.meta["dataset"],
+        "checksum": encoded.meta["checksum"],
+    }
 
 
-def write_metrics(
-    encoded: str | Path,
-    checkpoints: dict[str, str],
-    *,
-    table: str | Path,
-    plot: str | Path,
-    jsons: dict[str, str],
-    device: str,
-    threads: int,
-) -> pd.DataFrame:
-    """Evaluate, then write the metrics table (TSV), its plot and one metrics.json per model."""
+def write_model_metrics(
+    encoded: str | Path, checkpoint: str | Path, out: str | Path, *, device: str, threads: int
+) -> dict:
+    """Evaluate one checkpoint and write its metrics.json."""
     import torch
 
     torch.set_num_threads(threads)
-    encoded = open_encoded(Path(encoded))
-    metrics = evaluate(encoded, checkpoints, device)
-    metrics.to_csv(table, sep="\t", index=False, float_format="%.6f")
-    plot_metrics(metrics, Path(plot))
-    meta = encoded.meta
-    for _, row in metrics[metrics["kind"] == "model"].iterrows():
-        record = {
-            **row.dropna().to_dict(),
-            "split": "test",
-            "dataset": meta["dataset"],
-            "checksum": meta["checksum"],
-        }
-        Path(jsons[row["model"]]).write_text(json.dumps(record, indent=2, default=int) + "\n")
-    return metrics
+    record = evaluate_model(open_encoded(Path(encoded)), checkpoint, device)
+    Path(out).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def write_baselines(encoded: str | Path, out: str | Path) -> dict:
+    """Score the baselines (see `baselines`) and write them as JSON, one record each."""
+    records = [
+        {"model": name, "kind": "baseline", **metrics}
+        for name, metrics in baselines(open_encoded(Path(encoded))).items()
+    ]
+    Path(out).write_text(json.dumps(records, indent=2) + "\n")
+    return records
+
+
+def metrics_table(model_metrics: list[str | Path], baselines_json: str | Path) -> pd.DataFrame:
+    """One row per model and seed, then the baselines (METRIC_COLUMNS)."""
+    records = [json.loads(Path(p).read_text()) for p in model_metrics]
+    records += json.loads(Path(baselines_json).read_text())
+    table = pd.DataFrame(records).reindex(columns=METRIC_COLUMNS)
+    return table.astype({"seed": "Int64", "best_epoch": "Int64"})
+
+
+def summarize(
+    table: pd.DataFrame, metrics: tuple[str, ...] = ("mse", "rmse", "mae")
+) -> pd.DataFrame:
+    """Mean and std over seeds of each metric, one row per model (baselines have std 0).
+
+    Columns: model, kind, seeds, and <metric>_mean, <metric>_std for each metric.
+    """
+    grouped = table.groupby(["model", "kind"], sort=False)
+    summary = grouped[list(metrics)].agg(["mean", "std"])
+    summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
+    summary = summary.fillna(0.0).reset_index()  # a single run has no spread
+    summary.insert(2, "seeds", grouped.size().to_numpy())
+    return summary

@@ -26,15 +26,17 @@ def plot_curves(history: pd.DataFrame, best: int, path: Path, title: str) -> Non
     plt.close(fig)
 
 
-def plot_metrics(metrics: pd.DataFrame, path: Path) -> None:
-    """Test RMSE and MAE (stars) of every model and baseline, as horizontal bars."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 0.5 * len(metrics) + 1.2), constrained_layout=True)
-    colours = ["tab:blue" if k == "model" else "tab:grey" for k in metrics["kind"]]
+def plot_metrics(summary: pd.DataFrame, path: Path) -> None:
+    """Test RMSE and MAE (stars) of every model and baseline: bars of the mean over seeds,
+    whiskers of one std."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 0.5 * len(summary) + 1.2), constrained_layout=True)
+    colours = ["tab:blue" if k == "model" else "tab:grey" for k in summary["kind"]]
     for ax, metric in zip(axes, ("rmse", "mae"), strict=True):
-        ax.barh(metrics["model"], metrics[metric], color=colours)
-        for y, value in enumerate(metrics[metric]):
-            ax.text(value, y, f" {value:.4f}", va="center", fontsize=8)
-        ax.set(xlabel=f"test {metric.upper()} (stars)", xlim=(0, metrics[metric].max() * 1.2))
+        mean, std = summary[f"{metric}_mean"], summary[f"{metric}_std"]
+        ax.barh(summary["model"], mean, xerr=std, color=colours, capsize=3)
+        for y, value in enumerate(mean):
+            ax.text(value, y, f" {value:.4f}", va="bottom", fontsize=8)
+        ax.set(xlabel=f"test {metric.upper()} (stars)", xlim=(0, mean.max() * 1.2))
         ax.invert_yaxis()
     fig.savefig(path, dpi=110)
     plt.close(fig)

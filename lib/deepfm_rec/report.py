@@ -14,6 +14,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from deepfm_rec.evaluate import metrics_table, summarize
+from deepfm_rec.plots import plot_metrics
+
 PACKAGES = ("deepfm-rec", "torch", "numpy", "pandas", "snakemake", "matplotlib")
 
 STYLE = """
@@ -72,66 +75,100 @@ def provenance() -> dict[str, str]:
     return info
 
 
+def _mean_std(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary table with each metric as one `mean ± std` column."""
+    shown = summary[["model", "seeds"]].copy()
+    for metric in ("mse", "rmse", "mae"):
+        mean, std = summary[f"{metric}_mean"], summary[f"{metric}_std"]
+        shown[metric] = [
+            f"{m:.4f} ± {s:.4f}" if n > 1 else f"{m:.4f}"
+            for m, s, n in zip(mean, std, summary["seeds"], strict=True)
+        ]
+    return shown
+
+
 def write_report(
     out: Path,
     *,
-    metrics: Path,
-    metrics_plot: Path,
+    table_out: Path,
+    plot_out: Path,
+    model_metrics: list[Path],
+    baselines: Path,
     encoded: Path,
-    histories: dict[str, Path],
-    curves: dict[str, Path],
-    profiles: dict[str, Path],
+    histories: list[Path],
+    curves: list[Path],
+    profiles: list[Path],
     config: dict,
 ) -> None:
-    """Write the HTML report to `out`, every image embedded.
+    """Write the metrics table (TSV), its plot and the HTML report (every image embedded).
 
     Args:
-        metrics: results/metrics.tsv (deepfm_rec.evaluate.METRIC_COLUMNS).
-        metrics_plot: PNG of the test metrics.
-        histories, curves, profiles: per model name, history.tsv, curves.png, profile.txt.
+        out: the HTML page.
+        table_out, plot_out: results/metrics.tsv (one row per model and seed, then the
+            baselines; deepfm_rec.evaluate.METRIC_COLUMNS) and its PNG (mean ± std).
+        model_metrics: the metrics.json of every model and seed.
+        baselines: the baselines' JSON.
         encoded: the encoded folder (its meta.json describes the data).
+        histories: the history.tsv of every model and seed, laid out as
+            results/<dataset>/<model>/seed<seed>/history.tsv.
+        curves: the curves.png to show, one per model (<model>/seed<seed>/curves.png).
+        profiles: the profile.txt of the profiled models (<model>/profile.txt).
         config: the workflow config used.
     """
     meta = json.loads((Path(encoded) / "meta.json").read_text())
-    table = pd.read_csv(metrics, sep="\t", dtype={"seed": "Int64", "best_epoch": "Int64"})
-    by_name = table.set_index("model")
-    summary = ""
+    table = metrics_table(model_metrics, baselines)
+    table.to_csv(table_out, sep="\t", index=False, float_format="%.6f")
+    summary = summarize(table)
+    plot_metrics(summary, Path(plot_out))
+    by_name = summary.set_index("model")
+    headline = ""
     if {"deepfm", "bias"} <= set(by_name.index):
-        d, b = by_name.loc["deepfm", "rmse"], by_name.loc["bias", "rmse"]
+        d, b = by_name.loc["deepfm", "rmse_mean"], by_name.loc["bias", "rmse_mean"]
         verdict = "beats" if d < b else "does not beat"
-        summary = (
-            f'<p class="summary">DeepFM test RMSE <b>{d:.4f}</b> {verdict} the tuned bias '
-            f"baseline's <b>{b:.4f}</b> stars, on {int(by_name.loc['deepfm', 'rows'])} test "
-            f"ratings of {html.escape(meta['dataset'])}."
+        seeds = int(by_name.loc["deepfm", "seeds"])
+        headline = (
+            f'<p class="summary">DeepFM test RMSE <b>{d:.4f}</b> (mean of {seeds} seed'
+            f"{'s' if seeds > 1 else ''}) {verdict} the tuned bias baseline's <b>{b:.4f}</b> "
+            f"stars, on {int(table['rows'].iloc[0])} test ratings of "
+            f"{html.escape(meta['dataset'])}."
         )
         if "truth" in meta:  # a synthetic dataset knows the best possible RMSE
-            summary += (
+            headline += (
                 f" The noise floor (the RMSE of the true expected ratings) is "
                 f"<b>{meta['truth']['bayes_rmse']:.4f}</b>: DeepFM is "
                 f"{d - meta['truth']['bayes_rmse']:.4f} stars above it."
             )
-        summary += "</p>"
+        headline += "</p>"
     sections = [
         f"<h1>deepfm-rec: {html.escape(meta['dataset'])}</h1>",
-        summary,
+        headline,
         "<h2>Test metrics (stars)</h2>",
         "<p>Whole test split; predictions clipped to the rating scale "
-        f"[{meta['rating_min']}, {meta['rating_max']}]; seed {meta['seed']}.</p>",
-        _table(table.drop(columns=["kind"]), table["kind"]),
-        _image(metrics_plot, "test RMSE and MAE per model"),
+        f"[{meta['rating_min']}, {meta['rating_max']}]; data split with seed {meta['seed']}; "
+        "models trained with each seed below, mean ± std over seeds.</p>",
+        _table(_mean_std(summary), summary["kind"]),
+        _image(plot_out, "test RMSE and MAE per model"),
+        f"<details><summary>per-seed rows ({len(table)})</summary>"
+        f"{_table(table.drop(columns=['kind']), table['kind'])}</details>",
         "<h2>Learning curves</h2>",
     ]
-    for name, png in curves.items():
-        history = pd.read_csv(histories[name], sep="\t")
+    for png in map(Path, curves):
+        name = png.parent.parent.name
+        runs = "".join(
+            f"<p>{html.escape(path.parent.name)}: {len(h)} epochs</p>{_table(h)}"
+            for path in map(Path, histories)
+            if path.parent.parent.name == name
+            for h in [pd.read_csv(path, sep="\t")]
+        )
         sections += [
             f"<h3>{html.escape(name)}</h3>",
             _image(png, f"{name} learning curves"),
-            f"<details><summary>{len(history)} epochs</summary>{_table(history)}</details>",
+            f"<details><summary>history of every seed</summary>{runs}</details>",
         ]
     sections.append("<h2>Profile of one training step</h2>")
-    for name, text in profiles.items():
+    for text in map(Path, profiles):
         sections += [
-            f"<h3>{html.escape(name)}</h3>",
+            f"<h3>{html.escape(text.parent.name)}</h3>",
             f"<pre>{html.escape(Path(text).read_text())}</pre>",
         ]
     splits = ", ".join(f"{k} {v}" for k, v in meta["splits"].items())

@@ -1,10 +1,12 @@
 DATASET = config["dataset"]
 MODELS = ["fm", "deepfm"]
+SEEDS = config["seeds"]
 
 
 wildcard_constraints:
     dataset=r"ml-[a-z0-9-]+|synthetic",
     model="|".join(MODELS),
+    seed=r"\d+",
 
 
 def study_targets():

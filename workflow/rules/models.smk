@@ -2,23 +2,23 @@ rule train_fm:
     input:
         "results/{dataset}/encoded",
     output:
-        model="results/{dataset}/fm/model.pt",
-        history="results/{dataset}/fm/history.tsv",
+        model="results/{dataset}/fm/seed{seed}/model.pt",
+        history="results/{dataset}/fm/seed{seed}/history.tsv",
         curves=report(
-            "results/{dataset}/fm/curves.png",
+            "results/{dataset}/fm/seed{seed}/curves.png",
             caption="../report/curves.rst",
             category="Learning curves",
-            labels={"model": "FM"},
+            labels={"model": "FM", "seed": "{seed}"},
         ),
     log:
-        "logs/train_fm/{dataset}.log",
+        "logs/train_fm/{dataset}/seed{seed}.log",
     benchmark:
-        "benchmarks/train_fm/{dataset}.tsv"
+        "benchmarks/train_fm/{dataset}/seed{seed}.tsv"
     threads: config["threads"]
     params:
         model="fm",
         settings=config["fm"],
-        seed=config["seed"],
+        seed=lambda wildcards: int(wildcards.seed),
         device=config["device"],
         memory_budget_gb=config["memory_budget_gb"],
     script:
@@ -27,62 +27,56 @@ rule train_fm:
 
 use rule train_fm as train_deepfm with:
     output:
-        model="results/{dataset}/deepfm/model.pt",
-        history="results/{dataset}/deepfm/history.tsv",
+        model="results/{dataset}/deepfm/seed{seed}/model.pt",
+        history="results/{dataset}/deepfm/seed{seed}/history.tsv",
         curves=report(
-            "results/{dataset}/deepfm/curves.png",
+            "results/{dataset}/deepfm/seed{seed}/curves.png",
             caption="../report/curves.rst",
             category="Learning curves",
-            labels={"model": "DeepFM"},
+            labels={"model": "DeepFM", "seed": "{seed}"},
         ),
     log:
-        "logs/train_deepfm/{dataset}.log",
+        "logs/train_deepfm/{dataset}/seed{seed}.log",
     benchmark:
-        "benchmarks/train_deepfm/{dataset}.tsv"
+        "benchmarks/train_deepfm/{dataset}/seed{seed}.tsv"
     params:
         model="deepfm",
         settings=config["deepfm"],
-        seed=config["seed"],
+        seed=lambda wildcards: int(wildcards.seed),
         device=config["device"],
         memory_budget_gb=config["memory_budget_gb"],
 
 
 rule evaluate:
     input:
-        encoded=f"results/{DATASET}/encoded",
-        models=expand(
-            "results/{dataset}/{model}/model.pt", dataset=DATASET, model=MODELS
-        ),
+        encoded="results/{dataset}/encoded",
+        model="results/{dataset}/{model}/seed{seed}/model.pt",
     output:
-        table=report(
-            "results/metrics.tsv",
-            caption="../report/metrics.rst",
-            category="Test metrics",
-        ),
-        plot=report(
-            "results/metrics.png",
-            caption="../report/metrics.rst",
-            category="Test metrics",
-        ),
-        json=expand(
-            "results/{dataset}/{model}/metrics.json", dataset=DATASET, model=MODELS
-        ),
+        "results/{dataset}/{model}/seed{seed}/metrics.json",
     log:
-        "logs/evaluate/evaluate.log",
-    benchmark:
-        "benchmarks/evaluate/evaluate.tsv"
+        "logs/evaluate/{dataset}/{model}/seed{seed}.log",
     threads: config["threads"]
     params:
-        models=MODELS,
         device=config["device"],
     script:
         "../../scripts/evaluate.py"
 
 
+rule baselines:
+    input:
+        "results/{dataset}/encoded",
+    output:
+        "results/{dataset}/baselines.json",
+    log:
+        "logs/baselines/{dataset}.log",
+    script:
+        "../../scripts/baselines.py"
+
+
 rule profile:
     input:
         encoded="results/{dataset}/encoded",
-        model="results/{dataset}/{model}/model.pt",
+        model=f"results/{{dataset}}/{{model}}/seed{SEEDS[0]}/model.pt",
     output:
         table=report(
             "results/{dataset}/{model}/profile.txt",

@@ -1,13 +1,24 @@
 rule report:
     input:
-        metrics="results/metrics.tsv",
-        metrics_plot="results/metrics.png",
+        metrics=expand(
+            "results/{dataset}/{model}/seed{seed}/metrics.json",
+            dataset=DATASET,
+            model=MODELS,
+            seed=SEEDS,
+        ),
+        baselines=f"results/{DATASET}/baselines.json",
         encoded=f"results/{DATASET}/encoded",
         histories=expand(
-            "results/{dataset}/{model}/history.tsv", dataset=DATASET, model=MODELS
+            "results/{dataset}/{model}/seed{seed}/history.tsv",
+            dataset=DATASET,
+            model=MODELS,
+            seed=SEEDS,
         ),
         curves=expand(
-            "results/{dataset}/{model}/curves.png", dataset=DATASET, model=MODELS
+            "results/{dataset}/{model}/seed{seed}/curves.png",
+            dataset=DATASET,
+            model=MODELS,
+            seed=SEEDS[0],
         ),
         profiles=expand(
             "results/{dataset}/{model}/profile.txt",
@@ -15,12 +26,20 @@ rule report:
             model=config["profile"]["models"],
         ),
     output:
-        "results/report.html",
+        html="results/report.html",
+        table=report(
+            "results/metrics.tsv",
+            caption="../report/metrics.rst",
+            category="Test metrics",
+        ),
+        plot=report(
+            "results/metrics.png",
+            caption="../report/metrics.rst",
+            category="Test metrics",
+        ),
     log:
         "logs/report/report.log",
     params:
-        models=MODELS,
-        profiled=config["profile"]["models"],
         config=config,
     script:
         "../../scripts/report.py"

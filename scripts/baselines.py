@@ -1,0 +1,7 @@
+from deepfm_rec.logs import route_to
+
+route_to(snakemake.log[0])
+
+from deepfm_rec.evaluate import write_baselines  # noqa: E402
+
+write_baselines(snakemake.input[0], snakemake.output[0])
