@@ -72,7 +72,8 @@ def test_fm_prediction_is_bias_plus_weights_plus_pairs():
         init_std=0.3,
     )
     batch = small_batch()
-    w, v = model.linear(batch), model.embedding(batch)
+    wv = model.embedding(batch)
+    w, v = wv[..., :1], wv[..., 1:]
     expected = 3.5 + w.sum(dim=(1, 2)) + brute_force_pairs(v.double()).float()
     torch.testing.assert_close(model(batch), expected)
 
@@ -98,4 +99,4 @@ def test_initial_prediction_is_near_the_train_mean(encoded_tiny):
     torch.manual_seed(0)
     model = build_model("fm", encoded_tiny.meta, embed_dim=8).eval()
     prediction = model(BatchMaker(encoded_tiny).batch(torch.arange(100)))
-    assert (prediction - encoded_tiny.meta["train_mean"]).abs().max() < 0.05
+    assert (prediction - encoded_tiny.meta["train_mean"]).abs().max() < 0.1  # init_std 0.01: a few hundredths of a star

@@ -36,14 +36,18 @@ class FM(nn.Module):
     ) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.tensor(float(global_mean)))
-        self.linear = FieldEmbedding(categorical, multi, n_dense, 1, init_std, sparse)
-        self.embedding = FieldEmbedding(categorical, multi, n_dense, embed_dim, init_std, sparse)
+        # One table row holds a value's first-order weight w and its vector v side by side,
+        # so a batch costs one lookup (and, with sparse updates, one sparse gradient) per
+        # table instead of two.
+        self.embedding = FieldEmbedding(
+            categorical, multi, n_dense, 1 + embed_dim, init_std, sparse
+        )
         self.fm = FactorizationMachine()
 
     def score(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(prediction (B,) stars, w (B, F, 1) first-order weights, v (B, F, D) vectors)."""
-        w = self.linear(batch)  # (B, F, 1)
-        v = self.embedding(batch)  # (B, F, D)
+        wv = self.embedding(batch)  # (B, F, 1 + D)
+        w, v = wv[..., :1], wv[..., 1:]  # (B, F, 1), (B, F, D)
         return self.bias + w.sum(dim=(1, 2)) + self.fm(v), w, v
 
     def forward(self, batch: Batch) -> torch.Tensor:
