@@ -1,0 +1,142 @@
+"""The study through workflow/profiles/slurm on a real (single-node, loopback) SLURM.
+
+Every rule must run as its own SLURM job, GPUs only for train_fm, train_deepfm and
+profile, and the metrics must equal a local run's (same config and seed, CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow_helpers import FAST, ROOT, SNAKEMAKE, copy_project, scheduled_jobs, snakemake
+
+pytestmark = pytest.mark.cluster
+
+# The embedded ml-latest-small, a few epochs, one seed; on the CPU, so that two runs
+# are bit-identical.
+SMALL = {**FAST, "seeds": [42], "device": "cpu"}
+GPU_RULES = {"train_fm", "train_deepfm", "profile"}
+PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
+TIMEOUT = 600  # seconds for a whole cluster run: a lost job must not hang CI
+
+
+def small_project(path: Path) -> Path:
+    project = copy_project(path)
+    (project / "config" / "small.yaml").write_text(yaml.safe_dump(SMALL))
+    return project
+
+
+def test_profile(dest: Path) -> Path:
+    """The real profile with test-only overrides: this cluster's partitions, no account
+    (no accounting here), squeue for status (no sacct without slurmdbd), fast polling,
+    kept job logs, and no Apptainer (tests/container covers it; here jobs use the venv)."""
+    profile = yaml.safe_load(PROFILE.read_text())
+    resources = profile["default-resources"]
+    assert resources.pop("slurm_account") == "<account>"
+    assert resources["slurm_partition"] == "<cpu-partition>"
+    resources["slurm_partition"] = "cpu"
+    for rule in GPU_RULES:
+        assert profile["set-resources"][rule]["slurm_partition"] == "<gpu-partition>"
+        profile["set-resources"][rule]["slurm_partition"] = "gpu"
+    for key in ("software-deployment-method", "apptainer-args", "apptainer-prefix"):
+        profile.pop(key)
+    profile.update({
+        "slurm-status-command": "squeue",
+        "slurm-init-seconds-before-status-checks": 2,
+        "seconds-between-status-checks": 2,
+        "slurm-keep-successful-logs": True,
+        "latency-wait": 5,
+    })  # fmt: skip
+    dest.mkdir(parents=True)
+    (dest / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return dest
+
+
+test_profile.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory) -> Path:
+    project = small_project(tmp_path_factory.mktemp("local"))
+    snakemake(project, "--configfile", "config/small.yaml")
+    return project
+
+
+@pytest.fixture(scope="module")
+def cluster_run(slurm, tmp_path_factory):
+    """(project, snakemake's output, this run's SLURM jobs)."""
+    project = small_project(tmp_path_factory.mktemp("cluster"))
+    profile = test_profile(project / ".test-profile")
+    command = ["timeout", "-k", "10", str(TIMEOUT), SNAKEMAKE, "--workflow-profile",
+               str(profile), "--configfile", "config/small.yaml"]  # fmt: skip
+    result = subprocess.run(
+        command, cwd=project, env=slurm.env, capture_output=True, text=True, timeout=TIMEOUT + 30
+    )
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        logs = "\n".join(p.read_text() for p in (project / ".snakemake/slurm_logs").rglob("*.log"))
+        pytest.fail(
+            f"snakemake on SLURM exited {result.returncode}:\n{output[-6000:]}\n"
+            f"slurm logs:\n{logs[-4000:]}\nslurmctld:\n{slurm.log('slurmctld.log')[-2000:]}"
+        )
+    run_id = re.search(r"SLURM run ID: (\S+)", output).group(1)
+    jobs = [job for job in slurm.jobs() if job.get("JobName") == run_id]
+    return project, output, jobs
+
+
+def rule_of(job: dict[str, str]) -> str:
+    """The plugin's --comment is rule_<rule>_wildcards_<...>."""
+    return re.match(r"rule_(\w+?)(_wildcards_|$)", job["Comment"]).group(1)
+
+
+def test_every_rule_ran_as_a_completed_slurm_job(cluster_run):
+    project, output, jobs = cluster_run
+    planned = scheduled_jobs(output)
+    planned.pop("all")  # the target rule runs nothing
+    ran: dict[str, int] = {}
+    for job in jobs:
+        ran[rule_of(job)] = ran.get(rule_of(job), 0) + 1
+        assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", job
+        # the plugin's per-job log, named by the SLURM job id
+        logs = project / ".snakemake" / "slurm_logs" / f"rule_{rule_of(job)}"
+        assert list(logs.glob(f"**/{job['JobId']}.log")), job
+    assert ran == planned
+    assert GPU_RULES < set(planned)
+
+
+def test_only_training_and_profiling_get_a_gpu(cluster_run):
+    _, _, jobs = cluster_run
+    profile = yaml.safe_load(PROFILE.read_text())
+    for job in jobs:
+        rule = rule_of(job)
+        settings = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
+        if rule in GPU_RULES:
+            assert (job["Partition"], job["JOB_GRES"]) == ("gpu", "gpu:1"), (rule, job)
+        else:
+            assert (job["Partition"], job["JOB_GRES"]) == ("cpu", "(null)"), (rule, job)
+        hours, minutes, _ = map(int, job["TimeLimit"].split(":"))
+        assert hours * 60 + minutes == settings["runtime"], (rule, job["TimeLimit"])
+        assert job["MinMemoryNode"] == f"{settings['mem_mb']}M", (rule, job["MinMemoryNode"])
+
+
+def test_the_cluster_report_matches_a_local_run(cluster_run, local_run):
+    project, _, _ = cluster_run
+    scores = {}
+    for path in sorted((local_run / "results").rglob("metrics.json")):
+        name = path.relative_to(local_run)
+        scores[name] = json.loads((project / name).read_text())
+        assert scores[name] == json.loads(path.read_text()), name
+    assert len(scores) == 2  # fm and deepfm, one seed
+    here = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
+    there = pd.read_csv(local_run / "results" / "metrics.tsv", sep="\t")
+    pd.testing.assert_frame_equal(here, there, check_exact=True)
+    page = (project / "results" / "report.html").read_text()
+    for record in scores.values():
+        assert f"{record['rmse']:.4f}" in page and f"{record['mae']:.4f}" in page

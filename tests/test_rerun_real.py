@@ -1,0 +1,102 @@
+"""What reruns after a change, on real runs of the small study (no dry runs).
+
+One study runs once; then a DeepFM setting changes, then FM is forced. Each time only
+the changed rule and what depends on it run, and nothing else's outputs are touched.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow_helpers import FAST, copy_project, scheduled_jobs, snakemake
+
+pytestmark = pytest.mark.workflow
+
+SMALL = {**FAST, "device": "cpu"}  # CPU: a retrained model is bit-identical
+SEEDS = len(SMALL["seeds"])
+DATA = "results/ml-latest-small"
+
+
+def executed(output: str) -> dict[str, int]:
+    """rule -> jobs that a real run's log says it started."""
+    ran: dict[str, int] = {}
+    for rule in re.findall(r"^(?:local)?rule (\w+):$", output, re.M):
+        ran[rule] = ran.get(rule, 0) + 1
+    return ran
+
+
+def stamps(project: Path) -> dict[str, int]:
+    """Every output file (resources and results) -> its mtime in ns."""
+    files = [*(project / "resources/ml-latest-small").rglob("*"), *(project / "results").rglob("*")]
+    return {str(p.relative_to(project)): p.stat().st_mtime_ns for p in files if p.is_file()}
+
+
+def metrics(project: Path) -> pd.DataFrame:
+    """One row per model and seed."""
+    return pd.read_csv(project / "results" / "metrics.tsv", sep="\t").set_index(["model", "seed"])
+
+
+def run(project: Path, *args: str) -> dict[str, int]:
+    """A real run; checks that what ran is what Snakemake planned, returns it."""
+    output = snakemake(project, "--configfile", "config/small.yaml", *args).stdout
+    ran = executed(output)
+    assert ran == scheduled_jobs(output), output[-3000:]
+    return ran
+
+
+def touched(before: dict[str, int], after: dict[str, int]) -> set[str]:
+    return {path for path, stamp in after.items() if before.get(path) != stamp}
+
+
+def assert_untouched(before: dict[str, int], changed: set[str], *folders: str) -> None:
+    kept = {path for path in before if path.startswith(folders)}
+    assert kept and not changed & kept, sorted(changed & kept)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    project = copy_project(tmp_path_factory.mktemp("rerun"))
+    (project / "config" / "small.yaml").write_text(yaml.safe_dump(SMALL))
+    run(project)
+    return project
+
+
+def test_a_deepfm_setting_reruns_train_deepfm_and_its_dependents_only(project):
+    before, scores = stamps(project), metrics(project)
+    (project / "config" / "small.yaml").write_text(
+        yaml.safe_dump({**SMALL, "deepfm": {**SMALL["deepfm"], "dropout": 0.3}})
+    )
+    ran = run(project)
+    # per seed: train_deepfm and its evaluate; once: profile (of deepfm), report, all
+    assert ran == {"train_deepfm": SEEDS, "evaluate": SEEDS, "profile": 1, "report": 1, "all": 1}
+    changed = touched(before, stamps(project))
+    assert {f"{DATA}/deepfm/seed42/model.pt", "results/report.html"} <= changed
+    assert_untouched(
+        before, changed, f"{DATA}/fm/", f"{DATA}/encoded/", f"{DATA}/users", f"{DATA}/baselines",
+        "resources/",
+    )  # fmt: skip
+    after = metrics(project)
+    pd.testing.assert_frame_equal(after.loc["fm"], scores.loc["fm"])  # FM did not move
+    assert (after.loc["deepfm", "rmse"] != scores.loc["deepfm", "rmse"]).all()
+    again = snakemake(project, "-n", "--configfile", "config/small.yaml").stdout
+    assert "Nothing to be done" in again
+
+
+def test_forcing_train_fm_reruns_fm_and_its_dependents_only(project):
+    before, scores = stamps(project), metrics(project)
+    ran = run(project, "--forcerun", "train_fm")
+    # profile is not among them: profile.models is [deepfm]
+    assert ran == {"train_fm": SEEDS, "evaluate": SEEDS, "report": 1, "all": 1}
+    changed = touched(before, stamps(project))
+    assert {f"{DATA}/fm/seed42/model.pt", f"{DATA}/fm/seed42/metrics.json"} <= changed
+    assert_untouched(
+        before, changed, f"{DATA}/deepfm/", f"{DATA}/encoded/", f"{DATA}/users",
+        f"{DATA}/baselines", "resources/",
+    )  # fmt: skip
+    # the same config and seeds on the CPU: the retrained FM scores exactly as before
+    pd.testing.assert_frame_equal(metrics(project), scores, check_exact=True)
