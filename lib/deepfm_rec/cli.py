@@ -1,0 +1,181 @@
+"""The `deepfm-rec` command line.
+
+    deepfm-rec recommend --model results/ml-latest-small/deepfm/seed42/model.pt --user 1 -k 10
+
+prints a user's top-K movies by predicted stars, beside the movies they rated highest in
+train, so a person can judge the list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from loguru import logger
+
+TITLE_WIDTH = 60
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """A fixed-width text table: numbers right-aligned, text left-aligned and shortened."""
+    columns = {}
+    for name in table.columns:
+        column = table[name]
+        if pd.api.types.is_float_dtype(column):
+            cells = [f"{v:.2f}" for v in column]
+        else:
+            cells = [_shorten(str(v), TITLE_WIDTH) for v in column]
+        width = max([len(name), *map(len, cells)])
+        numeric = pd.api.types.is_numeric_dtype(column)
+        columns[name] = [(c.rjust(width) if numeric else c.ljust(width)) for c in [name, *cells]]
+    lines = ["  ".join(row).rstrip() for row in zip(*columns.values(), strict=True)]
+    return "\n".join(lines)
+
+
+def known_favourites(encoded, code: int, n: int) -> tuple[pd.DataFrame, int]:
+    """The user's n highest-rated train movies (stars, title, genres) and their train count."""
+    from deepfm_rec.recommend import read_items
+
+    a = encoded.arrays
+    rows = encoded.rows("train")
+    rows = rows[np.asarray(a["user"])[rows] == code]
+    stars = np.asarray(a["label"])[rows]
+    items = np.asarray(a["item"])[rows]
+    order = np.lexsort((items, -stars))[:n]  # best first, ties by item code
+    movies = read_items(encoded.folder).reindex(items[order])
+    table = pd.DataFrame(
+        {
+            "stars": stars[order].astype(np.float64),
+            "title": movies["title"].to_numpy(),
+            "genres": movies["genres"].to_numpy(),
+        }
+    )
+    return table, len(rows)
+
+
+def default_encoded(model: Path) -> Path:
+    """The encoded folder of a workflow checkpoint: the nearest `encoded` folder above it
+    (results/{dataset}/encoded for results/{dataset}/{model}/seed{seed}/model.pt)."""
+    for folder in model.resolve().parents:
+        if (folder / "encoded" / "meta.json").is_file():
+            return folder / "encoded"
+    return model.parent.parent / "encoded"
+
+
+def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """The `recommend` subcommand: print one user's top-K list."""
+    model = Path(args.model)
+    encoded_dir = Path(args.encoded) if args.encoded else default_encoded(model)
+    # Bad arguments fail before torch is imported (seconds of a person's time).
+    if not model.is_file():
+        parser.error(f"--model {model}: no such checkpoint")
+    if not (encoded_dir / "meta.json").is_file():
+        parser.error(
+            f"--encoded {encoded_dir}: not an encoded folder (no meta.json); by default it is "
+            f"the nearest 'encoded' folder above the model (results/{{dataset}}/encoded)"
+        )
+    if args.k < 1:
+        parser.error(f"-k {args.k}: the list needs at least one movie")
+    if not (encoded_dir / "user_ids.npy").is_file():
+        parser.error(
+            f"{encoded_dir / 'user_ids.npy'} is missing: the folder was encoded by an older "
+            f"version; encode it again (it maps user codes to MovieLens ids)"
+        )
+    ids = np.load(encoded_dir / "user_ids.npy")[1:]  # code 0 is no user
+    if not (ids == args.user).any():
+        parser.error(
+            f"--user {args.user}: no such user in the train split of {encoded_dir} "
+            f"({len(ids)} users, ids {ids.min()}..{ids.max()})"
+        )
+
+    from deepfm_rec.data.encoding import open_encoded
+    from deepfm_rec.recommend import (
+        Recommender,
+        exclusion_splits,
+        rated_items,
+        recommendation_table,
+        user_code,
+    )
+
+    try:
+        splits = exclusion_splits(args.exclude)
+    except ValueError as error:
+        parser.error(f"--exclude {args.exclude}: {error}")
+    encoded = open_encoded(encoded_dir)
+    code = user_code(encoded, args.user)
+    try:
+        recommender = Recommender.from_checkpoint(model, encoded, args.device)
+    except ValueError as error:
+        parser.error(str(error))
+    items, stars = recommender.top_k(np.array([code]), args.k, args.exclude)
+    table = recommendation_table(encoded, np.array([code]), items, stars)
+    indptr, _ = rated_items(encoded, splits)
+    n_candidates = recommender.n_candidates - int(indptr[code + 1] - indptr[code])
+    not_rated = f" they did not rate in {' or '.join(splits)}" if splits else ""
+    print(
+        f"Top {len(table)} for user {args.user} by {recommender.model.__class__.__name__} "
+        f"({model}), from {n_candidates} movies{not_rated}:"
+    )
+    shown = table[["rank", "predicted_stars", "title", "genres"]]
+    print(format_table(shown.rename(columns={"predicted_stars": "stars"})))
+    if args.history > 0:
+        favourites, n_train = known_favourites(encoded, code, args.history)
+        print(f"\nTheir highest-rated movies in train ({len(favourites)} of {n_train}):")
+        print(format_table(favourites))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepfm-rec", description="FM and DeepFM rating models on MovieLens."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+    rec = commands.add_parser(
+        "recommend",
+        help="print a user's top-K movies by predicted stars",
+        description="Print a user's top-K movies, among those they did not rate in train, "
+        "by a trained model's predicted stars.",
+    )
+    rec.add_argument("--model", required=True, help="a model.pt written by the workflow")
+    rec.add_argument("--user", required=True, type=int, help="a MovieLens user id")
+    rec.add_argument("-k", type=int, default=10, help="list length (default 10)")
+    rec.add_argument(
+        "--encoded",
+        help="the encoded folder the model was trained on "
+        "(default: the nearest 'encoded' folder above the model, results/{dataset}/encoded)",
+    )
+    rec.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
+    rec.add_argument(
+        "--exclude",
+        default="train",
+        help="splits whose rated movies are not recommended: train, train+valid, none "
+        "(default train)",
+    )
+    rec.add_argument(
+        "--history",
+        type=int,
+        default=5,
+        help="how many of the user's highest-rated train movies to show (default 5)",
+    )
+    rec.set_defaults(run=recommend, parser=rec)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `deepfm-rec` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logger.remove()
+    logger.add(sys.stderr, level="INFO" if args.verbose else "WARNING")
+    args.run(args, args.parser)
+
+
+if __name__ == "__main__":
+    main()

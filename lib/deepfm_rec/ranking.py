@@ -1,0 +1,233 @@
+"""Ranking metrics of top-K lists on a held-out split, and the popularity baseline.
+
+A user is evaluated when they have a code (train ratings) and at least one relevant
+movie: one they rated at least `threshold` stars in the evaluated split (test). Their
+candidates are the movies they did not rate in train (deepfm_rec.recommend), so movies
+they rated in valid stay candidates and count as misses. Relevant movies without an item
+code (never rated in train) can be recommended by no model; they still count as relevant:
+in the denominator of recall and in the ideal DCG. So every model, and the popularity
+baseline, is scored against the same relevant sets, and metrics are not inflated by
+dropping the movies that are hard to recommend.
+
+Metrics at K, binary relevance, averaged over the evaluated users:
+    HR@K         1 if any of the top K is relevant
+    Precision@K  hits in the top K / K
+    Recall@K     hits in the top K / number of relevant movies
+    NDCG@K       DCG@K / IDCG@K, DCG = sum over hits of 1 / log2(rank + 1) (rank from 1),
+                 IDCG = the DCG of min(K, number of relevant movies) hits at the top.
+
+Shapes: U evaluated users, K list length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from loguru import logger
+
+from deepfm_rec.data.encoding import SPLITS, Encoded, open_encoded
+from deepfm_rec.recommend import CandidateRanker, Recommender
+
+RANKING_COLUMNS = ["model", "k", "users", "hr", "precision", "recall", "ndcg"]
+DEFAULT_KS = (1, 5, 10, 20, 50, 100)
+
+
+@dataclass
+class Relevant:
+    """The relevant movies of the evaluated users, as a CSR.
+
+    users: int64 (U,) user codes, ascending.
+    indptr: int64 (U+1,) user j's movies with a code are items[indptr[j]:indptr[j+1]].
+    items: int64 item codes ≥ 1, sorted within each user.
+    counts: int64 (U,) all relevant movies of each user, with or without a code (≥ 1).
+    """
+
+    users: np.ndarray
+    indptr: np.ndarray
+    items: np.ndarray
+    counts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def relevant_items(encoded: Encoded, split: str = "test", threshold: float = 4.0) -> Relevant:
+    """The movies each user with train ratings rated ≥ `threshold` stars in `split`."""
+    a = encoded.arrays
+    rows = np.flatnonzero(
+        (np.asarray(a["split"]) == SPLITS[split]) & (np.asarray(a["label"]) >= threshold)
+    )
+    user = np.asarray(a["user"])[rows].astype(np.int64)
+    item = np.asarray(a["item"])[rows].astype(np.int64)
+    item, user = item[user > 0], user[user > 0]  # a user without a code gets no list
+    users, counts = np.unique(user, return_counts=True)
+    n_items = max(int(item.max(initial=0)) + 1, 1)
+    keys = np.unique(user[item > 0] * n_items + item[item > 0])  # by user, then item
+    per_user = np.searchsorted(users, keys // n_items)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(per_user, minlength=len(users)))])
+    return Relevant(users, indptr.astype(np.int64), keys % n_items, counts.astype(np.int64))
+
+
+def hit_matrix(top_items: np.ndarray, relevant: Relevant) -> np.ndarray:
+    """bool (U, K): whether each listed movie is relevant to its user.
+
+    Args:
+        top_items: int (U, K) item codes, row j for relevant.users[j]; 0 pads (never a hit).
+    """
+    top_items = np.asarray(top_items, dtype=np.int64)
+    assert top_items.shape[0] == len(relevant), "one top-K row per evaluated user"
+    n_items = int(max(top_items.max(initial=0), relevant.items.max(initial=0))) + 1
+    owner = np.repeat(np.arange(len(relevant)), np.diff(relevant.indptr))
+    keys = owner * n_items + relevant.items  # sorted: users ascend, items sorted per user
+    query = np.arange(len(relevant))[:, None] * n_items + top_items  # (U, K)
+    pos = np.minimum(np.searchsorted(keys, query), max(len(keys) - 1, 0))
+    return (keys[pos] == query) & (top_items > 0) if len(keys) else np.zeros(query.shape, bool)
+
+
+def metrics_at(hits: np.ndarray, counts: np.ndarray, ks: Sequence[int]) -> pd.DataFrame:
+    """HR, precision, recall and NDCG at each K, averaged over users.
+
+    Args:
+        hits: bool (U, K_max) hit matrix of lists sorted best first.
+        counts: int (U,) number of relevant movies of each user (≥ 1).
+        ks: the list lengths, each ≤ K_max.
+
+    Returns:
+        One row per K: k, users, hr, precision, recall, ndcg.
+    """
+    hits = np.asarray(hits, dtype=bool)
+    counts = np.asarray(counts, dtype=np.int64)
+    if len(counts) == 0:
+        raise ValueError("no users with relevant movies to score")
+    if max(ks) > hits.shape[1]:
+        raise ValueError(f"k={max(ks)} exceeds the list length {hits.shape[1]}")
+    discount = 1.0 / np.log2(np.arange(2, hits.shape[1] + 2))  # rank r (from 1): log2(r+1)
+    ideal = np.cumsum(discount)  # ideal[n - 1]: IDCG of n hits at the top
+    hit_count = np.cumsum(hits, axis=1)  # (U, K_max) hits within the top k
+    dcg = np.cumsum(hits * discount, axis=1)  # (U, K_max)
+    records = []
+    for k in ks:
+        h = hit_count[:, k - 1]
+        records.append(
+            {
+                "k": int(k),
+                "users": len(counts),
+                "hr": float(np.mean(h > 0)),
+                "precision": float(np.mean(h / k)),
+                "recall": float(np.mean(h / counts)),
+                "ndcg": float(np.mean(dcg[:, k - 1] / ideal[np.minimum(k, counts) - 1])),
+            }
+        )
+    return pd.DataFrame(records, columns=RANKING_COLUMNS[1:])
+
+
+def ranking_metrics(
+    top_items: np.ndarray, relevant: Relevant, ks: Sequence[int] = DEFAULT_KS
+) -> pd.DataFrame:
+    """metrics_at for top-max(ks) lists (rows aligned with relevant.users)."""
+    return metrics_at(hit_matrix(top_items, relevant), relevant.counts, ks)
+
+
+class PopularityRanker(CandidateRanker):
+    """The popularity baseline: candidates by number of train ratings, ties by item code.
+
+    `top_k` reports each listed movie's number of train ratings.
+    """
+
+    def __init__(
+        self, encoded: Encoded, device: torch.device | str = "cpu", pairs_per_batch=None
+    ) -> None:
+        super().__init__(encoded, device, pairs_per_batch)
+        item = np.asarray(encoded.arrays["item"])[encoded.rows("train")]
+        counts = np.bincount(item, minlength=self.n_items)[1:]  # (C,)
+        order = np.lexsort((np.arange(self.n_candidates), -counts))  # most rated, then code
+        position = np.empty(self.n_candidates, dtype=np.float32)
+        position[order] = np.arange(self.n_candidates)  # exact in float32 below 2^24
+        self.score_row = torch.from_numpy(-position).to(self.device)  # distinct: no ties
+        self.counts = torch.from_numpy(np.concatenate([[0], counts])).to(self.device)
+
+    def scores(self, users: torch.Tensor) -> torch.Tensor:
+        return self.score_row.expand(len(users), -1).clone()  # (U, C)
+
+    def report(self, items: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return self.counts[items].to(torch.float32)
+
+
+def rank_and_score(
+    ranker: CandidateRanker,
+    relevant: Relevant,
+    ks: Sequence[int] = DEFAULT_KS,
+    exclude: str = "train",
+) -> pd.DataFrame:
+    """Metrics at each K of one ranker's top-max(ks) lists for the relevant users."""
+    items, _ = ranker.top_k(relevant.users, max(ks), exclude)
+    return ranking_metrics(items, relevant, ks)
+
+
+def evaluate_ranking(
+    encoded: Encoded,
+    checkpoints: dict[str, str | Path],
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    threshold: float = 4.0,
+    split: str = "test",
+    device: str = "auto",
+) -> pd.DataFrame:
+    """Ranking metrics (RANKING_COLUMNS) of each named checkpoint and of popularity.
+
+    Args:
+        encoded: the encoded folder the models were trained on.
+        checkpoints: model name -> model.pt.
+        ks: list lengths; one top-max(ks) list per user gives all of them.
+        threshold: the least stars that make a rating relevant.
+        split: the split whose ratings are relevant (test).
+        device: where the models score (auto: CUDA if present).
+    """
+    from deepfm_rec.train import resolve_device
+
+    relevant = relevant_items(encoded, split, threshold)
+    logger.info(
+        "ranking on {}: {} users with a rating ≥ {} in {} ({} relevant, {} without an item code)",
+        encoded.meta["dataset"],
+        len(relevant),
+        threshold,
+        split,
+        int(relevant.counts.sum()),
+        int(relevant.counts.sum() - len(relevant.items)),
+    )
+    rankers: dict[str, CandidateRanker] = {
+        name: Recommender.from_checkpoint(path, encoded, device)
+        for name, path in checkpoints.items()
+    }
+    rankers["popularity"] = PopularityRanker(encoded, resolve_device(device))
+    tables = []
+    for name, ranker in rankers.items():
+        table = rank_and_score(ranker, relevant, ks)
+        tables.append(table.assign(model=name))
+        best = table.iloc[-1]
+        logger.info("{}: NDCG@{} {:.4f} recall {:.4f}", name, int(best.k), best.ndcg, best.recall)
+    return pd.concat(tables, ignore_index=True)[RANKING_COLUMNS]
+
+
+def write_ranking_metrics(
+    encoded: str | Path,
+    checkpoints: dict[str, str | Path],
+    out: str | Path,
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    threshold: float = 4.0,
+    device: str = "auto",
+    threads: int | None = None,
+) -> pd.DataFrame:
+    """evaluate_ranking on the test split, written as TSV (RANKING_COLUMNS)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    enc = open_encoded(Path(encoded))
+    table = evaluate_ranking(enc, checkpoints, ks=ks, threshold=threshold, device=device)
+    table.to_csv(out, sep="\t", index=False, float_format="%.6g")
+    return table

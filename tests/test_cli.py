@@ -1,0 +1,67 @@
+"""The `deepfm-rec` console script, run as a real subprocess on a freshly trained checkpoint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepfm_rec.recommend import Recommender, read_items
+from deepfm_rec.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def results(encoded_tiny, tmp_path_factory) -> Path:
+    """results/{dataset}/ as the workflow lays it out: encoded/ and deepfm/seed0/model.pt."""
+    dataset = tmp_path_factory.mktemp("results") / "ml-latest-small"
+    shutil.copytree(encoded_tiny.folder, dataset / "encoded")
+    (dataset / "deepfm" / "seed0").mkdir(parents=True)
+    config = TrainConfig(max_epochs=1, batch_size=512, lr=0.01)
+    hparams = {"embed_dim": 8, "mlp": [16]}
+    checkpoint = dataset / "deepfm" / "seed0" / "model.pt"
+    train(encoded_tiny, "deepfm", hparams, config, seed=0, device="cpu", checkpoint=checkpoint)
+    return dataset
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("deepfm-rec")  # the installed console script
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "deepfm_rec.cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_recommend_prints_k_rows_and_the_users_favourites(results, encoded_tiny):
+    ids = encoded_tiny.arrays["user_ids"]
+    user = int(ids[7])
+    model = str(results / "deepfm" / "seed0" / "model.pt")
+    done = run("recommend", "--model", model, "--user", str(user), "-k", "7", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"Top 7 for user {user} by DeepFM")
+    assert lines[1].split() == ["rank", "stars", "title", "genres"]
+    rows = lines[2:9]
+    assert [int(r.split()[0]) for r in rows] == list(range(1, 8))
+    assert lines[9] == "" and lines[10].startswith("Their highest-rated movies in train (5 of")
+    # the same list as the library's, title for title
+    recommender = Recommender.from_checkpoint(model, encoded_tiny, "cpu")
+    items, stars = recommender.top_k(np.array([7]), 7)
+    titles = read_items(encoded_tiny.folder).loc[items[0], "title"]
+    for row, title, star in zip(rows, titles, stars[0], strict=True):
+        assert title[:40] in row and f"{star:.2f}" in row
+
+
+def test_unknown_user_and_missing_files_fail_cleanly(results, tmp_path):
+    model = str(results / "deepfm" / "seed0" / "model.pt")
+    done = run("recommend", "--model", model, "--user", "999999", "--device", "cpu")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "error: --user 999999: no such user in the train split" in done.stderr
+    assert "Traceback" not in done.stderr
+    missing = run("recommend", "--model", str(tmp_path / "none.pt"), "--user", "1")
+    assert missing.returncode == 2 and "no such checkpoint" in missing.stderr
+    no_encoded = run(
+        "recommend", "--model", model, "--user", "1", "--encoded", str(tmp_path / "nowhere")
+    )
+    assert no_encoded.returncode == 2 and "not an encoded folder" in no_encoded.stderr

@@ -1,0 +1,211 @@
+"""Recommendations on real ratings: vectorised scores against one-by-one scoring, exclusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deepfm_rec.data.batches import Batch, BatchMaker
+from deepfm_rec.data.encoding import Encoded, encode, open_encoded
+from deepfm_rec.data.layouts import Tables
+from deepfm_rec.data.users import COLUMNS
+from deepfm_rec.recommend import (
+    RECOMMENDATION_COLUMNS,
+    Recommender,
+    exclusion_splits,
+    rated_items,
+    read_items,
+    user_code,
+    write_recommendations,
+)
+from deepfm_rec.train import TrainConfig, load_model, train
+
+HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1}
+QUICK = TrainConfig(max_epochs=1, batch_size=512, lr=0.01)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(encoded_tiny):
+    model, _, _ = train(encoded_tiny, "deepfm", HPARAMS, QUICK, seed=1, device="cpu")
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def fm_checkpoint(encoded_tiny, tmp_path_factory):
+    checkpoint = tmp_path_factory.mktemp("fm") / "model.pt"
+    train(encoded_tiny, "fm", {"embed_dim": 4}, QUICK, seed=2, device="cpu", checkpoint=checkpoint)
+    return checkpoint
+
+
+@pytest.fixture(scope="module")
+def recommender(tiny_model, encoded_tiny):
+    return Recommender(tiny_model, encoded_tiny, "cpu")
+
+
+def train_items(encoded: Encoded, code: int) -> set[int]:
+    rows = encoded.rows("train")
+    return set(encoded.arrays["item"][rows][encoded.arrays["user"][rows] == code].tolist())
+
+
+def test_pair_scores_equal_the_model_on_real_rows_without_tags(recommender, encoded_tiny):
+    """A rated row with no tags has exactly the features of its candidate pair."""
+    a = encoded_tiny.arrays
+    rows = np.flatnonzero((a["tags.bag"] == 0) & (a["user"] > 0) & (a["item"] > 0))
+    rows = rows[:: max(1, len(rows) // 100)]  # every split, a hundred rows
+    with torch.inference_mode():
+        expected = recommender.model(BatchMaker(encoded_tiny).batch(rows)).numpy()
+        users = torch.from_numpy(a["user"][rows].astype(np.int64))
+        scores = recommender.scores(users).numpy()  # (rows, C)
+    got = scores[np.arange(len(rows)), a["item"][rows] - 1]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def one_pair_batch(encoded: Encoded, row_of_user: int, row_of_item: int, item: int) -> Batch:
+    """A one-row Batch built by hand: the user's row, with the item, its genres, no tags."""
+    a = encoded.arrays
+    names = [f["name"] for f in encoded.meta["fields"]]
+    categorical = [
+        item if name == "item" else int(a[name][row_of_user])
+        for name in names
+        if name in ("user", "item", "gender", "occupation")
+    ]
+    genre_bag = a["genres.bag"][row_of_item]
+    offsets = a["genres.offsets"]
+    genres = a["genres.values"][offsets[genre_bag] : offsets[genre_bag + 1]]
+    return Batch(
+        categorical=torch.tensor([categorical], dtype=torch.int32),
+        dense=torch.tensor([[float(a["age"][row_of_user])]], dtype=torch.float32),
+        bags=[
+            (torch.tensor(genres, dtype=torch.int32), torch.zeros(1, dtype=torch.int32)),
+            (torch.zeros(0, dtype=torch.int32), torch.zeros(1, dtype=torch.int32)),
+        ],
+        label=torch.zeros(1),
+    )
+
+
+def test_top_k_matches_scoring_every_pair_one_by_one(recommender, encoded_tiny, tiny_model):
+    a = encoded_tiny.arrays
+    assert [f["name"] for f in encoded_tiny.meta["fields"]] == [
+        "user", "item", "gender", "occupation", "age", "genres", "tags"
+    ]  # fmt: skip
+    n_items = recommender.n_items
+    first_row = {int(i): int(np.flatnonzero(a["item"] == i)[0]) for i in range(1, n_items)}
+    k = 15
+    users = np.array([3, 41])
+    items, stars = recommender.top_k(users, k)
+    for j, code in enumerate(users):
+        user_row = int(np.flatnonzero(a["user"] == code)[0])
+        rated = train_items(encoded_tiny, code)
+        candidates = [i for i in range(1, n_items) if i not in rated]
+        with torch.inference_mode():
+            scores = np.array(
+                [
+                    tiny_model(one_pair_batch(encoded_tiny, user_row, first_row[i], i)).item()
+                    for i in candidates
+                ]
+            )
+        best = np.argsort(-scores, kind="stable")[:k]
+        assert items[j].tolist() == [candidates[b] for b in best]
+        expected = np.clip(scores[best], 0.5, 5.0)
+        np.testing.assert_allclose(stars[j], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_rated_in_train_never_recommended_and_every_candidate_ranked(recommender, encoded_tiny):
+    users = np.arange(1, recommender.n_users)
+    c = recommender.n_candidates
+    items, stars = recommender.top_k(users, c)  # every candidate, in order
+    for j, code in enumerate(users):
+        rated = train_items(encoded_tiny, code)
+        listed = items[j][items[j] > 0]
+        assert rated.isdisjoint(listed.tolist())
+        assert sorted(listed.tolist()) == sorted(set(range(1, c + 1)) - rated)
+        assert (items[j][len(listed) :] == 0).all() and np.isnan(stars[j][len(listed) :]).all()
+        assert (np.diff(stars[j][: len(listed)]) <= 1e-6).all()  # best first
+    all_items, _ = recommender.top_k(users[:3], c, exclude="none")
+    assert (np.sort(all_items, axis=1) == np.arange(1, c + 1)).all()
+
+
+def test_chunks_and_valid_exclusion(tiny_model, encoded_tiny, recommender):
+    users = np.array([1, 7, 60, 22, 7])
+    items, stars = recommender.top_k(users, 20)
+    small = Recommender(tiny_model, encoded_tiny, "cpu", pairs_per_batch=1)  # a user a chunk
+    items_small, stars_small = small.top_k(users, 20)
+    np.testing.assert_array_equal(items, items_small)
+    np.testing.assert_allclose(stars, stars_small, rtol=1e-5, atol=1e-6)
+    no_valid, _ = recommender.top_k(users, 200, exclude="train+valid")
+    indptr, valid = rated_items(encoded_tiny, ["valid"])
+    for j, code in enumerate(users):
+        assert set(valid[indptr[code] : indptr[code + 1]].tolist()).isdisjoint(no_valid[j])
+    with pytest.raises(ValueError, match="unknown split"):
+        exclusion_splits("train+tset")
+    with pytest.raises(ValueError, match="user codes"):
+        recommender.top_k(np.array([0]), 5)
+
+
+def test_user_codes_map_to_movielens_ids(encoded_tiny):
+    ids = encoded_tiny.arrays["user_ids"]
+    assert ids[0] == -1 and (np.diff(ids[1:]) > 0).all()
+    assert [user_code(encoded_tiny, int(ids[c])) for c in (1, 5, len(ids) - 1)] == [
+        1, 5, len(ids) - 1
+    ]  # fmt: skip
+    assert user_code(encoded_tiny, 10**9) == 0 and user_code(encoded_tiny, -5) == 0
+
+
+def test_write_recommendations_tsv(fm_checkpoint, encoded_tiny, tmp_path):
+    ids = encoded_tiny.arrays["user_ids"]
+    out = tmp_path / "top.tsv"
+    table = write_recommendations(
+        fm_checkpoint, encoded_tiny.folder, out, k=5, device="cpu", users=[int(ids[2]), int(ids[9])]
+    )
+    read = pd.read_csv(out, sep="\t", keep_default_na=False)
+    assert list(read.columns) == RECOMMENDATION_COLUMNS
+    assert read["user"].tolist() == [ids[2]] * 5 + [ids[9]] * 5
+    assert read["rank"].tolist() == [1, 2, 3, 4, 5] * 2
+    movies = read_items(encoded_tiny.folder).set_index("item")
+    assert read["title"].tolist() == movies.loc[read["item"], "title"].tolist()
+    assert read["predicted_stars"].between(0.5, 5.0).all()
+    np.testing.assert_allclose(read["predicted_stars"], table["predicted_stars"], atol=1e-4)
+    with pytest.raises(ValueError, match="without train ratings"):
+        write_recommendations(fm_checkpoint, encoded_tiny.folder, out, k=5, users=[10**9])
+
+
+def test_a_checkpoint_of_other_data_is_refused(encoded_tiny, fm_checkpoint):
+    other = {**encoded_tiny.meta, "checksum": "another download"}
+    with pytest.raises(ValueError, match="trained on other encoded data.*checksum"):
+        Recommender.from_checkpoint(
+            fm_checkpoint, Encoded(encoded_tiny.folder, other, encoded_tiny.arrays), "cpu"
+        )
+    model, _ = load_model(fm_checkpoint)
+    meta = {**encoded_tiny.meta, "fields": [*encoded_tiny.meta["fields"], {"name": "mood"}]}
+    with pytest.raises(ValueError, match="mood"):
+        Recommender(model, Encoded(encoded_tiny.folder, meta, encoded_tiny.arrays))
+
+
+def test_a_dataset_without_demographics(tables_small, tmp_path):
+    ratings = tables_small.ratings[tables_small.ratings["user"] <= 20].reset_index(drop=True)
+    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
+    encode(
+        tables,
+        pd.DataFrame(columns=COLUMNS),
+        tmp_path / "encoded",
+        seed=1,
+        valid_fraction=0.1,
+        test_fraction=0.1,
+        provenance={"dataset": "ml-latest-small", "checksum": "x"},
+    )
+    encoded = open_encoded(tmp_path / "encoded")
+    assert [f["name"] for f in encoded.meta["fields"]] == ["user", "item", "genres", "tags"]
+    model, _, _ = train(encoded, "fm", {"embed_dim": 4}, QUICK, seed=0, device="cpu")
+    recommender = Recommender(model, encoded)
+    users = np.arange(1, recommender.n_users)
+    items, stars = recommender.top_k(users, 10)
+    assert (items > 0).all() and np.isfinite(stars).all()
+    a = encoded.arrays
+    rows = np.flatnonzero((a["tags.bag"] == 0) & (a["split"] == 2) & (a["item"] > 0))[:50]
+    with torch.inference_mode():
+        expected = model(BatchMaker(encoded).batch(rows)).numpy()
+        scores = recommender.scores(torch.from_numpy(a["user"][rows].astype(np.int64)))
+    got = scores.numpy()[np.arange(len(rows)), a["item"][rows] - 1]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
