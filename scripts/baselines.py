@@ -4,4 +4,9 @@ route_to(snakemake.log[0])
 
 from deepfm_rec.evaluate import write_baselines  # noqa: E402
 
-write_baselines(snakemake.input[0], snakemake.output[0])
+write_baselines(
+    snakemake.input[0],
+    snakemake.output[0],
+    ks=snakemake.params.ks,
+    threshold=snakemake.params.threshold,
+)

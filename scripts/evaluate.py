@@ -8,6 +8,8 @@ write_model_metrics(
     snakemake.input.encoded,
     snakemake.input.model,
     snakemake.output[0],
+    ks=snakemake.params.ks,
+    threshold=snakemake.params.threshold,
     device=snakemake.params.device,
     threads=snakemake.threads,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import zipfile
@@ -27,11 +28,15 @@ def test_the_study_writes_its_outputs(project):
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
     assert list(zip(metrics["model"], metrics["seed"].fillna(-1), strict=True)) == [
         ("fm", 42), ("fm", 43), ("deepfm", 42), ("deepfm", 43), ("global_mean", -1), ("bias", -1),
+        ("popularity", -1),
     ]  # fmt: skip
     meta = json.loads((project / "results/ml-latest-small/encoded/meta.json").read_text())
-    assert (metrics["rows"] == meta["splits"]["test"]).all()  # the whole test split
-    assert (metrics["rmse"] < 1.1).all()
-    assert list(metrics["rmse"] ** 2) == pytest.approx(list(metrics["mse"]), rel=1e-5)
+    rated = metrics[metrics["model"] != "popularity"]
+    assert (rated["rows"] == meta["splits"]["test"]).all()  # the whole test split
+    ranked = metrics[~metrics["model"].isin(["global_mean", "bias"])]
+    assert ranked["ndcg@10"].between(0, 1).all() and ranked["hr@10"].between(0, 1).all()
+    assert (rated["rmse"] < 1.1).all()
+    assert list(rated["rmse"] ** 2) == pytest.approx(list(rated["mse"]), rel=1e-5)
     by_run = metrics.set_index(["model", "seed"])
     for model in ("fm", "deepfm"):
         # seeds change the initialisation and batch order, so the numbers differ
@@ -61,12 +66,17 @@ def test_the_study_writes_its_outputs(project):
 def test_the_report_shows_models_baselines_and_provenance(project):
     page = (project / "results" / "report.html").read_text()
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
-    for _, row in metrics.iterrows():  # every per-seed row
+    for _, row in metrics.dropna(subset="rmse").iterrows():  # every per-seed row
         assert f"{row['rmse']:.4f}" in page and f"{row['mae']:.4f}" in page
     for model in ("fm", "deepfm"):  # mean ± std over the seeds
         rmse = metrics[metrics["model"] == model]["rmse"]
         assert f"{rmse.mean():.4f} ± {rmse.std():.4f}" in page
-    assert page.count("data:image/png;base64,") == 3  # metrics plot and two curves
+    assert page.count("data:image/png;base64,") == 4  # metrics, ranking, two curves
+    popularity = metrics.set_index("model").loc["popularity", "ndcg@10"]
+    assert "Ranking" in page and f"{popularity:.4f}" in page
+    topk = pd.read_csv(project / "results/ml-latest-small/deepfm/topk.tsv", sep="\t")
+    assert topk.groupby("user").size().eq(10).all()
+    assert html.escape(topk["title"].iloc[0]) in page  # the first example user's top movie
     assert 'src="http' not in page  # self-contained
     meta = json.loads((project / "results/ml-latest-small/encoded/meta.json").read_text())
     assert meta["checksum"] in page and "torch" in page and "snakemake" in page
@@ -84,7 +94,9 @@ def test_changing_a_deepfm_setting_reruns_only_deepfm_and_its_dependents(project
         jobs = scheduled_jobs(snakemake(project, "-n").stdout)
     finally:
         edit_config(project, {"deepfm": {"dropout": 0.2}})
-    assert jobs == {"train_deepfm": 2, "evaluate": 2, "profile": 1, "report": 1, "all": 1}
+    assert jobs == {
+        "train_deepfm": 2, "evaluate": 2, "profile": 1, "recommend": 1, "report": 1, "all": 1,
+    }  # fmt: skip
     assert "Nothing to be done" in snakemake(project, "-n").stdout
 
 

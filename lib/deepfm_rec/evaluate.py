@@ -29,6 +29,7 @@ METRIC_COLUMNS = [
     "best_epoch",
     "valid_mae",
 ]
+RANKING_METRICS = ("hr", "precision", "recall", "ndcg")
 DAMPING_GRID = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 25.0, 35.0, 50.0)
 
 
@@ -126,9 +127,22 @@ def baselines(encoded: Encoded) -> dict[str, dict]:
     }
 
 
-def evaluate_model(encoded: Encoded, checkpoint: str | Path, device: str = "cpu") -> dict:
-    """Test metrics (stars) of one trained model on the whole test split, with its seed."""
+def evaluate_model(
+    encoded: Encoded,
+    checkpoint: str | Path,
+    device: str = "cpu",
+    ks: tuple[int, ...] = (10,),
+    threshold: float = 4.0,
+) -> dict:
+    """Test metrics of one trained model on the whole test split, with its seed.
+
+    Rating metrics in stars; under "ranking", HR, precision, recall and NDCG at each K
+    of `ks` (relevant: test ratings of at least `threshold` stars; candidates: the
+    movies a user did not rate in train; see deepfm_rec.ranking).
+    """
     from deepfm_rec.data.batches import BatchMaker  # torch only where models are scored
+    from deepfm_rec.ranking import rank_and_score, relevant_items
+    from deepfm_rec.recommend import Recommender
     from deepfm_rec.train import load_model, predict
 
     test = encoded.rows("test")
@@ -148,49 +162,90 @@ def evaluate_model(encoded: Encoded, checkpoint: str | Path, device: str = "cpu"
         "split": "test",
         "dataset": encoded.meta["dataset"],
         "checksum": encoded.meta["checksum"],
+        "ranking": rank_and_score(
+            Recommender(model, encoded), relevant_items(encoded, "test", threshold), ks
+        ).to_dict("records"),
     }
 
 
 def write_model_metrics(
-    encoded: str | Path, checkpoint: str | Path, out: str | Path, *, device: str, threads: int
+    encoded: str | Path,
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    ks: list[int],
+    threshold: float,
+    device: str,
+    threads: int,
 ) -> dict:
-    """Evaluate one checkpoint and write its metrics.json."""
+    """Evaluate one checkpoint (see evaluate_model) and write its metrics.json."""
     import torch
 
     torch.set_num_threads(threads)
-    record = evaluate_model(open_encoded(Path(encoded)), checkpoint, device)
+    encoded = open_encoded(Path(encoded))
+    record = evaluate_model(encoded, checkpoint, device, tuple(ks), threshold)
     Path(out).write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
-def write_baselines(encoded: str | Path, out: str | Path) -> dict:
-    """Score the baselines (see `baselines`) and write them as JSON, one record each."""
+def write_baselines(
+    encoded: str | Path, out: str | Path, *, ks: list[int], threshold: float
+) -> list[dict]:
+    """Score the rating baselines (see `baselines`) and the popularity ranking baseline,
+    and write them as JSON, one record each."""
+    from deepfm_rec.ranking import PopularityRanker, rank_and_score, relevant_items
+
+    encoded = open_encoded(Path(encoded))
     records = [
         {"model": name, "kind": "baseline", **metrics}
-        for name, metrics in baselines(open_encoded(Path(encoded))).items()
+        for name, metrics in baselines(encoded).items()
     ]
+    relevant = relevant_items(encoded, "test", threshold)
+    ranking = rank_and_score(PopularityRanker(encoded), relevant, tuple(ks))
+    records.append({"model": "popularity", "kind": "baseline",
+                    "ranking": ranking.to_dict("records")})  # fmt: skip
     Path(out).write_text(json.dumps(records, indent=2) + "\n")
     return records
 
 
-def metrics_table(model_metrics: list[str | Path], baselines_json: str | Path) -> pd.DataFrame:
-    """One row per model and seed, then the baselines (METRIC_COLUMNS)."""
+def read_records(model_metrics: list[str | Path], baselines_json: str | Path) -> list[dict]:
+    """The metrics.json records of every model and seed, then the baselines' records."""
     records = [json.loads(Path(p).read_text()) for p in model_metrics]
-    records += json.loads(Path(baselines_json).read_text())
+    return records + json.loads(Path(baselines_json).read_text())
+
+
+def metrics_table(records: list[dict], k: int) -> pd.DataFrame:
+    """One row per model and seed, then the baselines: METRIC_COLUMNS, then the ranking
+    metrics at `k` (hr@k, precision@k, recall@k, ndcg@k; empty where not ranked)."""
     table = pd.DataFrame(records).reindex(columns=METRIC_COLUMNS)
+    for name in RANKING_METRICS:
+        table[f"{name}@{k}"] = [
+            next((r[name] for r in record.get("ranking", []) if r["k"] == k), np.nan)
+            for record in records
+        ]
     return table.astype({"seed": "Int64", "best_epoch": "Int64"})
 
 
-def summarize(
-    table: pd.DataFrame, metrics: tuple[str, ...] = ("mse", "rmse", "mae")
-) -> pd.DataFrame:
-    """Mean and std over seeds of each metric, one row per model (baselines have std 0).
+def ranking_curves(records: list[dict]) -> pd.DataFrame:
+    """Mean over seeds of every ranking metric at every K: columns model, k, hr, ..."""
+    rows = [{"model": r["model"], **row} for r in records for row in r.get("ranking", [])]
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["model", "k"], sort=False).mean(numeric_only=True).reset_index()
 
-    Columns: model, kind, seeds, and <metric>_mean, <metric>_std for each metric.
+
+def summarize(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Mean and std over seeds of each metric, one row per model.
+
+    Columns: model, kind, seeds, and <metric>_mean, <metric>_std for each metric. A
+    metric a row does not have (a rating baseline's NDCG) stays empty; a single run's
+    std is 0.
     """
     grouped = table.groupby(["model", "kind"], sort=False)
-    summary = grouped[list(metrics)].agg(["mean", "std"])
+    summary = grouped[metrics].agg(["mean", "std"])
     summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
-    summary = summary.fillna(0.0).reset_index()  # a single run has no spread
+    for metric in metrics:
+        known = summary[f"{metric}_mean"].notna()
+        summary.loc[known, f"{metric}_std"] = summary.loc[known, f"{metric}_std"].fillna(0.0)
+    summary = summary.reset_index()
     summary.insert(2, "seeds", grouped.size().to_numpy())
     return summary

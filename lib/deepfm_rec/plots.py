@@ -40,3 +40,19 @@ def plot_metrics(summary: pd.DataFrame, path: Path) -> None:
         ax.invert_yaxis()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_ranking(curves: pd.DataFrame, path: Path) -> None:
+    """NDCG@K and recall@K against K (log scale) for each model and the popularity
+    baseline, means over seeds."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    for ax, metric in zip(axes, ("ndcg", "recall"), strict=True):
+        for model, rows in curves.groupby("model", sort=False):
+            ax.plot(rows["k"], rows[metric], "o-", ms=3, label=model)
+        ax.set(
+            xscale="log", xlabel="K", ylabel=f"{metric.upper() if metric == 'ndcg' else metric}@K"
+        )
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

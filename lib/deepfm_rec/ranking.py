@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from loguru import logger
 
-from deepfm_rec.data.encoding import SPLITS, Encoded, open_encoded
+from deepfm_rec.data.encoding import SPLITS, Encoded
 from deepfm_rec.recommend import CandidateRanker, Recommender
 
 RANKING_COLUMNS = ["model", "k", "users", "hr", "precision", "recall", "ndcg"]
@@ -212,22 +212,3 @@ def evaluate_ranking(
         best = table.iloc[-1]
         logger.info("{}: NDCG@{} {:.4f} recall {:.4f}", name, int(best.k), best.ndcg, best.recall)
     return pd.concat(tables, ignore_index=True)[RANKING_COLUMNS]
-
-
-def write_ranking_metrics(
-    encoded: str | Path,
-    checkpoints: dict[str, str | Path],
-    out: str | Path,
-    *,
-    ks: Sequence[int] = DEFAULT_KS,
-    threshold: float = 4.0,
-    device: str = "auto",
-    threads: int | None = None,
-) -> pd.DataFrame:
-    """evaluate_ranking on the test split, written as TSV (RANKING_COLUMNS)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    enc = open_encoded(Path(encoded))
-    table = evaluate_ranking(enc, checkpoints, ks=ks, threshold=threshold, device=device)
-    table.to_csv(out, sep="\t", index=False, float_format="%.6g")
-    return table

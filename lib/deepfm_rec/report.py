@@ -14,8 +14,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from deepfm_rec.evaluate import metrics_table, summarize
-from deepfm_rec.plots import plot_metrics
+from deepfm_rec.data.encoding import open_encoded
+from deepfm_rec.evaluate import (
+    RANKING_METRICS,
+    metrics_table,
+    ranking_curves,
+    read_records,
+    summarize,
+)
+from deepfm_rec.plots import plot_metrics, plot_ranking
 
 PACKAGES = ("deepfm-rec", "torch", "numpy", "pandas", "snakemake", "matplotlib")
 
@@ -75,16 +82,44 @@ def provenance() -> dict[str, str]:
     return info
 
 
-def _mean_std(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary table with each metric as one `mean ± std` column."""
+def _mean_std(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """The summary rows that have these metrics, each metric one `mean ± std` column."""
+    summary = summary[summary[[f"{m}_mean" for m in metrics]].notna().any(axis=1)]
     shown = summary[["model", "seeds"]].copy()
-    for metric in ("mse", "rmse", "mae"):
+    for metric in metrics:
         mean, std = summary[f"{metric}_mean"], summary[f"{metric}_std"]
         shown[metric] = [
-            f"{m:.4f} ± {s:.4f}" if n > 1 else f"{m:.4f}"
+            "" if pd.isna(m) else f"{m:.4f} ± {s:.4f}" if n > 1 else f"{m:.4f}"
             for m, s, n in zip(mean, std, summary["seeds"], strict=True)
         ]
     return shown
+
+
+def _examples(encoded: Path, topk: Path, users: int, likes: int = 5) -> str:
+    """A few users' recommendations beside the movies they rated highest in train."""
+    meta_items = pd.read_csv(Path(encoded) / "items.tsv", sep="\t", keep_default_na=False)
+    title = dict(zip(meta_items["item"], meta_items["title"], strict=True))
+    enc = open_encoded(Path(encoded))
+    train = enc.rows("train")
+    a = enc.arrays
+    rated = pd.DataFrame({"user": a["user_ids"][a["user"][train]],
+                          "item": a["item_ids"][a["item"][train]],
+                          "rating": a["label"][train]})  # fmt: skip
+    lists = pd.read_csv(topk, sep="\t", keep_default_na=False)
+    parts = []
+    for user in lists["user"].drop_duplicates().head(users):
+        known = rated[rated["user"] == user].sort_values("rating", ascending=False).head(likes)
+        liked = "".join(
+            f"<li>{html.escape(str(title.get(i, i)))} ({r:g}★)</li>"
+            for i, r in zip(known["item"], known["rating"], strict=True)
+        )
+        top = lists[lists["user"] == user][["rank", "title", "genres", "predicted_stars"]]
+        parts.append(
+            f"<h4>user {user}</h4><div style='display:flex;gap:2rem'>"
+            f"<div>{_table(top)}</div>"
+            f"<div><b>rated highest in train</b><ul>{liked}</ul></div></div>"
+        )
+    return "".join(parts)
 
 
 def write_report(
@@ -98,6 +133,11 @@ def write_report(
     histories: list[Path],
     curves: list[Path],
     profiles: list[Path],
+    topk: Path,
+    ranking_plot_out: Path,
+    k: int,
+    threshold: float,
+    examples: int,
     config: dict,
 ) -> None:
     """Write the metrics table (TSV), its plot and the HTML report (every image embedded).
@@ -113,13 +153,20 @@ def write_report(
             results/<dataset>/<model>/seed<seed>/history.tsv.
         curves: the curves.png to show, one per model (<model>/seed<seed>/curves.png).
         profiles: the profile.txt of the profiled models (<model>/profile.txt).
+        topk: a topk.tsv of recommendations (deepfm_rec.recommend), for the examples.
+        ranking_plot_out: the PNG of NDCG@K and recall@K against K.
+        k, threshold, examples: the K of the ranking table, the least stars that make a
+            test rating relevant, the number of example users.
         config: the workflow config used.
     """
     meta = json.loads((Path(encoded) / "meta.json").read_text())
-    table = metrics_table(model_metrics, baselines)
+    records = read_records(model_metrics, baselines)
+    table = metrics_table(records, k)
     table.to_csv(table_out, sep="\t", index=False, float_format="%.6f")
-    summary = summarize(table)
-    plot_metrics(summary, Path(plot_out))
+    ranking = [f"{name}@{k}" for name in RANKING_METRICS]
+    summary = summarize(table, ["mse", "rmse", "mae", *ranking])
+    plot_metrics(summary[summary["rmse_mean"].notna()], Path(plot_out))
+    plot_ranking(ranking_curves(records), Path(ranking_plot_out))
     by_name = summary.set_index("model")
     headline = ""
     if {"deepfm", "bias"} <= set(by_name.index):
@@ -146,10 +193,19 @@ def write_report(
         "<p>Whole test split; predictions clipped to the rating scale "
         f"[{meta['rating_min']}, {meta['rating_max']}]; data split with seed {meta['seed']}; "
         "models trained with each seed below, mean ± std over seeds.</p>",
-        _table(_mean_std(summary), summary["kind"]),
+        _table(_mean_std(summary, ["mse", "rmse", "mae"])),
         _image(plot_out, "test RMSE and MAE per model"),
         f"<details><summary>per-seed rows ({len(table)})</summary>"
         f"{_table(table.drop(columns=['kind']), table['kind'])}</details>",
+        "<h2>Ranking</h2>",
+        f"<p>For each test user: the movies rated ≥ {threshold:g} stars in test are relevant; "
+        "every movie the user did not rate in train is a candidate; models rank candidates "
+        "by predicted stars, the popularity baseline by train ratings. Mean ± std over "
+        "seeds.</p>",
+        _table(_mean_std(summary, ranking)),
+        _image(ranking_plot_out, "NDCG@K and recall@K against K"),
+        f"<h3>Examples: DeepFM's top {k} beside what the user liked</h3>",
+        _examples(Path(encoded), Path(topk), examples),
         "<h2>Learning curves</h2>",
     ]
     for png in map(Path, curves):

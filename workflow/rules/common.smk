@@ -10,7 +10,9 @@ wildcard_constraints:
 
 
 def study_targets():
-    return ["results/report.html"]
+    return ["results/report.html"] + expand(
+        "results/{dataset}/{model}/topk.tsv", dataset=DATASET, model=MODELS
+    )
 
 
 def dataset_source(wildcards):

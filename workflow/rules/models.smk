@@ -57,6 +57,8 @@ rule evaluate:
         "logs/evaluate/{dataset}/{model}/seed{seed}.log",
     threads: config["threads"]
     params:
+        ks=sorted({*config["ranking"]["ks"], config["ranking"]["k"]}),
+        threshold=config["ranking"]["threshold"],
         device=config["device"],
     script:
         "../../scripts/evaluate.py"
@@ -69,6 +71,9 @@ rule baselines:
         "results/{dataset}/baselines.json",
     log:
         "logs/baselines/{dataset}.log",
+    params:
+        ks=sorted({*config["ranking"]["ks"], config["ranking"]["k"]}),
+        threshold=config["ranking"]["threshold"],
     script:
         "../../scripts/baselines.py"
 
@@ -94,3 +99,23 @@ rule profile:
         device=config["device"],
     script:
         "../../scripts/profile.py"
+
+
+rule recommend:
+    input:
+        encoded="results/{dataset}/encoded",
+        model=f"results/{{dataset}}/{{model}}/seed{SEEDS[0]}/model.pt",
+    output:
+        report(
+            "results/{dataset}/{model}/topk.tsv",
+            caption="../report/topk.rst",
+            category="Recommendations",
+        ),
+    log:
+        "logs/recommend/{dataset}/{model}.log",
+    threads: config["threads"]
+    params:
+        k=config["ranking"]["k"],
+        device=config["device"],
+    script:
+        "../../scripts/recommend.py"

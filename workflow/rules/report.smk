@@ -20,6 +20,7 @@ rule report:
             model=MODELS,
             seed=SEEDS[0],
         ),
+        topk=f"results/{DATASET}/deepfm/topk.tsv",
         profiles=expand(
             "results/{dataset}/{model}/profile.txt",
             dataset=DATASET,
@@ -37,9 +38,15 @@ rule report:
             caption="../report/metrics.rst",
             category="Test metrics",
         ),
+        ranking_plot=report(
+            "results/ranking.png",
+            caption="../report/ranking.rst",
+            category="Test metrics",
+        ),
     log:
         "logs/report/report.log",
     params:
+        ranking=config["ranking"],
         config=config,
     script:
         "../../scripts/report.py"
