@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EMBEDDED
 from deepfm_rec.data import sources
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.sources import DATASETS, fetch, parse_md5_sidecar
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "resources" / "embedded" / "ml-latest-small"
 
 
 def make_zip(path, folder: str, files: dict[str, bytes]) -> str:
