@@ -129,3 +129,31 @@ def test_an_unreachable_host_fails_fast_and_says_how_to_go_offline(tmp_path, mon
         fetch("ml-1m", None, tmp_path / "out")
     assert time.monotonic() - start < 20
     assert only(tmp_path) == []
+
+
+def test_a_download_over_http_is_verified_with_progress(tmp_path, monkeypatch):
+    """A real HTTP server on loopback serves the archive and its md5 sidecar."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    fixture = Path(__file__).parent / "fixtures" / "ml-20m"
+    files = {p.name: p.read_bytes() for p in fixture.iterdir()}
+    md5 = make_zip(served / "ml-32m.zip", "ml-32m", files)
+    (served / "ml-32m.zip.md5").write_text(f"{md5}  ml-32m.zip\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=served)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(sources, "BASE_URL", f"http://127.0.0.1:{server.server_port}")
+        provenance = fetch("ml-32m", None, tmp_path / "out")
+        assert provenance["checksum"] == md5 and provenance["source"].endswith("/ml-32m.zip")
+        assert (tmp_path / "out" / "ratings.csv").read_bytes() == files["ratings.csv"]
+        (served / "ml-32m.zip.md5").write_text("MD5 (ml-32m.zip) = " + "f" * 32 + "\n")
+        with pytest.raises(DataError, match=r"^http://127\.0\.0\.1:\d+/ml-32m\.zip: md5 mismatch"):
+            fetch("ml-32m", None, tmp_path / "out2")
+        assert not (tmp_path / "out2").exists()
+    finally:
+        server.shutdown()

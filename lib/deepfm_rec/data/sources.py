@@ -247,7 +247,10 @@ def fetch(
                 expected = parse_md5_sidecar(
                     archive.with_suffix(".md5").read_text(), f"{spec.url}.md5"
                 )
-            provenance = _extract_zip(spec, archive, staging, expected)
+            try:
+                provenance = _extract_zip(spec, archive, staging, expected)
+            except DataError as error:  # name the URL, not the scratch copy
+                raise DataError(str(error).replace(str(archive), spec.url)) from None
             _validate(spec, staging, f"{spec.url}:{spec.folder}")
         else:
             origin = str(source)
