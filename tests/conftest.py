@@ -15,6 +15,15 @@ ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED = ROOT / "resources" / "embedded" / "ml-latest-small"
 
 
+def encode_for_tests(tables, users, out: Path, seed: int):
+    """Encode with a 10%/10% split and placeholder provenance, and open the result."""
+    provenance = {"dataset": "ml-latest-small", "checksum": "x", "source": "test",
+                  "checksum_kind": "test"}  # fmt: skip
+    encode(tables, users, out, seed=seed, valid_fraction=0.1, test_fraction=0.1,
+           provenance=provenance)  # fmt: skip
+    return open_encoded(out)
+
+
 @pytest.fixture(scope="session")
 def raw_small(tmp_path_factory) -> Path:
     """The embedded ml-latest-small, fetched (md5-verified) into a temp folder."""
@@ -33,21 +42,7 @@ def encoded_small(tables_small, raw_small, tmp_path_factory):
     """ml-latest-small encoded with synthetic users, seed 7."""
     out = tmp_path_factory.mktemp("enc") / "encoded"
     users = build_users(tables_small.ratings["user"].unique(), None, "auto", seed=7)
-    encode(
-        tables_small,
-        users,
-        out,
-        seed=7,
-        valid_fraction=0.1,
-        test_fraction=0.1,
-        provenance={
-            "dataset": "ml-latest-small",
-            "checksum": "x",
-            "source": "test",
-            "checksum_kind": "test",
-        },
-    )
-    return open_encoded(out)
+    return encode_for_tests(tables_small, users, out, seed=7)
 
 
 @pytest.fixture(scope="session")
@@ -59,18 +54,4 @@ def encoded_tiny(tables_small, tmp_path_factory):
     tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
     out = tmp_path_factory.mktemp("enc") / "tiny"
     users = build_users(ratings["user"].unique(), None, "synthetic", seed=3)
-    encode(
-        tables,
-        users,
-        out,
-        seed=3,
-        valid_fraction=0.1,
-        test_fraction=0.1,
-        provenance={
-            "dataset": "ml-latest-small",
-            "checksum": "x",
-            "source": "test",
-            "checksum_kind": "test",
-        },
-    )
-    return open_encoded(out)
+    return encode_for_tests(tables, users, out, seed=3)

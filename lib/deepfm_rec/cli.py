@@ -39,27 +39,6 @@ def format_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def known_favourites(encoded, code: int, n: int) -> tuple[pd.DataFrame, int]:
-    """The user's n highest-rated train movies (stars, title, genres) and their train count."""
-    from deepfm_rec.recommend import read_items
-
-    a = encoded.arrays
-    rows = encoded.rows("train")
-    rows = rows[np.asarray(a["user"])[rows] == code]
-    stars = np.asarray(a["label"])[rows]
-    items = np.asarray(a["item"])[rows]
-    order = np.lexsort((items, -stars))[:n]  # best first, ties by item code
-    movies = read_items(encoded.folder).reindex(items[order])
-    table = pd.DataFrame(
-        {
-            "stars": stars[order].astype(np.float64),
-            "title": movies["title"].to_numpy(),
-            "genres": movies["genres"].to_numpy(),
-        }
-    )
-    return table, len(rows)
-
-
 def default_encoded(model: Path) -> Path:
     """The encoded folder of a workflow checkpoint: the nearest `encoded` folder above it
     (results/{dataset}/encoded for results/{dataset}/{model}/seed{seed}/model.pt)."""
@@ -99,6 +78,7 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     from deepfm_rec.recommend import (
         Recommender,
         exclusion_splits,
+        known_favourites,
         rated_items,
         recommendation_table,
         user_code,

@@ -317,6 +317,25 @@ def user_code(encoded: Encoded, user_id: int) -> int:
     return pos + 1 if pos < len(ids) - 1 and ids[1 + pos] == user_id else 0
 
 
+def known_favourites(encoded: Encoded, code: int, n: int) -> tuple[pd.DataFrame, int]:
+    """The user's n highest-rated train movies (stars, title, genres) and their train count."""
+    a = encoded.arrays
+    rows = encoded.rows("train")
+    rows = rows[np.asarray(a["user"])[rows] == code]
+    stars = np.asarray(a["label"])[rows]
+    items = np.asarray(a["item"])[rows]
+    order = np.lexsort((items, -stars))[:n]  # best first, ties by item code
+    movies = read_items(encoded.folder).reindex(items[order])
+    table = pd.DataFrame(
+        {
+            "stars": stars[order].astype(np.float64),
+            "title": movies["title"].to_numpy(),
+            "genres": movies["genres"].to_numpy(),
+        }
+    )
+    return table, len(rows)
+
+
 def recommendation_table(
     encoded: Encoded, user_codes: np.ndarray, items: np.ndarray, stars: np.ndarray
 ) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from deepfm_rec.evaluate import (
     summarize,
 )
 from deepfm_rec.plots import plot_metrics, plot_ranking
+from deepfm_rec.recommend import known_favourites, user_code
 
 PACKAGES = ("deepfm-rec", "torch", "numpy", "pandas", "snakemake", "matplotlib")
 
@@ -97,21 +98,14 @@ def _mean_std(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 def _examples(encoded: Path, topk: Path, users: int, likes: int = 5) -> str:
     """A few users' recommendations beside the movies they rated highest in train."""
-    meta_items = pd.read_csv(Path(encoded) / "items.tsv", sep="\t", keep_default_na=False)
-    title = dict(zip(meta_items["item"], meta_items["title"], strict=True))
     enc = open_encoded(Path(encoded))
-    train = enc.rows("train")
-    a = enc.arrays
-    rated = pd.DataFrame({"user": a["user_ids"][a["user"][train]],
-                          "item": a["item_ids"][a["item"][train]],
-                          "rating": a["label"][train]})  # fmt: skip
     lists = pd.read_csv(topk, sep="\t", keep_default_na=False)
     parts = []
     for user in lists["user"].drop_duplicates().head(users):
-        known = rated[rated["user"] == user].sort_values("rating", ascending=False).head(likes)
+        known, _ = known_favourites(enc, user_code(enc, int(user)), likes)
         liked = "".join(
-            f"<li>{html.escape(str(title.get(i, i)))} ({r:g}★)</li>"
-            for i, r in zip(known["item"], known["rating"], strict=True)
+            f"<li>{html.escape(t)} ({r:g}★)</li>"
+            for t, r in zip(known["title"], known["stars"], strict=True)
         )
         top = lists[lists["user"] == user][["rank", "title", "genres", "predicted_stars"]]
         parts.append(
