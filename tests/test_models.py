@@ -45,10 +45,11 @@ def test_field_embedding_vectors():
     batch = small_batch()
     v = layer(batch)
     assert v.shape == (3, 4, 4)  # (B, Fc + Fm + Fd, D)
-    table = layer.categorical.weight
+    table = layer.table.weight  # rows: field a's 3 codes, field b's 4, then g's 5
     torch.testing.assert_close(v[0, 0], table[1])
     torch.testing.assert_close(v[0, 1], table[3 + 2])  # second field's codes are offset by 3
-    bag_table = layer.multi[0].weight
+    torch.testing.assert_close(v[2, 1], table[3 + 2])
+    bag_table = table[3 + 4 :]
     torch.testing.assert_close(v[0, 2], (bag_table[1] + bag_table[3]) / 2)  # mean of the bag
     torch.testing.assert_close(v[1, 2], torch.zeros(4))  # an empty bag gives zeros
     torch.testing.assert_close(v[2, 2], bag_table[2])

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.models import build_model
+from deepfm_rec.optim import RowAdam
 from deepfm_rec.plots import plot_curves
 
 HISTORY_COLUMNS = [
@@ -45,21 +46,20 @@ class TrainConfig:
     min_delta: float = 1e-4
     lr_factor: float = 0.5  # ReduceLROnPlateau on valid MAE
     lr_patience: int = 1
-    # adam: dense Adam over every parameter. sparse_adam: embedding tables get sparse
-    # gradients and a lazy SparseAdam that touches only the rows a batch used (dense Adam
-    # over every row each step dominates a CPU step); the rest keeps Adam.
-    # auto: sparse_adam on the CPU, adam (fused) on CUDA.
+    # adam: dense Adam over every parameter. sparse_adam: the embedding table gets sparse
+    # gradients and a lazy Adam (RowAdam, SparseAdam's maths) that touches only the rows a
+    # batch used (dense Adam over every row each step dominates a CPU step); the rest
+    # keeps Adam. auto: sparse_adam on the CPU, adam on CUDA. Adam is the fused kernel.
     optimizer: str = "auto"
 
 
 class Optimizers:
-    """Adam, or SparseAdam for sparse-gradient embeddings plus Adam for the rest.
+    """Fused Adam, or RowAdam for the sparse-gradient embedding table plus Adam for the rest.
 
     One interface for the loop: zero_grad, step, the LR on plateau, state_dict.
     """
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, sparse: bool) -> None:
-        cuda = next(model.parameters()).is_cuda
         sparse_params = [
             m.weight
             for m in model.modules()
@@ -68,10 +68,10 @@ class Optimizers:
         ids = {id(p) for p in sparse_params}
         dense_params = [p for p in model.parameters() if id(p) not in ids]
         self.optimizers: list[torch.optim.Optimizer] = [
-            torch.optim.Adam(dense_params, lr=config.lr, fused=cuda or None)
+            torch.optim.Adam(dense_params, lr=config.lr, fused=True)
         ]
         if sparse and sparse_params:
-            self.optimizers.append(torch.optim.SparseAdam(sparse_params, lr=config.lr))
+            self.optimizers.append(RowAdam(sparse_params, lr=config.lr))
         self.schedulers = [
             torch.optim.lr_scheduler.ReduceLROnPlateau(
                 o, mode="min", factor=config.lr_factor, patience=config.lr_patience

@@ -47,7 +47,7 @@ class FM(nn.Module):
     def score(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(prediction (B,) stars, w (B, F, 1) first-order weights, v (B, F, D) vectors)."""
         wv = self.embedding(batch)  # (B, F, 1 + D)
-        w, v = wv[..., :1], wv[..., 1:]  # (B, F, 1), (B, F, D)
+        w, v = wv.split([1, wv.shape[2] - 1], dim=2)  # (B, F, 1), (B, F, D)
         return self.bias + w.sum(dim=(1, 2)) + self.fm(v), w, v
 
     def forward(self, batch: Batch) -> torch.Tensor:

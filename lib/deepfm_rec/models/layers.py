@@ -15,10 +15,11 @@ from deepfm_rec.data.batches import Batch
 class FieldEmbedding(nn.Module):
     """One D-dim vector per field and row.
 
-    A categorical field's vector is its code's embedding (all categorical fields share
-    one table, offset per field, so a batch costs one lookup); a multi-valued field's
-    is the mean of its codes' embeddings (an empty bag gives zeros); a dense field's is
-    its value times a learned vector.
+    A categorical field's vector is its code's embedding; a multi-valued field's is the
+    mean of its codes' embeddings (an empty bag gives zeros); a dense field's is its value
+    times a learned vector. All categorical and multi-valued fields share one table
+    (codes offset per field) and one EmbeddingBag call, a categorical code being a bag of
+    one: a batch costs one lookup and, with sparse updates, one sparse gradient.
 
     Args:
         categorical: vocabulary sizes of the categorical fields (code 0 = unknown).
@@ -26,7 +27,7 @@ class FieldEmbedding(nn.Module):
         n_dense: number of dense fields.
         dim: D.
         init_std: std of the normal initialisation.
-        sparse: the tables produce sparse gradients (rows the batch used only).
+        sparse: the table produces sparse gradients (rows the batch used only).
     """
 
     def __init__(
@@ -39,26 +40,31 @@ class FieldEmbedding(nn.Module):
         sparse: bool = False,
     ) -> None:
         super().__init__()
-        offsets = torch.tensor([0, *categorical[:-1]]).cumsum(0).to(torch.int32)
+        sizes = [*categorical, *multi]
+        offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0).to(torch.int32)
         self.register_buffer("offsets", offsets, persistent=False)
-        self.categorical = nn.Embedding(sum(categorical), dim, sparse=sparse)
-        self.multi = nn.ModuleList(
-            nn.EmbeddingBag(size, dim, mode="mean", sparse=sparse) for size in multi
-        )
+        self.n_categorical = len(categorical)
+        self.table = nn.EmbeddingBag(sum(sizes), dim, mode="mean", sparse=sparse)
         self.dense = nn.Parameter(torch.empty(n_dense, dim))
-        for weight in (self.categorical.weight, self.dense, *(m.weight for m in self.multi)):
+        for weight in (self.table.weight, self.dense):
             nn.init.normal_(weight, std=init_std)
-        self.num_fields = len(categorical) + len(multi) + n_dense
+        self.num_fields = len(sizes) + n_dense
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Field vectors, float32 (B, F, D)."""
-        parts = [self.categorical(batch.categorical + self.offsets)]  # (B, Fc, D)
-        parts += [
-            bag(values, offsets).unsqueeze(1)  # (B, 1, D)
-            for bag, (values, offsets) in zip(self.multi, batch.bags, strict=True)
-        ]
-        parts.append(batch.dense.unsqueeze(2) * self.dense)  # (B, Fd, D)
-        return torch.cat(parts, dim=1)  # (B, F, D)
+        b, fc = len(batch), self.n_categorical
+        # bags in field-major order: field 0's B rows, field 1's B rows, ...
+        codes = [(batch.categorical + self.offsets[:fc]).T.flatten()]  # (Fc·B,)
+        starts = [torch.arange(fc * b, dtype=torch.int32, device=codes[0].device)]
+        end = fc * b
+        for j, (values, offsets) in enumerate(batch.bags):
+            codes.append(values + self.offsets[fc + j])
+            starts.append(offsets + end)
+            end += len(values)
+        pooled = self.table(torch.cat(codes), torch.cat(starts))  # ((Fc + Fm)·B, D)
+        vectors = pooled.view(-1, b, pooled.shape[1]).transpose(0, 1)  # (B, Fc + Fm, D)
+        dense = batch.dense.unsqueeze(2) * self.dense  # (B, Fd, D)
+        return torch.cat([vectors, dense], dim=1)  # (B, F, D)
 
 
 class FactorizationMachine(nn.Module):

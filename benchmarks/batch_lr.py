@@ -1,0 +1,75 @@
+"""How batch size and learning rate interact: valid RMSE, epochs and time per setting.
+
+Run by hand (not part of the test suite), after the study has encoded the data:
+
+    .venv/bin/snakemake --cores 2 results/ml-latest-small/encoded
+    .venv/bin/python benchmarks/batch_lr.py
+    .venv/bin/python benchmarks/batch_lr.py --model deepfm --batches 512 4096
+
+Trains one model per (batch size, learning rate) with the config's other settings, the
+seed and the early stopping of the study, and prints one table. The learning rates are
+the config's, and the config's scaled by the square root of batch / config batch (the
+usual rule for Adam, whose step does not grow with the batch as SGD's does). Choices are
+read on the validation split; the test split is not looked at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from loguru import logger
+
+from deepfm_rec.data.batches import BatchMaker
+from deepfm_rec.data.encoding import open_encoded
+from deepfm_rec.train import TrainConfig, predict, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--encoded", type=Path, default=Path("results/ml-latest-small/encoded"))
+    parser.add_argument("--config", type=Path, default=Path("config/config.yaml"))
+    parser.add_argument("--model", choices=["fm", "deepfm"], default="fm")
+    parser.add_argument("--batches", type=int, nargs="+", default=[256, 1024, 8192])
+    args = parser.parse_args()
+    if not (args.encoded / "meta.json").exists():
+        raise SystemExit(f"{args.encoded}: no encoded data; build it with snakemake first")
+    logger.remove()  # the per-epoch log lines; the table is the output
+    config = yaml.safe_load(args.config.read_text())
+    settings = config[args.model]
+    torch.set_num_threads(config["threads"])
+    names = {f.name for f in fields(TrainConfig)}
+    base = TrainConfig(**{k: v for k, v in settings.items() if k in names})
+    hparams = {k: v for k, v in settings.items() if k not in names}
+    encoded = open_encoded(args.encoded)
+    valid = encoded.rows("valid")
+    label = np.asarray(encoded.arrays["label"])[valid]
+
+    print(f"{args.model} on {encoded.meta['dataset']}, seed {config['seeds'][0]}, "
+          f"config batch {base.batch_size}, lr {base.lr}")  # fmt: skip
+    print(f"{'batch':>6} {'lr':>9} {'steps/epoch':>12} {'epochs':>7} {'best':>5} "
+          f"{'valid RMSE':>11} {'seconds':>8}")  # fmt: skip
+    for batch_size in args.batches:
+        scaled = base.lr * math.sqrt(batch_size / base.batch_size)
+        for lr in sorted({base.lr, scaled}):
+            run = TrainConfig(**(vars(base) | {"batch_size": batch_size, "lr": lr}))
+            start = time.perf_counter()
+            model, history, best = train(
+                encoded, args.model, hparams, run, seed=config["seeds"][0], device="cpu"
+            )
+            seconds = time.perf_counter() - start
+            prediction = predict(model, BatchMaker(encoded), valid, 8192)
+            rmse = float(np.sqrt(np.mean((prediction - label) ** 2)))
+            steps = math.ceil(len(encoded.rows("train")) / batch_size)
+            print(f"{batch_size:>6} {lr:>9.4g} {steps:>12} {len(history):>7} {best:>5} "
+                  f"{rmse:>11.4f} {seconds:>8.1f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
