@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--users", type=int, default=2000, help="users timed")
     parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--pairs-per-batch", type=int, help="default: the Recommender's")
     args = parser.parse_args()
     if not (args.encoded / "meta.json").exists():
         raise SystemExit(f"{args.encoded}: no encoded data; run benchmarks/train_speed.py first")
@@ -47,7 +48,7 @@ def main() -> None:
     rows = []
     for name, hparams in HPARAMS.items():
         model = build_model(name, encoded.meta, **hparams)
-        recommender = Recommender(model, encoded, device)
+        recommender = Recommender(model, encoded, device, args.pairs_per_batch)
         n_users = recommender.n_users - 1
         users = np.random.default_rng(0).permutation(np.arange(1, n_users + 1))
         users = users[: min(args.users, n_users)]

@@ -49,8 +49,15 @@ def train_items(encoded: Encoded, code: int) -> set[int]:
     return set(encoded.arrays["item"][rows][encoded.arrays["user"][rows] == code].tolist())
 
 
-def test_pair_scores_equal_the_model_on_real_rows_without_tags(recommender, encoded_tiny):
-    """A rated row with no tags has exactly the features of its candidate pair."""
+@pytest.mark.parametrize("model", ["deepfm", "fm"])
+def test_pair_scores_equal_the_model_on_real_rows_without_tags(
+    model, recommender, fm_checkpoint, encoded_tiny
+):
+    """A rated row with no tags has exactly the features of its candidate pair: the
+    user × movie grid scores (FM's matmul, DeepFM's split first layer) equal the model's
+    forward on those rows."""
+    if model == "fm":
+        recommender = Recommender.from_checkpoint(fm_checkpoint, encoded_tiny, "cpu")
     a = encoded_tiny.arrays
     rows = np.flatnonzero((a["tags.bag"] == 0) & (a["user"] > 0) & (a["item"] > 0))
     rows = rows[:: max(1, len(rows) // 100)]  # every split, a hundred rows

@@ -11,6 +11,13 @@ from deepfm_rec.models.fm import FM
 MODELS: dict[str, type[FM]] = {"fm": FM, "deepfm": DeepFM}
 
 
+def field_order(meta: dict) -> list[str]:
+    """The field names in the order of the models' field vectors (see FieldEmbedding):
+    categorical, then multi-valued, then dense fields."""
+    kinds = (CATEGORICAL, MULTI, DENSE)
+    return [f["name"] for kind in kinds for f in meta["fields"] if f["kind"] == kind]
+
+
 def build_model(name: str, meta: dict, **hparams) -> nn.Module:
     """The model `name` (fm, deepfm) for the fields in `meta`, bias at the train mean."""
     fields = meta["fields"]

@@ -50,3 +50,17 @@ class DeepFM(FM):
         """(prediction (B,) stars, w (B, F, 1), v (B, F, D))."""
         fm, w, v = super().score(batch)
         return fm + self.mlp(v.flatten(start_dim=1)), w, v  # MLP input (B, F·D)
+
+    @property
+    def grid_floats_per_pair(self) -> int:
+        """grid_scores holds the first hidden layer per pair."""
+        return self.mlp.mlp[0].out_features
+
+    def grid_scores(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """FM.grid_scores plus the MLP. Its first layer is linear in the field vectors, so
+        it is applied once per left and once per right row; the rest runs per pair."""
+        first, rest = self.mlp.mlp[0], self.mlp.mlp[1:]
+        hidden_left = first(left[..., 1:].flatten(start_dim=1))  # (L, H), with the bias
+        hidden_right = right[..., 1:].flatten(start_dim=1) @ first.weight.T  # (R, H)
+        hidden = hidden_left[:, None, :] + hidden_right[None, :, :]  # (L, R, H)
+        return super().grid_scores(left, right) + rest(hidden).squeeze(2)

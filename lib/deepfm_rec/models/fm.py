@@ -53,3 +53,23 @@ class FM(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         """Predicted rating, float32 (B,) stars (not clipped)."""
         return self.score(batch)[0]
+
+    grid_floats_per_pair = 1  # grid_scores holds one float per pair (its score)
+
+    def grid_scores(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """Predicted ratings (unclipped, stars) of every pair (l, r), float32 (L, R).
+
+        left (L, F, 1 + D) and right (R, F, 1 + D) are field rows (FieldEmbedding's
+        output) that split a pair's: pair (l, r) has left[l] + right[r], each field zero
+        on one side (a user's fields on the left, a movie's on the right). The FM term then
+        splits into a left part, a right part and the dot product of their summed
+        vectors: one (L, D) × (D, R) matmul instead of L·R forward passes.
+        """
+        parts = []
+        for side in (left, right):
+            w, v = side.split([1, side.shape[2] - 1], dim=2)  # (N, F, 1), (N, F, D)
+            total = v.sum(dim=1)  # (N, D)
+            within = 0.5 * (total.pow(2).sum(dim=1) - v.pow(2).sum(dim=(1, 2)))  # (N,)
+            parts.append((w.sum(dim=(1, 2)) + within, total))
+        (left_own, left_total), (right_own, right_total) = parts
+        return self.bias + left_own[:, None] + right_own[None, :] + left_total @ right_total.T
