@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from loguru import logger
 
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import open_encoded
-from deepfm_rec.train import TrainConfig, predict, train
+from deepfm_rec.train import TrainConfig, predict, split_settings, train
 
 
 def main() -> None:
@@ -42,11 +41,8 @@ def main() -> None:
         raise SystemExit(f"{args.encoded}: no encoded data; build it with snakemake first")
     logger.remove()  # the per-epoch log lines; the table is the output
     config = yaml.safe_load(args.config.read_text())
-    settings = config[args.model]
     torch.set_num_threads(config["threads"])
-    names = {f.name for f in fields(TrainConfig)}
-    base = TrainConfig(**{k: v for k, v in settings.items() if k in names})
-    hparams = {k: v for k, v in settings.items() if k not in names}
+    base, hparams = split_settings(config[args.model])
     encoded = open_encoded(args.encoded)
     valid = encoded.rows("valid")
     label = np.asarray(encoded.arrays["label"])[valid]

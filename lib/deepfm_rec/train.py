@@ -303,6 +303,13 @@ def train(
     return model, table, stopper.best_epoch
 
 
+def split_settings(settings: dict) -> tuple[TrainConfig, dict]:
+    """A config model section as (TrainConfig of its training keys, the model's hparams)."""
+    names = {f.name for f in fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in settings.items() if k in names})
+    return config, {k: v for k, v in settings.items() if k not in names}
+
+
 def train_model(
     encoded: str | Path,
     model_name: str,
@@ -321,9 +328,7 @@ def train_model(
     Writes the checkpoint dict, history.tsv and curves.png.
     """
     torch.set_num_threads(threads)
-    names = {f.name for f in fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in settings.items() if k in names})
-    hparams = {k: v for k, v in settings.items() if k not in names}
+    config, hparams = split_settings(settings)
     _, table, best_epoch = train(
         Path(encoded),
         model_name,

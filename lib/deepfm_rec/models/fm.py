@@ -68,8 +68,7 @@ class FM(nn.Module):
         parts = []
         for side in (left, right):
             w, v = side.split([1, side.shape[2] - 1], dim=2)  # (N, F, 1), (N, F, D)
-            total = v.sum(dim=1)  # (N, D)
-            within = 0.5 * (total.pow(2).sum(dim=1) - v.pow(2).sum(dim=(1, 2)))  # (N,)
-            parts.append((w.sum(dim=(1, 2)) + within, total))
+            # the side's own weights and pairs, and its summed vector (N, D)
+            parts.append((w.sum(dim=(1, 2)) + self.fm(v), v.sum(dim=1)))
         (left_own, left_total), (right_own, right_total) = parts
         return self.bias + left_own[:, None] + right_own[None, :] + left_total @ right_total.T
