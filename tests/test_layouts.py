@@ -239,6 +239,8 @@ BAD_RATINGS = {
     "item not a number": (lambda f: [f[0], "", *f[2:]], "not a number: ''"),
     "rating not a number": (lambda f: [*f[:2], "good", f[3]], "not a number: 'good'"),
     "timestamp not a number": (lambda f: [*f[:3], "yesterday"], "not a number: 'yesterday'"),
+    "user not whole": (lambda f: ["1.5", *f[1:]], "is not a whole number: 1.5"),
+    "timestamp not whole": (lambda f: [*f[:3], "978300760.5"], "not a whole number: 978300760.5"),
     "rating above 5": (lambda f: [*f[:2], "7", f[3]], "rating 7.0 is outside the 0.5-5"),
     "rating below 0.5": (lambda f: [*f[:2], "0", f[3]], "rating 0.0 is outside the 0.5-5"),
 }
@@ -255,6 +257,16 @@ def test_bad_ratings_line_is_named(layout, case, tmp_path):
     message = _error(layout, folder)
     assert f"{ratings_file}:5: " in message
     assert expected in message
+
+
+@pytest.mark.parametrize("layout", ["ml-1m", "ml-10m"])
+def test_a_tab_in_a_double_colon_ratings_line_is_named(layout, tmp_path):
+    """The `::` files are read with `::` turned into tabs: a tab of its own is an error."""
+    folder = _copy(layout, tmp_path)
+    _, ratings_file, sep, _ = LAYOUTS[layout]
+    fields = (folder / ratings_file).read_text().splitlines()[4].split(sep)
+    _replace_line(folder / ratings_file, 5, sep.join([*fields[:2], fields[2] + "\t", fields[3]]))
+    assert f"{ratings_file}:5: a tab inside a line" in _error(layout, folder)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

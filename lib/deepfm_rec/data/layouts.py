@@ -9,8 +9,9 @@ Canonical tables (pandas DataFrames):
              bracket (1 means under 18) and an occupation code, mapped to its name here.
 
 Validation policy: every parser raises DataError, naming the file and line, for a line
-with the wrong number of fields, a value that is not a number where one is expected, a
-rating outside 0.5-5 stars, an empty ratings file and a missing required file.
+with the wrong number of fields, a value that is not a number where one is expected (or
+not a whole number where an id or a timestamp is), a rating outside 0.5-5 stars, an
+empty ratings file and a missing required file.
 Ratings files (up to tens of millions of lines) are parsed by pandas' C reader; the
 small text files (movies, tags, users) line by line.
 """
@@ -75,6 +76,19 @@ def _numeric(df: pd.DataFrame, column: str, path: Path, first_line: int) -> pd.S
     return values
 
 
+def _integer(df: pd.DataFrame, column: str, path: Path, first_line: int) -> pd.Series:
+    """Column as int64 (ids, timestamps); a value that is not a whole number is reported
+    with its line number rather than truncated."""
+    values = _numeric(df, column, path, first_line)
+    bad = (values % 1 != 0).to_numpy()
+    if bad.any():
+        row = int(bad.argmax())
+        raise DataError(
+            f"{path}:{row + first_line}: {column} is not a whole number: {values.iloc[row]}"
+        )
+    return values.astype("int64")
+
+
 def _check_values(
     values: pd.Series, allowed: Iterable, name: str, path: Path, first_line: int
 ) -> None:
@@ -107,10 +121,10 @@ def _ratings(raw: pd.DataFrame, columns: list[str], path: Path, first_line: int)
     user, item, rating, timestamp = columns
     ratings = pd.DataFrame(
         {
-            "user": _numeric(raw, user, path, first_line).astype("int64"),
-            "item": _numeric(raw, item, path, first_line).astype("int64"),
+            "user": _integer(raw, user, path, first_line),
+            "item": _integer(raw, item, path, first_line),
             "rating": _numeric(raw, rating, path, first_line).astype("float32"),
-            "timestamp": _numeric(raw, timestamp, path, first_line).astype("int64"),
+            "timestamp": _integer(raw, timestamp, path, first_line),
         }
     )
     return _check_ratings(ratings, path, first_line)
@@ -176,11 +190,16 @@ def _read_lines(
 def _read_numbers(path: Path, names: list[str], sep: str, encoding: str) -> pd.DataFrame:
     """A large headerless file of numbers as columns `names`, row r from line r + 1.
 
-    pandas' C reader takes one-character separators only, so `::` becomes a tab first
-    (ratings never contain tabs). If the reader fails or leaves a value empty, the file
-    is re-read line by line so that a line with the wrong field count is named.
+    pandas' C reader takes one-character separators only, so `::` becomes a tab first (a
+    tab already in such a file is an error, with its line). If the reader fails or leaves
+    a value empty, the file is re-read line by line so that a line with the wrong field
+    count is named.
     """
-    data = _require(path).read_bytes().replace(sep.encode(), b"\t")
+    data = _require(path).read_bytes()
+    if sep != "\t" and b"\t" in data:
+        line = data[: data.index(b"\t")].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: a tab inside a line (fields are separated by {sep!r})")
+    data = data.replace(sep.encode(), b"\t")
     try:
         df = pd.read_csv(
             io.BytesIO(data),
@@ -251,7 +270,7 @@ def read_csv_layout(folder: Path) -> Tables:
     raw = _read_csv(path, ["movieId", "title", "genres"], text=True)
     movies = pd.DataFrame(
         {
-            "item": _numeric(raw, "movieId", path, 2).astype("int64"),
+            "item": _integer(raw, "movieId", path, 2),
             "title": raw["title"],
             "genres": _genre_lists(raw["genres"]),
         }
@@ -263,8 +282,8 @@ def read_csv_layout(folder: Path) -> Tables:
         raw = _read_csv(path, ["userId", "movieId", "tag"], text=True)
         tags = pd.DataFrame(
             {
-                "user": _numeric(raw, "userId", path, 2).astype("int64"),
-                "item": _numeric(raw, "movieId", path, 2).astype("int64"),
+                "user": _integer(raw, "userId", path, 2),
+                "item": _integer(raw, "movieId", path, 2),
                 "tag": raw["tag"],
             }
         )
@@ -281,7 +300,7 @@ def _read_dat_layout(folder: Path, encoding: str) -> Tables:
     raw = _read_lines(path, ["MovieID", "Title", "Genres"], "::", encoding, text_field=1)
     movies = pd.DataFrame(
         {
-            "item": _numeric(raw, "MovieID", path, 1).astype("int64"),
+            "item": _integer(raw, "MovieID", path, 1),
             "title": raw["Title"],
             "genres": _genre_lists(raw["Genres"]),
         }
@@ -294,8 +313,8 @@ def _read_dat_layout(folder: Path, encoding: str) -> Tables:
         raw = _read_lines(path, columns, "::", encoding, text_field=2)
         tags = pd.DataFrame(
             {
-                "user": _numeric(raw, "UserID", path, 1).astype("int64"),
-                "item": _numeric(raw, "MovieID", path, 1).astype("int64"),
+                "user": _integer(raw, "UserID", path, 1),
+                "item": _integer(raw, "MovieID", path, 1),
                 "tag": raw["Tag"],
             }
         )
@@ -315,7 +334,7 @@ def read_ml1m(folder: Path) -> Tables:
     _check_values(raw["Occupation"], codes, "Occupation", path, 1)
     tables.users = pd.DataFrame(
         {
-            "user": _numeric(raw, "UserID", path, 1).astype("int64"),
+            "user": _integer(raw, "UserID", path, 1),
             "gender": raw["Gender"],
             "age": raw["Age"].astype("int64"),
             "occupation": [ML1M_OCCUPATIONS[int(code)] for code in raw["Occupation"]],
@@ -354,7 +373,7 @@ def read_ml100k(folder: Path) -> Tables:
     flags = raw[genres].to_numpy() == "1"
     movies = pd.DataFrame(
         {
-            "item": _numeric(raw, "movie id", path, 1).astype("int64"),
+            "item": _integer(raw, "movie id", path, 1),
             "title": raw["movie title"],
             "genres": [
                 [g for g, on in zip(genres, row, strict=True) if on and g != "unknown"]
@@ -368,9 +387,9 @@ def read_ml100k(folder: Path) -> Tables:
     _check_values(raw["gender"], ("M", "F"), "gender", path, 1)
     users = pd.DataFrame(
         {
-            "user": _numeric(raw, "user id", path, 1).astype("int64"),
+            "user": _integer(raw, "user id", path, 1),
             "gender": raw["gender"],
-            "age": _numeric(raw, "age", path, 1).astype("int64"),
+            "age": _integer(raw, "age", path, 1),
             "occupation": raw["occupation"],
         }
     )
