@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from workflow_helpers import require_or_skip
+
 HARNESS = Path(__file__).resolve().parents[1] / "harness"
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "srun")
 
@@ -26,11 +28,7 @@ def pytest_configure(config):
 
 
 def require(condition: object, reason: str) -> None:
-    if condition:
-        return
-    if os.environ.get("DEEPFM_REQUIRE_CLUSTER") == "1":
-        pytest.fail(f"{reason} (DEEPFM_REQUIRE_CLUSTER=1)")
-    pytest.skip(reason)
+    require_or_skip(condition, reason, "DEEPFM_REQUIRE_CLUSTER")
 
 
 @dataclass

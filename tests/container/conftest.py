@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from container_helpers import snakefile_image
 
+from workflow_helpers import require_or_skip
+
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "harness"
 BUILD_TIMEOUT = 1200  # seconds; a fresh machine: debootstrap, apt, pip, two commits
@@ -27,11 +29,7 @@ def pytest_configure(config):
 
 
 def require(condition: object, reason: str) -> None:
-    if condition:
-        return
-    if os.environ.get("DEEPFM_REQUIRE_CONTAINER") == "1":
-        pytest.fail(f"{reason} (DEEPFM_REQUIRE_CONTAINER=1)")
-    pytest.skip(reason)
+    require_or_skip(condition, reason, "DEEPFM_REQUIRE_CONTAINER")
 
 
 @dataclass
