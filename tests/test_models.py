@@ -85,10 +85,9 @@ def test_deepfm_shapes_and_row_independence(encoded_tiny):
     maker = BatchMaker(encoded_tiny)
     rows = torch.arange(64)
     batch = maker.batch(rows)
-    prediction, w, v = model.score(batch)
+    prediction, field_rows = model.score(batch)
     num_fields = len(encoded_tiny.meta["fields"])
-    assert prediction.shape == (64,) and w.shape == (64, num_fields, 1)
-    assert v.shape == (64, num_fields, 8)
+    assert prediction.shape == (64,) and field_rows.shape == (64, num_fields, 1 + 8)
     # a row's prediction depends on that row only: alone or in any batch, the same
     alone = torch.cat([model(maker.batch(rows[i : i + 1])) for i in range(0, 64, 9)])
     torch.testing.assert_close(alone, prediction[::9])

@@ -43,7 +43,7 @@ def gather_bags(
     Args:
         values: int32 (V,) codes of all bags.
         offsets: int64 (bags+1,) bag b is values[offsets[b]:offsets[b+1]].
-        bags: int64 (B,) the bag of each row.
+        bags: integer (B,) the bag of each row.
 
     Returns:
         (flat int32 (L,) codes of the rows' bags end to end, int32 (B,) start of each row).
@@ -55,19 +55,6 @@ def gather_bags(
     position = torch.repeat_interleave(starts - row_starts, lengths, output_size=total)
     position += torch.arange(total, device=values.device)
     return values[position], row_starts.to(torch.int32)
-
-
-@dataclass
-class RowTable:
-    """The per-row arrays of some rows, stacked by kind, on one device.
-
-    categorical int32 (R, Fc), dense float32 (R, Fd), bag_index int64 (R, Fm), label (R,).
-    """
-
-    categorical: torch.Tensor
-    dense: torch.Tensor
-    bag_index: torch.Tensor
-    label: torch.Tensor
 
 
 class BatchMaker:
@@ -98,9 +85,9 @@ class BatchMaker:
             for m in self.names[MULTI]
         ]
         n = encoded.meta["rows"]
-        row_bytes = 4 * (len(self.names[CATEGORICAL]) + len(self.names[DENSE]) + 1)
-        row_bytes += 8 * len(self.names[MULTI])
-        self.resident = n * row_bytes <= memory_budget
+        widths = [len(self.names[kind]) for kind in (CATEGORICAL, MULTI, DENSE)]
+        self.columns = np.cumsum([0, *widths, 1])  # where each kind starts in a packed row
+        self.resident = n * 4 * self.columns[-1] <= memory_budget
         self.chunk_rows = chunk_rows
         self.table = self.load(np.arange(n)) if self.resident else None
 
@@ -110,36 +97,38 @@ class BatchMaker:
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor
 
-    def load(self, rows: np.ndarray) -> RowTable:
-        """The per-row arrays of `rows` (int64, any order), gathered from the memmaps."""
+    def load(self, rows: np.ndarray) -> torch.Tensor:
+        """The packed rows of `rows` (int64, any order), gathered from the memmaps.
+
+        A packed row is one int32 record: the categorical codes, the multi-valued fields'
+        bag indices, then the dense values and the label as float32 bits. A batch is then
+        one gather of whole records (one cache miss per row, not one per array).
+        """
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
+        packed = np.empty((len(rows), self.columns[-1]), np.int32)
+        columns = [*self.names[CATEGORICAL], *(f"{m}.bag" for m in self.names[MULTI])]
+        for j, name in enumerate(columns):
+            packed[:, j] = self.arrays[name][sorted_rows]  # bag indices < 2**31: bags <= rows
+        floats = packed.view(np.float32)
+        for j, name in enumerate([*self.names[DENSE], "label"], start=len(columns)):
+            floats[:, j] = self.arrays[name][sorted_rows]
+        return self._tensor(packed[inverse])
 
-        def take(names: list[str], suffix: str, dtype) -> torch.Tensor:
-            columns = [np.asarray(self.arrays[name + suffix][sorted_rows]) for name in names]
-            stacked = np.stack(columns, axis=1) if columns else np.zeros((len(rows), 0))
-            return self._tensor(stacked[inverse].astype(dtype, copy=False))
-
-        return RowTable(
-            categorical=take(self.names[CATEGORICAL], "", np.int32),  # (R, Fc)
-            dense=take(self.names[DENSE], "", np.float32),  # (R, Fd)
-            bag_index=take(self.names[MULTI], ".bag", np.int64),  # (R, Fm)
-            label=self._tensor(np.asarray(self.arrays["label"][sorted_rows])[inverse]),  # (R,)
-        )
-
-    def gather(self, table: RowTable, positions: torch.Tensor) -> Batch:
-        """The batch of the given positions (int64, on this device) in a row table."""
-        bag_index = table.bag_index[positions]  # (B, Fm)
+    def gather(self, table: torch.Tensor, positions: torch.Tensor) -> Batch:
+        """The batch of the given positions (int64, on this device) in a packed table."""
+        packed = table[positions]  # (B, Fc + Fm + Fd + 1)
+        multi, dense, label = self.columns[1:4]
         return Batch(
-            categorical=table.categorical[positions],
-            dense=table.dense[positions],
+            categorical=packed[:, :multi],
+            dense=packed[:, dense:label].view(torch.float32),
             bags=[
-                gather_bags(values, offsets, bag_index[:, j])
+                gather_bags(values, offsets, packed[:, multi + j])
                 for j, (values, offsets) in enumerate(self.ragged)
             ],
-            label=table.label[positions],
+            label=packed[:, label].view(torch.float32),
         )
 
     def batch(self, rows: np.ndarray | torch.Tensor) -> Batch:

@@ -46,10 +46,11 @@ class DeepFM(FM):
         )
         self.mlp = MultiLayerPerceptron(self.embedding.num_fields * embed_dim, mlp, dropout)
 
-    def score(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(prediction (B,) stars, w (B, F, 1), v (B, F, D))."""
-        fm, w, v = super().score(batch)
-        return fm + self.mlp(v.flatten(start_dim=1)), w, v  # MLP input (B, F·D)
+    def score(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction (B,) stars, the field rows (B, F, 1 + D)), as FM.score."""
+        fm, wv = super().score(batch)
+        v = wv[..., 1:].flatten(start_dim=1)  # the MLP's input (B, F·D)
+        return fm + self.mlp(v), wv
 
     @property
     def grid_floats_per_pair(self) -> int:

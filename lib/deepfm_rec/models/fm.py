@@ -44,11 +44,12 @@ class FM(nn.Module):
         )
         self.fm = FactorizationMachine()
 
-    def score(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(prediction (B,) stars, w (B, F, 1) first-order weights, v (B, F, D) vectors)."""
+    def score(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction (B,) stars, the field rows (B, F, 1 + D): each field's first-order
+        weight w and vector v side by side)."""
         wv = self.embedding(batch)  # (B, F, 1 + D)
         w, v = wv.split([1, wv.shape[2] - 1], dim=2)  # (B, F, 1), (B, F, D)
-        return self.bias + w.sum(dim=(1, 2)) + self.fm(v), w, v
+        return self.bias + w.sum(dim=(1, 2)) + self.fm(v), wv
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Predicted rating, float32 (B,) stars (not clipped)."""
