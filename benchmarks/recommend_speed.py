@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from train_speed import HPARAMS  # the models; this folder is on sys.path
 
 from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.models import build_model
 from deepfm_rec.recommend import Recommender
 from deepfm_rec.train import resolve_device
-
-HPARAMS = {"fm": {"embed_dim": 16}, "deepfm": {"embed_dim": 16, "mlp": [128, 64, 32]}}
 
 
 def main() -> None:

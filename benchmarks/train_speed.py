@@ -150,7 +150,9 @@ def reference(folder: Path, encoded, name: str, batch_size: int, workers: int, s
         num_workers=workers, collate_fn=collate, generator=torch.Generator().manual_seed(0),
     )  # fmt: skip
     optimizer = Optimizers(model, TrainConfig(optimizer="adam"), sparse=False)
-    return steps_per_second(iter(loader), model, optimizer, steps)
+    # the first batches map the memmaps' pages into the process (several times slower);
+    # the timed steps are the steady state
+    return steps_per_second(iter(loader), model, optimizer, steps, warmup=20)
 
 
 def main() -> None:
@@ -160,7 +162,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", type=int, nargs="+", default=[1024, 8192, 65536])
     parser.add_argument("--steps", type=int, default=30, help="timed steps per fast case")
-    parser.add_argument("--reference-steps", type=int, default=10)
+    parser.add_argument("--reference-steps", type=int, default=30)
     parser.add_argument("--epoch", action="store_true", help="also time one full FM epoch")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)

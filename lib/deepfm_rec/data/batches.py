@@ -92,7 +92,8 @@ class BatchMaker:
         self.table = self.load(np.arange(n)) if self.resident else None
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(np.array(array))  # a copy: memmaps are read-only
+        """`array` on this device; a copy if it is read-only (as the memmaps are)."""
+        tensor = torch.from_numpy(array if array.flags.writeable else np.array(array))
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor
@@ -110,12 +111,12 @@ class BatchMaker:
         inverse[order] = np.arange(len(order))
         packed = np.empty((len(rows), self.columns[-1]), np.int32)
         columns = [*self.names[CATEGORICAL], *(f"{m}.bag" for m in self.names[MULTI])]
-        for j, name in enumerate(columns):
-            packed[:, j] = self.arrays[name][sorted_rows]  # bag indices < 2**31: bags <= rows
+        for j, name in enumerate(columns):  # bag indices < 2**31: there are no more bags than rows
+            packed[:, j] = self.arrays[name][sorted_rows][inverse]
         floats = packed.view(np.float32)
         for j, name in enumerate([*self.names[DENSE], "label"], start=len(columns)):
-            floats[:, j] = self.arrays[name][sorted_rows]
-        return self._tensor(packed[inverse])
+            floats[:, j] = self.arrays[name][sorted_rows][inverse]
+        return self._tensor(packed)
 
     def gather(self, table: torch.Tensor, positions: torch.Tensor) -> Batch:
         """The batch of the given positions (int64, on this device) in a packed table."""
