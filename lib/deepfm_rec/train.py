@@ -182,10 +182,10 @@ def predict(model: torch.nn.Module, maker: BatchMaker, rows: np.ndarray, batch_s
 
 def loss_terms(model, batch, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss to minimise, prediction (B,)): MSE plus l2 times the rows' mean squared norms."""
-    prediction, rows = model.score(batch)  # rows (B, F, 1 + D): each field's w and v
+    prediction, field_rows = model.score(batch)  # (B, F, 1 + D): each field's w and v
     loss = torch.nn.functional.mse_loss(prediction, batch.label)
     if l2:
-        loss = loss + l2 * (rows * rows).sum() / len(batch)
+        loss = loss + l2 * (field_rows * field_rows).sum() / len(batch)
     return loss, prediction
 
 
