@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from deepfm_rec.data.encoding import SPLITS, Encoded
+from deepfm_rec.evaluate import evaluate_model
 from deepfm_rec.ranking import (
     PopularityRanker,
     Relevant,
-    evaluate_ranking,
     hit_matrix,
     metrics_at,
     rank_and_score,
@@ -148,13 +149,17 @@ def test_relevant_items_on_real_ratings(encoded_tiny):
         assert mine.tolist() == sorted(expected.tolist())
 
 
-def test_evaluate_ranking_scores_models_and_popularity(encoded_tiny, tmp_path):
+def test_model_and_popularity_rankings_of_a_trained_model(encoded_tiny, tmp_path):
     checkpoint = tmp_path / "model.pt"
     config = TrainConfig(max_epochs=1, batch_size=512, lr=0.01)
     train(encoded_tiny, "fm", {"embed_dim": 4}, config, seed=0, device="cpu", checkpoint=checkpoint)
-    table = evaluate_ranking(encoded_tiny, {"fm": checkpoint}, ks=(1, 5, 20), device="cpu")
-    assert table["model"].tolist() == ["fm"] * 3 + ["popularity"] * 3
-    assert table["k"].tolist() == [1, 5, 20] * 2
-    for _, rows in table.groupby("model"):
+    tables = {
+        "fm": pd.DataFrame(evaluate_model(encoded_tiny, checkpoint, ks=(1, 5, 20))["ranking"]),
+        "popularity": rank_and_score(
+            PopularityRanker(encoded_tiny), relevant_items(encoded_tiny), (1, 5, 20)
+        ),
+    }
+    for rows in tables.values():
+        assert rows["k"].tolist() == [1, 5, 20]
         assert rows["hr"].is_monotonic_increasing and rows["recall"].is_monotonic_increasing
         assert rows[["hr", "precision", "recall", "ndcg"]].stack().between(0, 1).all()

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from loguru import logger
 
 from deepfm_rec.data.encoding import SPLITS, Encoded
-from deepfm_rec.recommend import CandidateRanker, Recommender
+from deepfm_rec.recommend import CandidateRanker
 
 RANKING_COLUMNS = ["model", "k", "users", "hr", "precision", "recall", "ndcg"]
 DEFAULT_KS = (1, 5, 10, 20, 50, 100)
@@ -167,48 +165,3 @@ def rank_and_score(
     """Metrics at each K of one ranker's top-max(ks) lists for the relevant users."""
     items, _ = ranker.top_k(relevant.users, max(ks), exclude)
     return ranking_metrics(items, relevant, ks)
-
-
-def evaluate_ranking(
-    encoded: Encoded,
-    checkpoints: dict[str, str | Path],
-    *,
-    ks: Sequence[int] = DEFAULT_KS,
-    threshold: float = 4.0,
-    split: str = "test",
-    device: str = "auto",
-) -> pd.DataFrame:
-    """Ranking metrics (RANKING_COLUMNS) of each named checkpoint and of popularity.
-
-    Args:
-        encoded: the encoded folder the models were trained on.
-        checkpoints: model name -> model.pt.
-        ks: list lengths; one top-max(ks) list per user gives all of them.
-        threshold: the least stars that make a rating relevant.
-        split: the split whose ratings are relevant (test).
-        device: where the models score (auto: CUDA if present).
-    """
-    from deepfm_rec.train import resolve_device
-
-    relevant = relevant_items(encoded, split, threshold)
-    logger.info(
-        "ranking on {}: {} users with a rating ≥ {} in {} ({} relevant, {} without an item code)",
-        encoded.meta["dataset"],
-        len(relevant),
-        threshold,
-        split,
-        int(relevant.counts.sum()),
-        int(relevant.counts.sum() - len(relevant.items)),
-    )
-    rankers: dict[str, CandidateRanker] = {
-        name: Recommender.from_checkpoint(path, encoded, device)
-        for name, path in checkpoints.items()
-    }
-    rankers["popularity"] = PopularityRanker(encoded, resolve_device(device))
-    tables = []
-    for name, ranker in rankers.items():
-        table = rank_and_score(ranker, relevant, ks)
-        tables.append(table.assign(model=name))
-        best = table.iloc[-1]
-        logger.info("{}: NDCG@{} {:.4f} recall {:.4f}", name, int(best.k), best.ndcg, best.recall)
-    return pd.concat(tables, ignore_index=True)[RANKING_COLUMNS]
