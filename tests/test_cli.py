@@ -41,16 +41,18 @@ def test_recommend_prints_k_rows_and_the_users_favourites(results, encoded_tiny)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"Top 7 for user {user} by DeepFM")
-    assert lines[1].split() == ["rank", "stars", "title", "genres"]
+    assert lines[1].split() == ["rank", "stars", "score", "title", "genres"]
     rows = lines[2:9]
     assert [int(r.split()[0]) for r in rows] == list(range(1, 8))
-    assert lines[9] == "" and lines[10].startswith("Their highest-rated movies in train (5 of")
-    # the same list as the library's, title for title
+    assert lines[9].startswith("stars: the predicted rating, clipped")
+    assert lines[10] == "" and lines[11].startswith("Their highest-rated movies in train (5 of")
+    # the same list as the library's, title for title, its scores and their clipped stars
     recommender = Recommender.from_checkpoint(model, encoded_tiny, "cpu")
-    items, stars = recommender.top_k(np.array([7]), 7)
+    items, scores = recommender.top_k(np.array([7]), 7)
     titles = read_items(encoded_tiny.folder).loc[items[0], "title"]
-    for row, title, star in zip(rows, titles, stars[0], strict=True):
-        assert title[:40] in row and f"{star:.2f}" in row
+    for row, title, score in zip(rows, titles, scores[0], strict=True):
+        stars = min(max(score, 0.5), 5.0)
+        assert row.split()[1:3] == [f"{stars:.2f}", f"{score:.2f}"] and title[:40] in row
 
 
 def test_unknown_user_and_missing_files_fail_cleanly(results, tmp_path):

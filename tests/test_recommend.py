@@ -101,7 +101,7 @@ def test_top_k_matches_scoring_every_pair_one_by_one(recommender, encoded_tiny, 
     first_row = {int(i): int(np.flatnonzero(a["item"] == i)[0]) for i in range(1, n_items)}
     k = 15
     users = np.array([3, 41])
-    items, stars = recommender.top_k(users, k)
+    items, values = recommender.top_k(users, k)
     for j, code in enumerate(users):
         user_row = int(np.flatnonzero(a["user"] == code)[0])
         rated = train_items(encoded_tiny, code)
@@ -115,32 +115,31 @@ def test_top_k_matches_scoring_every_pair_one_by_one(recommender, encoded_tiny, 
             )
         best = np.argsort(-scores, kind="stable")[:k]
         assert items[j].tolist() == [candidates[b] for b in best]
-        expected = np.clip(scores[best], 0.5, 5.0)
-        np.testing.assert_allclose(stars[j], expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(values[j], scores[best], rtol=1e-5, atol=1e-5)
 
 
 def test_rated_in_train_never_recommended_and_every_candidate_ranked(recommender, encoded_tiny):
     users = np.arange(1, recommender.n_users)
     c = recommender.n_candidates
-    items, stars = recommender.top_k(users, c)  # every candidate, in order
+    items, scores = recommender.top_k(users, c)  # every candidate, in order
     for j, code in enumerate(users):
         rated = train_items(encoded_tiny, code)
         listed = items[j][items[j] > 0]
         assert rated.isdisjoint(listed.tolist())
         assert sorted(listed.tolist()) == sorted(set(range(1, c + 1)) - rated)
-        assert (items[j][len(listed) :] == 0).all() and np.isnan(stars[j][len(listed) :]).all()
-        assert (np.diff(stars[j][: len(listed)]) <= 1e-6).all()  # best first
+        assert (items[j][len(listed) :] == 0).all() and np.isnan(scores[j][len(listed) :]).all()
+        assert (np.diff(scores[j][: len(listed)]) <= 1e-6).all()  # best first
     all_items, _ = recommender.top_k(users[:3], c, exclude="none")
     assert (np.sort(all_items, axis=1) == np.arange(1, c + 1)).all()
 
 
 def test_chunks_and_valid_exclusion(tiny_model, encoded_tiny, recommender):
     users = np.array([1, 7, 60, 22, 7])
-    items, stars = recommender.top_k(users, 20)
+    items, scores = recommender.top_k(users, 20)
     small = Recommender(tiny_model, encoded_tiny, "cpu", pairs_per_batch=1)  # a user a chunk
-    items_small, stars_small = small.top_k(users, 20)
+    items_small, scores_small = small.top_k(users, 20)
     np.testing.assert_array_equal(items, items_small)
-    np.testing.assert_allclose(stars, stars_small, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores, scores_small, rtol=1e-5, atol=1e-6)
     no_valid, _ = recommender.top_k(users, 200, exclude="train+valid")
     indptr, valid = rated_items(encoded_tiny, ["valid"])
     for j, code in enumerate(users):
@@ -172,8 +171,9 @@ def test_write_recommendations_tsv(fm_checkpoint, encoded_tiny, tmp_path):
     assert read["rank"].tolist() == [1, 2, 3, 4, 5] * 2
     movies = read_items(encoded_tiny.folder).set_index("item")
     assert read["title"].tolist() == movies.loc[read["item"], "title"].tolist()
-    assert read["predicted_stars"].between(0.5, 5.0).all()
-    np.testing.assert_allclose(read["predicted_stars"], table["predicted_stars"], atol=1e-4)
+    np.testing.assert_allclose(read["predicted_stars"], read["score"].clip(0.5, 5.0), atol=1e-4)
+    np.testing.assert_allclose(read["score"], table["score"], atol=1e-4)
+    assert read.groupby("user")["score"].is_monotonic_decreasing.all()
     with pytest.raises(ValueError, match="without train ratings"):
         write_recommendations(fm_checkpoint, encoded_tiny.folder, out, k=5, users=[10**9])
 
@@ -207,8 +207,8 @@ def test_a_dataset_without_demographics(tables_small, tmp_path):
     model, _, _ = train(encoded, "fm", {"embed_dim": 4}, QUICK, seed=0, device="cpu")
     recommender = Recommender(model, encoded)
     users = np.arange(1, recommender.n_users)
-    items, stars = recommender.top_k(users, 10)
-    assert (items > 0).all() and np.isfinite(stars).all()
+    items, scores = recommender.top_k(users, 10)
+    assert (items > 0).all() and np.isfinite(scores).all()
     a = encoded.arrays
     rows = np.flatnonzero((a["tags.bag"] == 0) & (a["split"] == 2) & (a["item"] > 0))[:50]
     with torch.inference_mode():

@@ -94,8 +94,8 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         recommender = Recommender.from_checkpoint(model, encoded, args.device)
     except ValueError as error:
         parser.error(str(error))
-    items, stars = recommender.top_k(np.array([code]), args.k, args.exclude)
-    table = recommendation_table(encoded, np.array([code]), items, stars)
+    items, scores = recommender.top_k(np.array([code]), args.k, args.exclude)
+    table = recommendation_table(encoded, np.array([code]), items, scores)
     indptr, _ = rated_items(encoded, splits)
     n_candidates = recommender.n_candidates - int(indptr[code + 1] - indptr[code])
     not_rated = f" they did not rate in {' or '.join(splits)}" if splits else ""
@@ -103,8 +103,9 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         f"Top {len(table)} for user {args.user} by {recommender.model.__class__.__name__} "
         f"({model}), from {n_candidates} movies{not_rated}:"
     )
-    shown = table[["rank", "predicted_stars", "title", "genres"]]
+    shown = table[["rank", "predicted_stars", "score", "title", "genres"]]
     print(format_table(shown.rename(columns={"predicted_stars": "stars"})))
+    print("stars: the predicted rating, clipped to the scale; score: unclipped, orders the list")
     if args.history > 0:
         favourites, n_train = known_favourites(encoded, code, args.history)
         print(f"\nTheir highest-rated movies in train ({len(favourites)} of {n_train}):")

@@ -40,7 +40,7 @@ FIELD_OWNER = {
     "genres": "item",
     "tags": "pair",
 }
-RECOMMENDATION_COLUMNS = ["user", "rank", "item", "title", "genres", "predicted_stars"]
+RECOMMENDATION_COLUMNS = ["user", "rank", "item", "title", "genres", "predicted_stars", "score"]
 
 
 def exclusion_splits(exclude: str | Sequence[str]) -> list[str]:
@@ -188,8 +188,8 @@ class CandidateRanker:
 class Recommender(CandidateRanker):
     """Ranks the candidate movies of users by a trained model's predicted rating.
 
-    Rankings use the unclipped prediction (clipping would tie every movie above the
-    scale); `top_k` reports predicted stars clipped to the rating scale.
+    Rankings and `top_k`'s values are the unclipped prediction: clipped, every movie
+    predicted above the scale would tie (recommendation_table clips them to stars).
 
     Args:
         model: a trained FM or DeepFM (deepfm_rec.train.load_model), for `encoded`.
@@ -301,10 +301,6 @@ class Recommender(CandidateRanker):
         """Unclipped predicted stars, float32 (U, C), of users × every movie."""
         return self.model.grid_scores(self.side_vectors("user", users), self.movie_vectors)
 
-    def report(self, items: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """Predicted stars clipped to the rating scale."""
-        return scores.clamp(self.meta["rating_min"], self.meta["rating_max"])
-
 
 def read_items(folder: str | Path) -> pd.DataFrame:
     """items.tsv of an encoded folder, indexed by item code: item (MovieLens id), title,
@@ -350,18 +346,21 @@ def known_favourites(encoded: Encoded, code: int, n: int) -> tuple[pd.DataFrame,
 
 
 def recommendation_table(
-    encoded: Encoded, user_codes: np.ndarray, items: np.ndarray, stars: np.ndarray
+    encoded: Encoded, user_codes: np.ndarray, items: np.ndarray, scores: np.ndarray
 ) -> pd.DataFrame:
-    """The top-K lists as a table (RECOMMENDATION_COLUMNS), one row per user and rank.
+    """The top-K lists as a table (RECOMMENDATION_COLUMNS), one row per user and rank:
+    predicted_stars is the score clipped to the rating scale, score the unclipped
+    prediction that orders the list (for a generous rater, often above the scale).
 
     Args:
         user_codes: int (U,) the users' codes.
-        items, stars: (U, K) item codes and predicted stars from Recommender.top_k.
+        items, scores: (U, K) item codes and unclipped predictions from Recommender.top_k.
     """
     movies = read_items(encoded.folder)
     u, k = items.shape
     kept = items.reshape(-1) > 0  # item 0 pads a list shorter than K
     codes = items.reshape(-1)[kept]
+    score = scores.reshape(-1)[kept]
     return pd.DataFrame(
         {
             "user": np.repeat(user_ids(encoded)[np.asarray(user_codes)], k)[kept],
@@ -369,7 +368,10 @@ def recommendation_table(
             "item": movies["item"].reindex(codes).to_numpy(),
             "title": movies["title"].reindex(codes).to_numpy(),
             "genres": movies["genres"].reindex(codes).to_numpy(),
-            "predicted_stars": stars.reshape(-1)[kept],
+            "predicted_stars": np.clip(
+                score, encoded.meta["rating_min"], encoded.meta["rating_max"]
+            ),
+            "score": score,
         },
         columns=RECOMMENDATION_COLUMNS,
     )
@@ -412,7 +414,7 @@ def write_recommendations(
         if missing:
             raise ValueError(f"users without train ratings in {enc.folder}: {missing[:10]}")
     start = time.perf_counter()
-    items, stars = recommender.top_k(codes, k, exclude)
+    items, scores = recommender.top_k(codes, k, exclude)
     seconds = time.perf_counter() - start
     logger.info(
         "top-{} of {} users × {} movies on {} in {:.1f}s ({:.3g} pairs/s)",
@@ -423,6 +425,6 @@ def write_recommendations(
         seconds,
         len(codes) * recommender.n_candidates / max(seconds, 1e-9),
     )
-    table = recommendation_table(enc, codes, items, stars)
+    table = recommendation_table(enc, codes, items, scores)
     table.to_csv(out, sep="\t", index=False, float_format="%.4f")
     return table

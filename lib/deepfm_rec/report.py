@@ -107,7 +107,7 @@ def _examples(encoded: Path, topk: Path, users: int, likes: int = 5) -> str:
             f"<li>{html.escape(t)} ({r:g}★)</li>"
             for t, r in zip(known["title"], known["stars"], strict=True)
         )
-        top = lists[lists["user"] == user][["rank", "title", "genres", "predicted_stars"]]
+        top = lists[lists["user"] == user][["rank", "title", "genres", "predicted_stars", "score"]]
         parts.append(
             f"<h4>user {user}</h4><div style='display:flex;gap:2rem'>"
             f"<div>{_table(top)}</div>"
@@ -194,8 +194,8 @@ def write_report(
         "<h2>Ranking</h2>",
         f"<p>For each test user: the movies rated ≥ {threshold:g} stars in test are relevant; "
         "every movie the user did not rate in train is a candidate; models rank candidates "
-        "by predicted stars, the popularity baseline by train ratings. Mean ± std over "
-        "seeds.</p>",
+        "by their unclipped prediction (score; predicted_stars is it clipped to the scale), "
+        "the popularity baseline by train ratings. Mean ± std over seeds.</p>",
         _table(_mean_std(summary, ranking)),
         _image(ranking_plot_out, "NDCG@K and recall@K against K"),
         f"<h3>Examples: DeepFM's top {k} beside what the user liked</h3>",
