@@ -3,7 +3,7 @@
 Run by hand (not part of the test suite):
 
     .venv/bin/python benchmarks/train_speed.py                 # 10M synthetic ratings
-    .venv/bin/python benchmarks/train_speed.py --ratings 1000000 --steps 20
+    .venv/bin/python benchmarks/train_speed.py --ratings 1000000 --repeats 3
 
 It generates (once, cached under benchmarks/data/) a synthetic MovieLens-10M-sized
 dataset, encodes it (time and peak RSS of that step), then measures training samples/s
@@ -11,7 +11,9 @@ of FM and DeepFM (embed 16, MLP 128-64-32) at several batch sizes on the fast pa
 (resident arrays, batched gathers, sparse embedding updates on the CPU) and on a
 reference path that reproduces the seed's design (a Dataset whose __getitem__ reads
 one row from the memmaps, a collate function that builds EmbeddingBag offsets, a
-torch DataLoader with 0 and 4 workers, dense Adam), and prints one table.
+torch DataLoader with 0 and 4 workers, dense Adam), and prints one table: per case the
+median samples/s of --repeats blocks, their range, the ratio to the 0-worker reference,
+and the ms per step of each phase (gather, forward, backward, optimizer step).
 """
 
 from __future__ import annotations
@@ -112,38 +114,80 @@ def _encode(raw: Path, folder: Path) -> None:
                    seed=0, valid_fraction=0.1, test_fraction=0.1)  # fmt: skip
 
 
-def steps_per_second(batches, model, optimizer, steps: int, warmup: int = 3) -> tuple[float, int]:
-    """Samples/s over `steps` training steps (after `warmup`) drawn from `batches`."""
-    samples, start = 0, None
+PHASES = ("gather", "forward", "backward", "step")
+
+
+def measure(batches, model, optimizer, repeats: int, seconds: float, warmup: int) -> dict:
+    """Training throughput and where a step goes, on batches drawn from `batches`.
+
+    After one discarded warm-up block (at least `warmup` steps and `seconds`), times
+    `repeats` blocks of at least `seconds` each: samples/s of each block ("rates"). Then
+    one more block splits the step into its phases ("phases", ms per step), with a CUDA
+    synchronisation after each phase, which is why the throughput blocks are separate.
+    """
     device = next(model.parameters()).device
-    for i, batch in enumerate(batches):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start, samples = time.perf_counter(), 0
-        loss, _ = loss_terms(model, batch, 0.01)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        samples += len(batch)
-        if i + 1 == warmup + steps:
-            break
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return samples / (time.perf_counter() - start), samples
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    clock = [0.0] * len(PHASES)
+
+    def block(min_steps: int, phases: bool) -> float:
+        marks: list[float] = []  # the ends of the current step's phases
+
+        def lap() -> None:
+            if phases:
+                sync()
+                marks.append(time.perf_counter())
+
+        sync()
+        start = time.perf_counter()
+        steps = samples = 0
+        while steps < min_steps or time.perf_counter() - start < seconds:
+            marks[:] = [time.perf_counter()]
+            batch = next(batches)
+            lap()
+            loss, _ = loss_terms(model, batch, 0.01)
+            lap()
+            optimizer.zero_grad()
+            loss.backward()
+            lap()
+            optimizer.step()
+            lap()
+            for j in range(len(marks) - 1):
+                clock[j] += marks[j + 1] - marks[j]
+            steps, samples = steps + 1, samples + len(batch)
+        sync()
+        rate = samples / (time.perf_counter() - start)
+        if phases:
+            clock[:] = [1e3 * c / steps for c in clock]
+        return rate
+
+    block(warmup, phases=False)
+    rates = [block(1, phases=False) for _ in range(repeats)]
+    block(1, phases=True)
+    return {"rates": rates, "phases": dict(zip(PHASES, clock, strict=True))}
 
 
-def fast(encoded, name: str, batch_size: int, device, steps: int):
+def forever(epoch):
+    """The batches of `epoch()` (one shuffled epoch's), epoch after epoch."""
+    while True:
+        yield from epoch()
+
+
+def fast_setup(encoded, name: str, batch_size: int, device):
+    """The model, its optimizers and the batch maker of the fast path, as train() builds them."""
     config = TrainConfig(batch_size=batch_size)
     sparse = uses_sparse(config, device)
     model = build_model(name, encoded.meta, sparse=sparse, **HPARAMS[name]).to(device)
-    maker = BatchMaker(encoded, device)
-    rows = encoded.rows("train")
-    batches = maker.batches(rows, batch_size, torch.Generator().manual_seed(0))
-    return steps_per_second(batches, model, Optimizers(model, config, sparse), steps)
+    return model, Optimizers(model, config, sparse), BatchMaker(encoded, device)
 
 
-def reference(folder: Path, encoded, name: str, batch_size: int, workers: int, steps: int):
+def fast(encoded, name: str, batch_size: int, device, timing: dict):
+    model, optimizer, maker = fast_setup(encoded, name, batch_size, device)
+    rows, generator = encoded.rows("train"), torch.Generator().manual_seed(0)
+    batches = forever(lambda: maker.batches(rows, batch_size, generator))
+    return measure(batches, model, optimizer, warmup=3, **timing)
+
+
+def reference(folder: Path, encoded, name: str, batch_size: int, workers: int, timing: dict):
     model = build_model(name, encoded.meta, **HPARAMS[name])
     loader = DataLoader(
         PerSampleDataset(folder, encoded.rows("train")), batch_size=batch_size, shuffle=True,
@@ -151,8 +195,28 @@ def reference(folder: Path, encoded, name: str, batch_size: int, workers: int, s
     )  # fmt: skip
     optimizer = Optimizers(model, TrainConfig(optimizer="adam"), sparse=False)
     # the first batches map the memmaps' pages into the process (several times slower);
-    # the timed steps are the steady state
-    return steps_per_second(iter(loader), model, optimizer, steps, warmup=20)
+    # the timed blocks are the steady state
+    return measure(forever(lambda: loader), model, optimizer, warmup=20, **timing)
+
+
+def epoch_seconds(encoded, device) -> float:
+    """Wall time of one FM epoch at batch 1024 over the train split, as train() runs it
+    (with loading the packed table once)."""
+    start = time.perf_counter()
+    model, optimizer, maker = fast_setup(encoded, "fm", 1024, device)
+    for batch in maker.batches(encoded.rows("train"), 1024, torch.Generator().manual_seed(0)):
+        loss, _ = loss_terms(model, batch, 0.01)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def progress(name: str, path: str, batch_size: int, found: dict) -> None:
+    rate = np.median(found["rates"])
+    print(f"{name}, {path}, batch {batch_size}: {rate:,.0f} samples/s", flush=True)
 
 
 def main() -> None:
@@ -161,8 +225,8 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path(__file__).parent / "data")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", type=int, nargs="+", default=[1024, 8192, 65536])
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per fast case")
-    parser.add_argument("--reference-steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=5, help="timed blocks per case")
+    parser.add_argument("--seconds", type=float, default=1.0, help="least length of a block")
     parser.add_argument("--epoch", action="store_true", help="also time one full FM epoch")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -175,33 +239,37 @@ def main() -> None:
         f"encoded {encoded.meta['rows']} ratings in {encode_s:.1f}s, peak RSS {encode_rss:.2f} GB"
     )
 
-    results = []  # (model, path, batch, samples/s)
+    timing = {"repeats": args.repeats, "seconds": args.seconds}
+    results = []  # (model, path, batch, measure()'s dict)
     for name in HPARAMS:
         for workers in (0, 4):
-            rate, _ = reference(encoded_folder, encoded, name, 1024, workers, args.reference_steps)
-            results.append((name, f"per-sample DataLoader, {workers} workers", 1024, rate))
-            print(results[-1])
+            found = reference(encoded_folder, encoded, name, 1024, workers, timing)
+            results.append((name, f"per-sample DataLoader, {workers} workers", 1024, found))
+            progress(*results[-1])
         for batch_size in args.batches:
-            steps = max(3, min(args.steps, n_train // batch_size - 4))
-            rate, _ = fast(encoded, name, batch_size, device, steps)
-            results.append((name, f"fast ({device.type})", batch_size, rate))
-            print(results[-1])
-
-    epoch = None
-    if args.epoch:
-        start = time.perf_counter()
-        _, samples = fast(encoded, "fm", 1024, device, steps=n_train // 1024 + 1)
-        epoch = time.perf_counter() - start
+            found = fast(encoded, name, batch_size, device, timing)
+            results.append((name, f"fast ({device.type})", batch_size, found))
+            progress(*results[-1])
+    epoch = epoch_seconds(encoded, device) if args.epoch else None
 
     print(f"\n{encoded.meta['rows']:,} ratings ({n_train:,} train), device {device}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")  # fmt: skip
     print(f"encode: {encode_s:.1f} s, peak RSS {encode_rss:.2f} GB")
-    print(f"{'model':<7} {'path':<34} {'batch':>6} {'samples/s':>12} {'vs ref b1024 w0':>16}")
-    for name, path, batch_size, rate in results:
-        base = next(r for m, p, b, r in results if m == name and p.endswith(", 0 workers"))
-        print(f"{name:<7} {path:<34} {batch_size:>6} {rate:>12,.0f} {rate / base:>15.1f}x")
+    print(f"samples/s: median of {args.repeats} blocks of at least {args.seconds:g} s "
+          "(range: slowest-fastest block); ms per step: one more block, by phase")  # fmt: skip
+    print(f"{'model':<7} {'path':<34} {'batch':>6} {'samples/s':>11} {'range':>17} {'× ref':>6} "
+          + " ".join(f"{phase:>8}" for phase in PHASES))  # fmt: skip
+    for name, path, batch_size, found in results:
+        rate = float(np.median(found["rates"]))
+        base = next(np.median(f["rates"]) for m, p, _, f in results
+                    if m == name and p.endswith(", 0 workers"))  # fmt: skip
+        spread = f"{min(found['rates']):,.0f}-{max(found['rates']):,.0f}"
+        ms = " ".join(f"{found['phases'][phase]:>8.2f}" for phase in PHASES)
+        print(f"{name:<7} {path:<34} {batch_size:>6} {rate:>11,.0f} {spread:>17} "
+              f"{rate / base:>5.1f}x {ms}")  # fmt: skip
     if epoch is not None:
-        print(f"one FM epoch at batch 1024 ({n_train:,} rows): {epoch:.1f} s")
+        print(f"one FM epoch at batch 1024 ({n_train:,} rows, with loading the table): "
+              f"{epoch:.1f} s")  # fmt: skip
 
 
 if __name__ == "__main__":
