@@ -84,7 +84,7 @@ class MultiLayerPerceptron(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         for size in hidden:
-            layers += [nn.Linear(input_dim, size), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(input_dim, size), nn.ReLU(inplace=True), nn.Dropout(dropout)]
             input_dim = size
         layers.append(nn.Linear(input_dim, 1))
         self.mlp = nn.Sequential(*layers)
