@@ -1,7 +1,8 @@
 """Top-K speed at MovieLens-10M scale: users × all movies scored per second.
 
-Run by hand (not part of the test suite), after benchmarks/train_speed.py has generated
-and encoded the 10M-rating synthetic dataset (70,000 users × 10,000 movies):
+Run by hand (tests/test_benchmarks.py runs it once on small data and judges no figure),
+after benchmarks/train_speed.py has generated and encoded the 10M-rating synthetic
+dataset (70,000 users × 10,000 movies):
 
     .venv/bin/python benchmarks/recommend_speed.py
     .venv/bin/python benchmarks/recommend_speed.py --users 70000     # every user

@@ -1,6 +1,6 @@
 """Training throughput: the device-resident fast path against the seed's per-sample loader.
 
-Run by hand (not part of the test suite):
+Run by hand (tests/test_benchmarks.py runs it once on small data and judges no figure):
 
     .venv/bin/python benchmarks/train_speed.py                 # 10M synthetic ratings
     .venv/bin/python benchmarks/train_speed.py --ratings 1000000 --repeats 3
@@ -121,15 +121,17 @@ def measure(batches, model, optimizer, repeats: int, seconds: float, warmup: int
     """Training throughput and where a step goes, on batches drawn from `batches`.
 
     After one discarded warm-up block (at least `warmup` steps and `seconds`), times
-    `repeats` blocks of at least `seconds` each: samples/s of each block ("rates"). Then
-    one more block splits the step into its phases ("phases", ms per step), with a CUDA
-    synchronisation after each phase, which is why the throughput blocks are separate.
+    `repeats` blocks of at least `seconds` each: samples/s of each block ("rates") and
+    their median ("median"). Then one more block splits the step into its phases
+    ("phases", ms per step), with a CUDA synchronisation after each phase, which is why
+    the throughput blocks are separate.
     """
     device = next(model.parameters()).device
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-    clock = [0.0] * len(PHASES)
 
-    def block(min_steps: int, phases: bool) -> float:
+    def block(min_steps: int, phases: bool) -> tuple[float, list[float]]:
+        """(samples/s, ms per step of each phase, zeros unless `phases`)."""
+        totals = [0.0] * len(PHASES)
         marks: list[float] = []  # the ends of the current step's phases
 
         def lap() -> None:
@@ -152,18 +154,20 @@ def measure(batches, model, optimizer, repeats: int, seconds: float, warmup: int
             optimizer.step()
             lap()
             for j in range(len(marks) - 1):
-                clock[j] += marks[j + 1] - marks[j]
+                totals[j] += marks[j + 1] - marks[j]
             steps, samples = steps + 1, samples + len(batch)
         sync()
         rate = samples / (time.perf_counter() - start)
-        if phases:
-            clock[:] = [1e3 * c / steps for c in clock]
-        return rate
+        return rate, [1e3 * total / steps for total in totals]
 
     block(warmup, phases=False)
-    rates = [block(1, phases=False) for _ in range(repeats)]
-    block(1, phases=True)
-    return {"rates": rates, "phases": dict(zip(PHASES, clock, strict=True))}
+    rates = [block(1, phases=False)[0] for _ in range(repeats)]
+    _, ms = block(1, phases=True)
+    return {
+        "rates": rates,
+        "median": float(np.median(rates)),
+        "phases": dict(zip(PHASES, ms, strict=True)),
+    }
 
 
 def forever(epoch):
@@ -200,8 +204,8 @@ def reference(folder: Path, encoded, name: str, batch_size: int, workers: int, t
 
 
 def epoch_seconds(encoded, device) -> float:
-    """Wall time of one FM epoch at batch 1024 over the train split, as train() runs it
-    (with loading the packed table once)."""
+    """Wall time of one FM epoch's training steps at batch 1024 over the train split, with
+    loading the packed table once (train()'s validation after each epoch not included)."""
     start = time.perf_counter()
     model, optimizer, maker = fast_setup(encoded, "fm", 1024, device)
     for batch in maker.batches(encoded.rows("train"), 1024, torch.Generator().manual_seed(0)):
@@ -215,8 +219,7 @@ def epoch_seconds(encoded, device) -> float:
 
 
 def progress(name: str, path: str, batch_size: int, found: dict) -> None:
-    rate = np.median(found["rates"])
-    print(f"{name}, {path}, batch {batch_size}: {rate:,.0f} samples/s", flush=True)
+    print(f"{name}, {path}, batch {batch_size}: {found['median']:,.0f} samples/s", flush=True)
 
 
 def main() -> None:
@@ -260,8 +263,8 @@ def main() -> None:
     print(f"{'model':<7} {'path':<34} {'batch':>6} {'samples/s':>11} {'range':>17} {'× ref':>6} "
           + " ".join(f"{phase:>8}" for phase in PHASES))  # fmt: skip
     for name, path, batch_size, found in results:
-        rate = float(np.median(found["rates"]))
-        base = next(np.median(f["rates"]) for m, p, _, f in results
+        rate = found["median"]
+        base = next(f["median"] for m, p, _, f in results
                     if m == name and p.endswith(", 0 workers"))  # fmt: skip
         spread = f"{min(found['rates']):,.0f}-{max(found['rates']):,.0f}"
         ms = " ".join(f"{found['phases'][phase]:>8.2f}" for phase in PHASES)
