@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepfm_rec.data.encoding import SPLITS, split_rows
+from deepfm_rec.data.encoding import SPLITS, encode, split_rows
+from deepfm_rec.data.errors import DataError
+from deepfm_rec.data.layouts import Tables
+from deepfm_rec.data.users import build_users
 
 
 def bag(encoded, field: str, b: int) -> np.ndarray:
@@ -122,3 +125,19 @@ def test_split_is_seeded():
     np.testing.assert_array_equal(a, b)
     assert (a != c).any()
     assert np.bincount(a).tolist() == [700, 100, 200]
+
+
+@pytest.mark.parametrize(
+    ("n_ratings", "valid", "test", "empty"), [(4, 0.1, 0.1, "valid"), (100, 0.5, 0.5, "train")]
+)
+def test_a_split_left_empty_is_an_error_naming_the_key(
+    tables_small, tmp_path, n_ratings, valid, test, empty
+):
+    """4 ratings have no 10% valid share; valid + test = 1 leaves no training rows."""
+    ratings = tables_small.ratings.iloc[:n_ratings]
+    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
+    users = build_users(ratings["user"].unique(), None, "synthetic", seed=0)
+    with pytest.raises(DataError, match=rf"config key 'split' .* leaves the {empty} split empty"):
+        encode(tables, users, tmp_path / "encoded", seed=0, valid_fraction=valid,
+               test_fraction=test, provenance={})  # fmt: skip
+    assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ from deepfm_rec.data.layouts import ML1M_OCCUPATIONS, PARSERS, read_tables
 from deepfm_rec.data.sources import DATASETS
 
 FIXTURES = Path(__file__).parent / "fixtures"
+EMBEDDED = Path(__file__).resolve().parents[1] / "resources" / "embedded" / "ml-latest-small"
 
 # layout -> (fixture folder, ratings file, separator, a dataset of that layout)
 LAYOUTS = {
@@ -241,6 +242,14 @@ BAD_RATINGS = {
     "timestamp not a number": (lambda f: [*f[:3], "yesterday"], "not a number: 'yesterday'"),
     "user not whole": (lambda f: ["1.5", *f[1:]], "is not a whole number: 1.5"),
     "timestamp not whole": (lambda f: [*f[:3], "978300760.5"], "not a whole number: 978300760.5"),
+    "user beyond int64": (
+        lambda f: ["18446744073709551615", *f[1:]],
+        "is out of the int64 range: 18446744073709551615",
+    ),
+    "timestamp beyond int64": (
+        lambda f: [*f[:3], "99999999999999999999999"],
+        "is out of the int64 range: 99999999999999999999999",
+    ),
     "rating above 5": (lambda f: [*f[:2], "7", f[3]], "rating 7.0 is outside the 0.5-5"),
     "rating below 0.5": (lambda f: [*f[:2], "0", f[3]], "rating 0.0 is outside the 0.5-5"),
 }
@@ -312,6 +321,11 @@ BAD_LINES = [
     ("csv", "movies.csv", 3, "11,American President The (1995)", "expected 3 comma-separated"),
     ("csv", "tags.csv", 4, "3,4973,quirky,romantic,1445715054", "expected 4 comma-separated"),
     ("csv", "tags.csv", 2, "2,one,pixar,1445714994", "movieId is not a number: 'one'"),
+    ("csv", "movies.csv", 4, b'73,"Mis\xe9rables, Les (1995)",Drama|War', "not valid utf-8"),
+    # a quote opened and never closed: its field runs on over the following lines
+    ("csv", "tags.csv", 2, '2,1,"pixar,1445714994', "a quote opened on this line"),
+    ("csv", "movies.csv", 3, '11,"American President, The (1995),Comedy', "quote opened"),
+    ("csv", "ratings.csv", 3, '1,"11,2.0,1112484587', "a quote opened on this line"),
 ]
 
 
@@ -323,3 +337,12 @@ def test_bad_line_in_other_files_is_named(layout, name, number, line, expected, 
     message = _error(layout, folder)
     assert f"{name}:{number}: " in message
     assert expected in message
+
+
+def test_an_unclosed_quote_in_a_full_size_ratings_file_is_named(tmp_path):
+    """In the embedded ratings.csv (100,836 lines) the open field outgrows the csv module's
+    field limit before the file ends: the error still names the line the quote opens on."""
+    folder = shutil.copytree(EMBEDDED, tmp_path / "ml-latest-small")
+    _replace_line(folder / "ratings.csv", 11, '1,"50,4.0,964982931')
+    message = _error("csv", folder)
+    assert "ratings.csv:11: " in message and "quote" in message

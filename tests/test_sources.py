@@ -96,6 +96,58 @@ def test_a_truncated_or_corrupt_zip_or_a_missing_member(tmp_path, monkeypatch):
     assert only(tmp_path) == ["ml-1m.zip"]
 
 
+@pytest.mark.parametrize(("dataset", "then"), [("ml-1m", "download"), ("synthetic", "generate")])
+def test_a_folder_of_another_dataset_names_the_source_key(tmp_path, dataset, then):
+    """`dataset:` changed, `source:` still the embedded folder: say which key to change."""
+    expected = rf"for {dataset}; config key 'source' must be the {dataset} folder or zip, or null"
+    with pytest.raises(DataError, match=rf"missing file\(s\) .* {expected} to {then} it"):
+        fetch(dataset, EMBEDDED, tmp_path / "out")
+    assert only(tmp_path) == []
+
+
+def deflated_zip(path: Path) -> bytes:
+    """The embedded ratings.csv and movies.csv as a deflated ml-32m zip; its bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in ("ratings.csv", "movies.csv"):
+            zf.write(EMBEDDED / name, f"ml-32m/{name}")
+    return path.read_bytes()
+
+
+def damaged(data: bytes, how: str) -> bytes:
+    """A deflated zip damaged as real downloads and tools damage them."""
+    start = data.index(b"PK\x03\x04") + 30 + len("ml-32m/ratings.csv")  # first member's data
+    central = data.index(b"PK\x01\x02")  # the first member's central directory entry
+    if how == "flipped bytes":  # a bad copy: the deflate stream no longer decodes
+        bad = bytes(b ^ 0xFF for b in data[start + 100 : start + 164])
+        return data[: start + 100] + bad + data[start + 164 :]
+    if how == "bytes cut from the middle":  # an interrupted, resumed download
+        return data[: start + 50_000] + data[start + 51_000 :]
+    if how == "deflate64":  # what Windows Explorer writes for large files
+        return data[: central + 10] + (9).to_bytes(2, "little") + data[central + 12 :]
+    assert how == "encrypted"  # the general-purpose flag's bit 0, in both headers
+    flags = bytearray(data)
+    flags[data.index(b"PK\x03\x04") + 6] |= 1
+    flags[central + 8] |= 1
+    return bytes(flags)
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("flipped bytes", "corrupt or truncated zip"),
+        ("bytes cut from the middle", "corrupt or truncated zip"),
+        ("deflate64", "unsupported zip: .*compression method"),
+        ("encrypted", "unsupported zip: .*encrypted"),
+    ],
+)
+def test_a_damaged_or_unsupported_zip_is_named_and_leaves_nothing(tmp_path, how, message):
+    archive = tmp_path / "ml-32m.zip"  # ml-32m: no published md5, so the zip itself is read
+    archive.write_bytes(damaged(deflated_zip(archive), how))
+    with pytest.raises(DataError, match=rf"ml-32m\.zip: {message}"):
+        fetch("ml-32m", archive, tmp_path / "out")
+    assert only(tmp_path) == ["ml-32m.zip"]
+
+
 def test_a_local_zip_is_checked_against_its_sidecar(tmp_path):
     archive = tmp_path / "ml-32m.zip"
     make_zip(archive, "ml-32m", {"ratings.csv": b"h\n", "movies.csv": b"h\n"})

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import read_tables
 from deepfm_rec.data.synthetic import (
     GENRES,
@@ -122,5 +123,5 @@ def test_activity_is_a_capped_power_law():
 
 
 def test_too_dense_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="density"):
+    with pytest.raises(DataError, match="config key 'synthetic': 1000 ratings of 40 users x 50"):
         generate(tmp_path, n_ratings=1000, n_users=40, n_items=50, seed=0)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
+from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import Tables, read_tables
 from deepfm_rec.data.sources import read_provenance, spec_for
 from deepfm_rec.data.users import read_users
@@ -139,6 +140,12 @@ def encode(
     ratings = tables.ratings
     n = len(ratings)
     split = split_rows(n, valid_fraction, test_fraction, seed)
+    for name, code in SPLITS.items():
+        if not (split == code).any():
+            raise DataError(
+                f"{n} ratings: config key 'split' (valid {valid_fraction}, test "
+                f"{test_fraction}) leaves the {name} split empty"
+            )
     train = split == SPLITS["train"]
     arrays: dict[str, np.ndarray] = {"split": split}
     fields: list[dict] = []

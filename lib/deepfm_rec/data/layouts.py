@@ -77,15 +77,18 @@ def _numeric(df: pd.DataFrame, column: str, path: Path, first_line: int) -> pd.S
 
 
 def _integer(df: pd.DataFrame, column: str, path: Path, first_line: int) -> pd.Series:
-    """Column as int64 (ids, timestamps); a value that is not a whole number is reported
-    with its line number rather than truncated."""
+    """Column as int64 (ids, timestamps); a value that is not a whole number, or not one
+    int64 holds, is reported with its line number rather than truncated or wrapped."""
     values = _numeric(df, column, path, first_line)
-    bad = (values % 1 != 0).to_numpy()
-    if bad.any():
-        row = int(bad.argmax())
-        raise DataError(
-            f"{path}:{row + first_line}: {column} is not a whole number: {values.iloc[row]}"
-        )
+    for bad, problem in [
+        ((values % 1 != 0).to_numpy(), "is not a whole number"),
+        (((values >= 2**63) | (values < -(2**63))).to_numpy(), "is out of the int64 range"),
+    ]:
+        if bad.any():
+            row = int(bad.argmax())
+            raise DataError(
+                f"{path}:{row + first_line}: {column} {problem}: {df[column].iloc[row]}"
+            )
     return values.astype("int64")
 
 
@@ -145,6 +148,12 @@ def _has_gaps(df: pd.DataFrame) -> bool:
     """Whether a text column has an empty value: what a line with too few fields leaves."""
     text = df.select_dtypes(exclude="number")
     return bool((text == "").to_numpy().any())
+
+
+def _has_line_breaks(df: pd.DataFrame) -> bool:
+    """Whether a text value spans lines: what a quote left open does in a CSV file."""
+    text = df.select_dtypes(exclude="number")
+    return any(text[c].astype(str).str.contains("[\r\n]").any() for c in text.columns)
 
 
 def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
@@ -225,6 +234,30 @@ def _read_numbers(path: Path, names: list[str], sep: str, encoding: str) -> pd.D
     return df
 
 
+def _scan_csv(path: Path) -> None:
+    """Raise a DataError at the first bad record of a CSV file, naming the line it starts on:
+    a field count unlike the header's, or a quote left open (its field runs on over line
+    breaks, which no MovieLens field has)."""
+    for _ in _lines(path, "utf-8"):  # names the line of a byte that is not utf-8
+        pass
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        n_fields = len(next(reader, []))
+        line = reader.line_num + 1
+        try:
+            for fields in reader:
+                if any("\n" in f or "\r" in f for f in fields):
+                    raise DataError(f"{path}:{line}: a quote opened on this line is not closed")
+                if len(fields) != n_fields:
+                    raise DataError(
+                        f"{path}:{line}: expected {n_fields} comma-separated fields, "
+                        f"found {len(fields)}"
+                    )
+                line = reader.line_num + 1
+        except csv.Error as error:  # e.g. a field larger than the csv module's limit
+            raise DataError(f"{path}:{line}: {error} (a quote left open?)") from None
+
+
 def _read_csv(path: Path, columns: list[str], text: bool) -> pd.DataFrame:
     """A CSV file with a header; numbers parsed by the C reader unless `text` (all str)."""
     try:
@@ -235,22 +268,14 @@ def _read_csv(path: Path, columns: list[str], text: bool) -> pd.DataFrame:
             encoding="utf-8",
             skip_blank_lines=False,
         )
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not valid utf-8: {error}") from error
+    except UnicodeDecodeError:
+        df = None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file, expected a header {','.join(columns)}") from None
     except pd.errors.ParserError:
         df = None
-    if df is None or _has_gaps(df):
-        with open(path, encoding="utf-8", newline="") as handle:
-            reader = csv.reader(handle)
-            n_fields = len(next(reader))
-            for fields in reader:
-                if len(fields) != n_fields:
-                    raise DataError(
-                        f"{path}:{reader.line_num}: expected {n_fields} comma-separated "
-                        f"fields, found {len(fields)}"
-                    )
+    if df is None or _has_gaps(df) or _has_line_breaks(df):
+        _scan_csv(path)
     if df is None:
         raise DataError(f"{path}: malformed CSV")
     missing = [c for c in columns if c not in df.columns]

@@ -16,6 +16,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,7 +126,11 @@ def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path | None) -> dict:
     """Check (and copy into `dest`, unless None) a dataset folder; its folder digest."""
     missing = [name for name in spec.files if not (folder / name).is_file()]
     if missing:
-        raise DataError(f"{folder}: missing file(s) {', '.join(missing)} for {spec.name}")
+        get = "generate" if spec.name == "synthetic" else "download"
+        raise DataError(
+            f"{folder}: missing file(s) {', '.join(missing)} for {spec.name}; config key "
+            f"'source' must be the {spec.name} folder or zip, or null to {get} it"
+        )
     file_md5 = {}
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         file_md5[path.name] = md5sum(path)
@@ -166,8 +171,10 @@ def _extract_zip(spec: DatasetSpec, archive: Path, dest: Path, expected: str | N
             for name, info in members.items():
                 with zf.open(info) as src, open(dest / name, "wb") as out:
                     shutil.copyfileobj(src, out)
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as error:
-        raise DataError(f"{archive}: corrupt or truncated zip: {error}") from error
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error, OSError) as error:
+        raise DataError(f"{archive}: corrupt or truncated zip: {error}; fetch it again") from error
+    except (NotImplementedError, RuntimeError) as error:  # deflate64, encrypted members
+        raise DataError(f"{archive}: unsupported zip: {error}; repack it as a plain zip") from error
     return {"checksum": checksum, "checksum_kind": "md5 of zip"}
 
 

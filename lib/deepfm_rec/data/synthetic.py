@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfm_rec.data.errors import DataError
+
 # The 18 genres of MovieLens (ml-10m's names, without IMAX).
 GENRES = tuple(
     "Action|Adventure|Animation|Children|Comedy|Crime|Documentary|Drama|Fantasy|Film-Noir|"
@@ -138,9 +140,10 @@ def generate(
     if noise <= 0 or embed_dim < 1 or n_ratings < 1:
         raise ValueError("noise, embed_dim and n_ratings must be positive")
     if n_ratings > MAX_DENSITY * n_users * n_items:
-        raise ValueError(
-            f"{n_ratings} ratings of {n_users} users x {n_items} movies: density above "
-            f"{MAX_DENSITY}; ask for more users or movies"
+        raise DataError(
+            f"config key 'synthetic': {n_ratings} ratings of {n_users} users x {n_items} "
+            f"movies is a density above {MAX_DENSITY}; ask for more users or movies "
+            "(n_users, n_items; null scales them with n_ratings)"
         )
     rng = np.random.default_rng(seed)
 
