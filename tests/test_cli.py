@@ -67,3 +67,31 @@ def test_unknown_user_and_missing_files_fail_cleanly(results, tmp_path):
         "recommend", "--model", model, "--user", "1", "--encoded", str(tmp_path / "nowhere")
     )
     assert no_encoded.returncode == 2 and "not an encoded folder" in no_encoded.stderr
+
+
+@pytest.mark.parametrize(
+    ("case", "bad_model", "device", "expected"),
+    [
+        ("truncated checkpoint", "truncated", "cpu", "model.pt: not a checkpoint written by"),
+        ("empty file", "empty", "cpu", "model.pt: not a checkpoint written by"),
+        ("meta.json given as the model", "meta", "cpu", "model.pt: not a checkpoint written by"),
+        ("no such device", None, "gpu", "--device: 'gpu' is not a device"),
+        ("a GPU this machine lacks", None, "cuda:99", "--device: 'cuda:99', but PyTorch"),
+    ],
+)
+def test_a_bad_checkpoint_or_device_fails_cleanly(results, tmp_path, case, bad_model, device,
+                                                   expected):  # fmt: skip
+    user = str(np.load(results / "encoded" / "user_ids.npy")[1])
+    model = tmp_path / "model.pt"
+    good = (results / "deepfm" / "seed0" / "model.pt").read_bytes()
+    model.write_bytes({
+        None: good,
+        "truncated": good[:5000],
+        "empty": b"",
+        "meta": (results / "encoded" / "meta.json").read_bytes(),
+    }[bad_model])  # fmt: skip
+    done = run("recommend", "--model", str(model), "--user", user,
+               "--encoded", str(results / "encoded"), "--device", device)  # fmt: skip
+    assert done.returncode == 2 and done.stdout == "", case
+    assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "weights_only" not in done.stderr  # torch's advice to load unsafely is not passed on

@@ -10,7 +10,16 @@ import pytest
 import torch
 
 from deepfm_rec.data.batches import BatchMaker
-from deepfm_rec.train import HISTORY_COLUMNS, EarlyStopping, TrainConfig, load_model, predict, train
+from deepfm_rec.data.errors import DataError
+from deepfm_rec.train import (
+    HISTORY_COLUMNS,
+    EarlyStopping,
+    TrainConfig,
+    load_model,
+    predict,
+    resolve_device,
+    train,
+)
 
 
 def test_early_stopping_waits_patience_epochs_without_min_delta_improvement():
@@ -126,3 +135,13 @@ def test_sparse_updates_keep_the_quality_of_dense_adam(encoded_small, model):
         rmse[optimizer] = float(np.sqrt(np.mean((prediction - label) ** 2)))
     assert rmse["sparse_adam"] <= rmse["adam"] + 0.005, rmse
     assert rmse["sparse_adam"] < 0.9, rmse  # and both are real models, near the bias baseline
+
+
+def test_a_device_this_machine_lacks_names_the_config_key():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    beyond = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, on any machine
+    with pytest.raises(DataError, match=rf"config key 'device': '{beyond}', but PyTorch"):
+        resolve_device(beyond)
+    with pytest.raises(DataError, match=r"--device: 'tpu0' is not a device"):
+        resolve_device("tpu0", key="--device")

@@ -75,6 +75,7 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         )
 
     from deepfm_rec.data.encoding import open_encoded
+    from deepfm_rec.data.errors import DataError
     from deepfm_rec.recommend import (
         Recommender,
         exclusion_splits,
@@ -83,6 +84,7 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         recommendation_table,
         user_code,
     )
+    from deepfm_rec.train import resolve_device
 
     try:
         splits = exclusion_splits(args.exclude)
@@ -91,8 +93,9 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     encoded = open_encoded(encoded_dir)
     code = user_code(encoded, args.user)
     try:
+        resolve_device(args.device, key="--device")
         recommender = Recommender.from_checkpoint(model, encoded, args.device)
-    except ValueError as error:
+    except (ValueError, DataError) as error:
         parser.error(str(error))
     items, scores = recommender.top_k(np.array([code]), args.k, args.exclude)
     table = recommendation_table(encoded, np.array([code]), items, scores)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
+from deepfm_rec.data.errors import DataError
 from deepfm_rec.models import build_model
 from deepfm_rec.optim import RowAdam
 from deepfm_rec.plots import plot_curves
@@ -158,11 +160,21 @@ class EarlyStopping:
             setattr(self, key, value)
 
 
-def resolve_device(device: str) -> torch.device:
-    """`auto` is CUDA when present, else CPU; other values are passed to torch."""
+def resolve_device(device: str, key: str = "config key 'device'") -> torch.device:
+    """`auto` is CUDA when present, else CPU; other values are passed to torch. A device
+    this machine does not have is a DataError naming `key` (where the value came from)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        found = torch.device(device)
+    except RuntimeError:
+        raise DataError(f"{key}: {device!r} is not a device; use auto, cpu or cuda[:N]") from None
+    if found.type == "cuda" and (found.index or 0) >= torch.cuda.device_count():
+        raise DataError(
+            f"{key}: {device!r}, but PyTorch {torch.__version__} sees "
+            f"{torch.cuda.device_count()} CUDA device(s); use auto or cpu"
+        )
+    return found
 
 
 def clip(prediction: torch.Tensor, meta: dict) -> torch.Tensor:
@@ -352,8 +364,14 @@ def load_model(
     optimizer setting asks for them), to take more training steps.
     """
     device_t = resolve_device(device)
-    state = torch.load(checkpoint, map_location=device_t, weights_only=True)
-    sparse = for_training and uses_sparse(TrainConfig(**state["train_config"]), device_t)
-    model = build_model(state["model"], state["meta"], sparse=sparse, **state["hparams"])
-    model.load_state_dict(state["state_dict"])
+    try:
+        state = torch.load(checkpoint, map_location=device_t, weights_only=True)
+        sparse = for_training and uses_sparse(TrainConfig(**state["train_config"]), device_t)
+        model = build_model(state["model"], state["meta"], sparse=sparse, **state["hparams"])
+        model.load_state_dict(state["state_dict"])
+    except (OSError, EOFError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
+        raise DataError(
+            f"{checkpoint}: not a checkpoint written by deepfm-rec's training (reading it "
+            f"raised {type(error).__name__}); train it again"
+        ) from None
     return model.to(device_t).eval(), state
