@@ -12,4 +12,5 @@ write_model_metrics(
     threshold=snakemake.params.threshold,
     device=snakemake.params.device,
     threads=snakemake.threads,
+    memory_budget=snakemake.params.memory_budget_gb * 1e9,
 )

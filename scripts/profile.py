@@ -14,4 +14,5 @@ write_profile(
     row_limit=snakemake.params.row_limit,
     device=snakemake.params.device,
     threads=snakemake.threads,
+    memory_budget=snakemake.params.memory_budget_gb * 1e9,
 )

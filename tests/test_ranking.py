@@ -153,8 +153,11 @@ def test_model_and_popularity_rankings_of_a_trained_model(encoded_tiny, tmp_path
     checkpoint = tmp_path / "model.pt"
     config = TrainConfig(max_epochs=1, batch_size=512, lr=0.01)
     train(encoded_tiny, "fm", {"embed_dim": 4}, config, seed=0, device="cpu", checkpoint=checkpoint)
+    resident = evaluate_model(encoded_tiny, checkpoint, ks=(1, 5, 20))
+    # a memory budget too small for the table streams the rows from the memmaps: same numbers
+    assert evaluate_model(encoded_tiny, checkpoint, ks=(1, 5, 20), memory_budget=1) == resident
     tables = {
-        "fm": pd.DataFrame(evaluate_model(encoded_tiny, checkpoint, ks=(1, 5, 20))["ranking"]),
+        "fm": pd.DataFrame(resident["ranking"]),
         "popularity": rank_and_score(
             PopularityRanker(encoded_tiny), relevant_items(encoded_tiny), (1, 5, 20)
         ),

@@ -133,12 +133,14 @@ def evaluate_model(
     device: str = "cpu",
     ks: tuple[int, ...] = (10,),
     threshold: float = 4.0,
+    memory_budget: float = 8e9,
 ) -> dict:
     """Test metrics of one trained model on the whole test split, with its seed.
 
     Rating metrics in stars; under "ranking", HR, precision, recall and NDCG at each K
     of `ks` (relevant: test ratings of at least `threshold` stars; candidates: the
-    movies a user did not rate in train; see deepfm_rec.ranking).
+    movies a user did not rate in train; see deepfm_rec.ranking). `memory_budget` as
+    for BatchMaker.
     """
     from deepfm_rec.data.batches import BatchMaker  # torch only where models are scored
     from deepfm_rec.ranking import rank_and_score, relevant_items
@@ -148,7 +150,7 @@ def evaluate_model(
     test = encoded.rows("test")
     label = np.asarray(encoded.arrays["label"])[test]
     model, state = load_model(Path(checkpoint), device)
-    maker = BatchMaker(encoded, next(model.parameters()).device)
+    maker = BatchMaker(encoded, next(model.parameters()).device, memory_budget)
     metrics = rating_metrics(predict(model, maker, test, 8192), label)
     logger.info("{} seed {}: test RMSE {:.4f} MAE {:.4f}", state["model"], state["seed"],
                 metrics["rmse"], metrics["mae"])  # fmt: skip
@@ -177,13 +179,14 @@ def write_model_metrics(
     threshold: float,
     device: str,
     threads: int,
+    memory_budget: float = 8e9,
 ) -> dict:
     """Evaluate one checkpoint (see evaluate_model) and write its metrics.json."""
     import torch
 
     torch.set_num_threads(threads)
     encoded = open_encoded(Path(encoded))
-    record = evaluate_model(encoded, checkpoint, device, tuple(ks), threshold)
+    record = evaluate_model(encoded, checkpoint, device, tuple(ks), threshold, memory_budget)
     Path(out).write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -223,7 +226,7 @@ def metrics_table(records: list[dict], k: int) -> pd.DataFrame:
             next((r[name] for r in record.get("ranking", []) if r["k"] == k), np.nan)
             for record in records
         ]
-    return table.astype({"seed": "Int64", "best_epoch": "Int64"})
+    return table.astype({"seed": "Int64", "best_epoch": "Int64", "rows": "Int64"})
 
 
 def ranking_curves(records: list[dict]) -> pd.DataFrame:

@@ -22,6 +22,7 @@ def profile_step(
     row_limit: int,
     device: str = "auto",
     trace: Path | None = None,
+    memory_budget: float = 8e9,
 ) -> str:
     """Profile one training step of a trained model after `warmup` steps.
 
@@ -33,7 +34,7 @@ def profile_step(
     device_t = next(model.parameters()).device
     config = TrainConfig(**state["train_config"])
     optimizer = Optimizers(model, config, uses_sparse(config, device_t))
-    maker = BatchMaker(encoded, device_t)
+    maker = BatchMaker(encoded, device_t, memory_budget)
     train_rows = encoded.rows("train")
     generator = torch.Generator().manual_seed(state["seed"])
     rows = torch.as_tensor(train_rows)[torch.randperm(len(train_rows), generator=generator)]
@@ -84,6 +85,7 @@ def write_profile(
     row_limit: int,
     device: str,
     threads: int,
+    memory_budget: float = 8e9,
 ) -> None:
     """Profile one training step and write the operator table and the Chrome trace."""
     torch.set_num_threads(threads)
@@ -95,5 +97,6 @@ def write_profile(
         row_limit=row_limit,
         device=device,
         trace=Path(trace),
+        memory_budget=memory_budget,
     )
     Path(table).write_text(text)

@@ -60,6 +60,7 @@ rule evaluate:
         ks=sorted({*config["ranking"]["ks"], config["ranking"]["k"]}),
         threshold=config["ranking"]["threshold"],
         device=config["device"],
+        memory_budget_gb=config["memory_budget_gb"],
     script:
         "../../scripts/evaluate.py"
 
@@ -97,6 +98,7 @@ rule profile:
         warmup=config["profile"]["warmup"],
         row_limit=config["profile"]["row_limit"],
         device=config["device"],
+        memory_budget_gb=config["memory_budget_gb"],
     script:
         "../../scripts/profile.py"
 
