@@ -9,8 +9,10 @@ import zipfile
 
 import pandas as pd
 import pytest
+import yaml
+from snakemake.utils import validate
 
-from workflow_helpers import FAST, copy_project, edit_config, scheduled_jobs, snakemake
+from workflow_helpers import FAST, ROOT, copy_project, edit_config, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -129,3 +131,11 @@ def test_config_errors_fail_before_any_job_naming_the_key(tmp_path, change, mess
     assert result.returncode != 0
     assert message in result.stdout and "validat" in result.stdout.lower(), result.stdout[-2000:]
     assert not (project / "results").exists()
+
+
+def test_the_schema_defaults_are_the_shipped_config():
+    """A key left out of config.yaml means what config.yaml ships (and config/README.md
+    documents): the schema fills in exactly the shipped study."""
+    config: dict = {}
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+    assert config == yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
