@@ -8,6 +8,7 @@ when a check fails.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import re
@@ -172,6 +173,8 @@ def _extract_zip(spec: DatasetSpec, archive: Path, dest: Path, expected: str | N
                 with zf.open(info) as src, open(dest / name, "wb") as out:
                     shutil.copyfileobj(src, out)
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error, OSError) as error:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise  # the disk is full, the zip may be fine
         raise DataError(f"{archive}: corrupt or truncated zip: {error}; fetch it again") from error
     except (NotImplementedError, RuntimeError) as error:  # deflate64, encrypted members
         raise DataError(f"{archive}: unsupported zip: {error}; repack it as a plain zip") from error
