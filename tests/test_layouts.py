@@ -12,7 +12,6 @@ from deepfm_rec.data.layouts import ML1M_OCCUPATIONS, PARSERS, read_tables
 from deepfm_rec.data.sources import DATASETS
 
 FIXTURES = Path(__file__).parent / "fixtures"
-EMBEDDED = Path(__file__).resolve().parents[1] / "resources" / "embedded" / "ml-latest-small"
 
 # layout -> (fixture folder, ratings file, separator, a dataset of that layout)
 LAYOUTS = {
@@ -339,10 +338,10 @@ def test_bad_line_in_other_files_is_named(layout, name, number, line, expected, 
     assert expected in message
 
 
-def test_an_unclosed_quote_in_a_full_size_ratings_file_is_named(tmp_path):
+def test_an_unclosed_quote_in_a_full_size_ratings_file_is_named(raw_small, tmp_path):
     """In the embedded ratings.csv (100,836 lines) the open field outgrows the csv module's
     field limit before the file ends: the error still names the line the quote opens on."""
-    folder = shutil.copytree(EMBEDDED, tmp_path / "ml-latest-small")
+    folder = shutil.copytree(raw_small, tmp_path / "ml-latest-small")
     _replace_line(folder / "ratings.csv", 11, '1,"50,4.0,964982931')
     message = _error("csv", folder)
     assert "ratings.csv:11: " in message and "quote" in message

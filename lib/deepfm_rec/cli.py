@@ -93,8 +93,8 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     encoded = open_encoded(encoded_dir)
     code = user_code(encoded, args.user)
     try:
-        resolve_device(args.device, key="--device")
-        recommender = Recommender.from_checkpoint(model, encoded, args.device)
+        device = str(resolve_device(args.device, key="--device"))
+        recommender = Recommender.from_checkpoint(model, encoded, device)
     except (ValueError, DataError) as error:
         parser.error(str(error))
     items, scores = recommender.top_k(np.array([code]), args.k, args.exclude)

@@ -179,7 +179,7 @@ def write_model_metrics(
     threshold: float,
     device: str,
     threads: int,
-    memory_budget: float = 8e9,
+    memory_budget: float,
 ) -> dict:
     """Evaluate one checkpoint (see evaluate_model) and write its metrics.json."""
     import torch

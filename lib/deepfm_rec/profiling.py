@@ -85,7 +85,7 @@ def write_profile(
     row_limit: int,
     device: str,
     threads: int,
-    memory_budget: float = 8e9,
+    memory_budget: float,
 ) -> None:
     """Profile one training step and write the operator table and the Chrome trace."""
     torch.set_num_threads(threads)
