@@ -90,6 +90,10 @@ def missing_member(tmp_path):
 BAD_INPUT = {
     "corrupt zip": (corrupt_zip, r"ml-32m.zip: corrupt or truncated zip"),
     "truncated zip": (truncated_zip, r"ml-32m.zip: corrupt or truncated zip"),
+    "a file that is not a zip": (
+        lambda t: ("ml-32m", FIXTURES / "ml-20m" / "ratings.csv"),
+        r"ratings.csv: not a zip archive (it begins b'userId,movieId,r'); a source is",
+    ),
     "md5 mismatch": (md5_mismatch, r"ml-100k.zip: md5 mismatch: got "),
     "missing file in the archive": (missing_member, r"ml-32m.zip: missing ml-32m/movies.csv"),
     "malformed line": (

@@ -90,8 +90,11 @@ def test_a_truncated_or_corrupt_zip_or_a_missing_member(tmp_path, monkeypatch):
     archive.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match=r"ml-1m\.zip: corrupt or truncated zip"):
         fetch("ml-1m", archive, tmp_path / "out")
-    archive.write_bytes(b"not a zip at all")
-    with pytest.raises(DataError, match=r"ml-1m\.zip: corrupt or truncated zip"):
+    archive.write_bytes(b"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n")
+    with pytest.raises(DataError, match=r"ml-1m\.zip: not a zip archive \(it begins b'userId,"):
+        fetch("ml-1m", archive, tmp_path / "out")
+    archive.write_bytes(b"")
+    with pytest.raises(DataError, match=r"ml-1m\.zip: not a zip archive \(it begins b''\)"):
         fetch("ml-1m", archive, tmp_path / "out")
     assert only(tmp_path) == ["ml-1m.zip"]
 

@@ -152,6 +152,13 @@ def parse_md5_sidecar(text: str, source: str) -> str:
 
 
 def _extract_zip(spec: DatasetSpec, archive: Path, dest: Path, expected: str | None) -> dict:
+    with open(archive, "rb") as file:
+        head = file.read(16)
+    if head[:2] != b"PK":  # every zip record starts so; a cut-off zip still does
+        raise DataError(
+            f"{archive}: not a zip archive (it begins {head!r}); a source is the dataset's "
+            ".zip or the folder it unpacks to"
+        )
     checksum = md5sum(archive)
     if expected is None:
         logger.warning("{}: no published md5 to check against; recording {}", archive, checksum)
