@@ -133,6 +133,20 @@ def test_config_errors_fail_before_any_job_naming_the_key(tmp_path, change, mess
     assert not (project / "results").exists()
 
 
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    project = copy_project(tmp_path)
+    config = project / "config" / "config.yaml"
+    lines = config.read_text().splitlines(keepends=True)
+    line = next(i for i, text in enumerate(lines, 1) if text.startswith("seeds:"))
+    lines[line - 1] = "seeds: [42, 43\n"  # the closing bracket forgotten
+    config.write_text("".join(lines))
+    result = snakemake(project, "-n", check=False)
+    assert result.returncode != 0
+    assert "config/config.yaml is not valid YAML" in result.stdout, result.stdout[-2000:]
+    assert f'in "config/config.yaml", line {line}, column 8' in result.stdout
+    assert not (project / "results").exists()
+
+
 def test_the_schema_defaults_are_the_shipped_config():
     """A key left out of config.yaml means what config.yaml ships (and config/README.md
     documents): the schema fills in exactly the shipped study."""
