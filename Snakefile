@@ -4,18 +4,20 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
+CONFIG_FILE = "config/config.yaml"
+
 # Snakemake's own message for a YAML syntax error names neither the file nor the line
 try:
-    with open("config/config.yaml") as file:
+    with open(CONFIG_FILE) as file:
         yaml.safe_load(file)
 except FileNotFoundError:
     pass  # Snakemake says so, unless --configfile stands in for it
 except yaml.YAMLError as error:
     message = " ".join(str(error).split())  # one line
-    raise WorkflowError(f"config/config.yaml is not valid YAML: {message}") from None
+    raise WorkflowError(f"{CONFIG_FILE} is not valid YAML: {message}") from None
 
 
-configfile: "config/config.yaml"
+configfile: CONFIG_FILE
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
