@@ -27,7 +27,8 @@ from loguru import logger
 
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import open_encoded
-from deepfm_rec.train import TrainConfig, predict, split_settings, train
+from deepfm_rec.inference import predict
+from deepfm_rec.train import TrainConfig, split_settings, train
 
 
 def main() -> None:

@@ -25,9 +25,9 @@ import torch
 from train_speed import HPARAMS  # the models; this folder is on sys.path
 
 from deepfm_rec.data.encoding import open_encoded
+from deepfm_rec.inference import resolve_device
 from deepfm_rec.models import build_model
 from deepfm_rec.recommend import Recommender
-from deepfm_rec.train import resolve_device
 
 
 def main() -> None:

@@ -34,8 +34,9 @@ from deepfm_rec.data.encoding import CATEGORICAL, DENSE, MULTI, encode_dataset, 
 from deepfm_rec.data.sources import fetch
 from deepfm_rec.data.synthetic import generate
 from deepfm_rec.data.users import write_users
+from deepfm_rec.inference import resolve_device
 from deepfm_rec.models import build_model
-from deepfm_rec.train import Optimizers, TrainConfig, loss_terms, resolve_device, uses_sparse
+from deepfm_rec.train import Optimizers, TrainConfig, loss_terms, uses_sparse
 
 HPARAMS = {"fm": {"embed_dim": 16}, "deepfm": {"embed_dim": 16, "mlp": [128, 64, 32]}}
 
@@ -203,19 +204,22 @@ def reference(folder: Path, encoded, name: str, batch_size: int, workers: int, t
     return measure(forever(lambda: loader), model, optimizer, warmup=20, **timing)
 
 
-def epoch_seconds(encoded, device) -> float:
-    """Wall time of one FM epoch's training steps at batch 1024 over the train split, with
-    loading the packed table once (train()'s validation after each epoch not included)."""
+def epoch_seconds(encoded, device) -> tuple[float, int, int]:
+    """(wall time, rows, steps) of one FM epoch's training steps at batch 1024 over the
+    train split, with loading the packed table once (train()'s validation after each epoch
+    not included)."""
     start = time.perf_counter()
     model, optimizer, maker = fast_setup(encoded, "fm", 1024, device)
+    rows = steps = 0
     for batch in maker.batches(encoded.rows("train"), 1024, torch.Generator().manual_seed(0)):
         loss, _ = loss_terms(model, batch, 0.01)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        rows, steps = rows + len(batch), steps + 1
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, rows, steps
 
 
 def progress(name: str, path: str, batch_size: int, found: dict) -> None:
@@ -271,8 +275,9 @@ def main() -> None:
         print(f"{name:<7} {path:<34} {batch_size:>6} {rate:>11,.0f} {spread:>17} "
               f"{rate / base:>5.1f}x {ms}")  # fmt: skip
     if epoch is not None:
-        print(f"one FM epoch at batch 1024 ({n_train:,} rows, with loading the table): "
-              f"{epoch:.1f} s")  # fmt: skip
+        seconds, rows, steps = epoch
+        print(f"one FM epoch at batch 1024 ({rows:,} rows in {steps:,} steps, with loading "
+              f"the table): {seconds:.2f} s")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ are not judged here (see the README's Speed section)."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,17 +66,24 @@ def test_train_speed_prints_every_case_with_its_ratio_and_phases(train_speed):
             rate, (low, high), ratio = number(row[-7]), row[-6].split("-"), number(row[-5])
             assert 0 < number(low) <= rate <= number(high)  # the median of the blocks
             assert ratio == pytest.approx(rate / base, abs=0.051)  # printed to 0.1
-            phases = [number(ms) for ms in row[-4:]]  # gather, forward, backward, step
-            assert all(ms > 0 for ms in phases)
+            for ms in row[-4:]:  # gather, forward, backward, step: ms to 0.01, not judged
+                assert re.fullmatch(r"\d+\.\d\d", ms), row
+    # the epoch's time is not judged (30,000 ratings can take less than the printed 0.01 s);
+    # what it covered is: every train row once, in ceil(rows / 1024) steps
+    n_train = json.loads((encoded / "meta.json").read_text())["splits"]["train"]
     epoch = next(line for line in lines if line.startswith("one FM epoch at batch 1024"))
-    assert number(epoch.split(": ")[1].removesuffix(" s")) > 0
+    assert f"({n_train:,} rows in {-(-n_train // 1024):,} steps," in epoch
 
 
 def test_recommend_speed_times_both_models_on_the_encoded_data(train_speed):
     encoded, _ = train_speed
     lines = run("recommend_speed.py", "--encoded", str(encoded), "--users", "40")
+    meta = json.loads((encoded / "meta.json").read_text())
+    sizes = {f["name"]: f["vocab_size"] for f in meta["fields"] if "vocab_size" in f}
+    header = f"{sizes['user'] - 1:,} users × {sizes['item'] - 1:,} movies, device cpu"
+    assert any(line.startswith(header) for line in lines), lines
     rows = table(lines, "model ")
     assert [row[0] for row in rows] == ["fm", "deepfm"]
-    for _, timed, rate, total in rows:
+    for _, timed, rate, total in rows:  # the rates and times are not judged
         assert int(timed) == 40
-        assert number(rate) > 0 and number(total) >= 0
+        assert re.fullmatch(r"[\d,]+", rate) and re.fullmatch(r"[\d,]+", total), (rate, total)

@@ -11,16 +11,16 @@ from deepfm_rec.data.batches import Batch, BatchMaker
 from deepfm_rec.data.encoding import Encoded, encode, open_encoded
 from deepfm_rec.data.layouts import Tables
 from deepfm_rec.data.users import COLUMNS
+from deepfm_rec.inference import load_model
+from deepfm_rec.ranking import exclusion_splits, rated_items
 from deepfm_rec.recommend import (
     RECOMMENDATION_COLUMNS,
     Recommender,
-    exclusion_splits,
-    rated_items,
     read_items,
     user_code,
     write_recommendations,
 )
-from deepfm_rec.train import TrainConfig, load_model, train
+from deepfm_rec.train import TrainConfig, train
 
 HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1}
 QUICK = TrainConfig(max_epochs=1, batch_size=512, lr=0.01)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
 import zipfile
 from pathlib import Path
 
@@ -177,12 +176,12 @@ def test_bad_names_and_paths_say_which_key(tmp_path):
 
 def test_an_unreachable_host_fails_fast_and_says_how_to_go_offline(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "BASE_URL", "http://127.0.0.1:9")  # nothing listens there
-    start = time.monotonic()
+    # refused at once, not waiting out a timeout: the reason is the refusal
     with pytest.raises(
-        DataError, match=r"cannot download http://127\.0\.0\.1:9/ml-1m\.zip.*source:"
+        DataError,
+        match=r"cannot download http://127\.0\.0\.1:9/ml-1m\.zip: .*refused.*source:",
     ):
         fetch("ml-1m", None, tmp_path / "out")
-    assert time.monotonic() - start < 20
     assert only(tmp_path) == []
 
 

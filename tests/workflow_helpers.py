@@ -79,6 +79,15 @@ def snakemake(project: Path, *args: str, check: bool = True, timeout: int = 900)
     return result
 
 
+def error_messages(output: str) -> list[str]:
+    """The error messages in snakemake's output: a rule's DataError line ("DataError: ..."),
+    and the message line after Snakemake's "WorkflowError in file ..." for an error the
+    Snakefile raised while parsing."""
+    lines = output.splitlines()
+    parsing = [i + 1 for i, line in enumerate(lines[:-1]) if line.startswith("WorkflowError in")]
+    return [line for line in lines if line.startswith("DataError: ")] + [lines[i] for i in parsing]
+
+
 def scheduled_jobs(output: str) -> dict[str, int]:
     """The 'Job stats' table of a snakemake (dry) run: rule -> count."""
     if "Nothing to be done" in output:

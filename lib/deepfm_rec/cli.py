@@ -74,17 +74,18 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
             f"({len(ids)} users, ids {ids.min()}..{ids.max()})"
         )
 
+    # imported here, not at the top: --help and bad arguments answer without the seconds
+    # that importing torch takes (there is no module cycle)
     from deepfm_rec.data.encoding import open_encoded
     from deepfm_rec.data.errors import DataError
+    from deepfm_rec.inference import resolve_device
+    from deepfm_rec.ranking import exclusion_splits, rated_items
     from deepfm_rec.recommend import (
         Recommender,
-        exclusion_splits,
         known_favourites,
-        rated_items,
         recommendation_table,
         user_code,
     )
-    from deepfm_rec.train import resolve_device
 
     try:
         splits = exclusion_splits(args.exclude)

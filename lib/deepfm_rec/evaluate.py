@@ -13,23 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import torch
 from loguru import logger
 
+from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
+from deepfm_rec.inference import load_model, predict
+from deepfm_rec.ranking import PopularityRanker, rank_and_score, relevant_items
+from deepfm_rec.recommend import Recommender
 
-METRIC_COLUMNS = [
-    "model",
-    "kind",
-    "mse",
-    "rmse",
-    "mae",
-    "rows",
-    "seed",
-    "best_epoch",
-    "valid_mae",
-]
-RANKING_METRICS = ("hr", "precision", "recall", "ndcg")
 DAMPING_GRID = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 25.0, 35.0, 50.0)
 
 
@@ -142,11 +134,6 @@ def evaluate_model(
     movies a user did not rate in train; see deepfm_rec.ranking). `memory_budget` as
     for BatchMaker.
     """
-    from deepfm_rec.data.batches import BatchMaker  # torch only where models are scored
-    from deepfm_rec.ranking import rank_and_score, relevant_items
-    from deepfm_rec.recommend import Recommender
-    from deepfm_rec.train import load_model, predict
-
     test = encoded.rows("test")
     label = np.asarray(encoded.arrays["label"])[test]
     model, state = load_model(Path(checkpoint), device)
@@ -182,8 +169,6 @@ def write_model_metrics(
     memory_budget: float,
 ) -> dict:
     """Evaluate one checkpoint (see evaluate_model) and write its metrics.json."""
-    import torch
-
     torch.set_num_threads(threads)
     encoded = open_encoded(Path(encoded))
     record = evaluate_model(encoded, checkpoint, device, tuple(ks), threshold, memory_budget)
@@ -196,8 +181,6 @@ def write_baselines(
 ) -> list[dict]:
     """Score the rating baselines (see `baselines`) and the popularity ranking baseline,
     and write them as JSON, one record each."""
-    from deepfm_rec.ranking import PopularityRanker, rank_and_score, relevant_items
-
     encoded = open_encoded(Path(encoded))
     records = [
         {"model": name, "kind": "baseline", **metrics}
@@ -209,46 +192,3 @@ def write_baselines(
                     "ranking": ranking.to_dict("records")})  # fmt: skip
     Path(out).write_text(json.dumps(records, indent=2) + "\n")
     return records
-
-
-def read_records(model_metrics: list[str | Path], baselines_json: str | Path) -> list[dict]:
-    """The metrics.json records of every model and seed, then the baselines' records."""
-    records = [json.loads(Path(p).read_text()) for p in model_metrics]
-    return records + json.loads(Path(baselines_json).read_text())
-
-
-def metrics_table(records: list[dict], k: int) -> pd.DataFrame:
-    """One row per model and seed, then the baselines: METRIC_COLUMNS, then the ranking
-    metrics at `k` (hr@k, precision@k, recall@k, ndcg@k; empty where not ranked)."""
-    table = pd.DataFrame(records).reindex(columns=METRIC_COLUMNS)
-    for name in RANKING_METRICS:
-        table[f"{name}@{k}"] = [
-            next((r[name] for r in record.get("ranking", []) if r["k"] == k), np.nan)
-            for record in records
-        ]
-    return table.astype({"seed": "Int64", "best_epoch": "Int64", "rows": "Int64"})
-
-
-def ranking_curves(records: list[dict]) -> pd.DataFrame:
-    """Mean over seeds of every ranking metric at every K: columns model, k, hr, ..."""
-    rows = [{"model": r["model"], **row} for r in records for row in r.get("ranking", [])]
-    frame = pd.DataFrame(rows)
-    return frame.groupby(["model", "k"], sort=False).mean(numeric_only=True).reset_index()
-
-
-def summarize(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """Mean and std over seeds of each metric, one row per model.
-
-    Columns: model, kind, seeds, and <metric>_mean, <metric>_std for each metric. A
-    metric a row does not have (a rating baseline's NDCG) stays empty; a single run's
-    std is 0.
-    """
-    grouped = table.groupby(["model", "kind"], sort=False)
-    summary = grouped[metrics].agg(["mean", "std"])
-    summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
-    for metric in metrics:
-        known = summary[f"{metric}_mean"].notna()
-        summary.loc[known, f"{metric}_std"] = summary.loc[known, f"{metric}_std"].fillna(0.0)
-    summary = summary.reset_index()
-    summary.insert(2, "seeds", grouped.size().to_numpy())
-    return summary

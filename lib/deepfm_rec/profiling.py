@@ -10,7 +10,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
-from deepfm_rec.train import Optimizers, TrainConfig, load_model, loss_terms, uses_sparse
+from deepfm_rec.inference import model_of, read_checkpoint, resolve_device
+from deepfm_rec.train import Optimizers, TrainConfig, loss_terms, uses_sparse
 
 
 def profile_step(
@@ -29,11 +30,12 @@ def profile_step(
     Returns the operator table (sorted by self CPU time, or self CUDA time on a GPU),
     and writes a Chrome trace to `trace` when given.
     """
-    model, state = load_model(checkpoint, device, for_training=True)
-    model.train()
-    device_t = next(model.parameters()).device
+    device_t = resolve_device(device)
+    state = read_checkpoint(checkpoint, device_t)
     config = TrainConfig(**state["train_config"])
-    optimizer = Optimizers(model, config, uses_sparse(config, device_t))
+    sparse = uses_sparse(config, device_t)  # as train built it, to take training steps
+    model = model_of(state, checkpoint, sparse).to(device_t).train()
+    optimizer = Optimizers(model, config, sparse)
     maker = BatchMaker(encoded, device_t, memory_budget)
     train_rows = encoded.rows("train")
     generator = torch.Generator().manual_seed(state["seed"])

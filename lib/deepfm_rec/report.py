@@ -11,20 +11,26 @@ import platform
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from deepfm_rec.data.encoding import open_encoded
-from deepfm_rec.evaluate import (
-    RANKING_METRICS,
-    metrics_table,
-    ranking_curves,
-    read_records,
-    summarize,
-)
 from deepfm_rec.plots import plot_metrics, plot_ranking
 from deepfm_rec.recommend import known_favourites, user_code
 
+METRIC_COLUMNS = [
+    "model",
+    "kind",
+    "mse",
+    "rmse",
+    "mae",
+    "rows",
+    "seed",
+    "best_epoch",
+    "valid_mae",
+]
+RANKING_METRICS = ("hr", "precision", "recall", "ndcg")
 PACKAGES = ("deepfm-rec", "torch", "numpy", "pandas", "snakemake", "matplotlib")
 
 STYLE = """
@@ -38,6 +44,49 @@ pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; font-size: 12px; }
 img { max-width: 100%; }
 .summary { font-size: 1.1rem; background: #eef5ff; padding: .6rem 1rem; border-radius: 6px; }
 """
+
+
+def read_records(model_metrics: list[str | Path], baselines_json: str | Path) -> list[dict]:
+    """The metrics.json records of every model and seed, then the baselines' records."""
+    records = [json.loads(Path(p).read_text()) for p in model_metrics]
+    return records + json.loads(Path(baselines_json).read_text())
+
+
+def metrics_table(records: list[dict], k: int) -> pd.DataFrame:
+    """One row per model and seed, then the baselines: METRIC_COLUMNS, then the ranking
+    metrics at `k` (hr@k, precision@k, recall@k, ndcg@k; empty where not ranked)."""
+    table = pd.DataFrame(records).reindex(columns=METRIC_COLUMNS)
+    for name in RANKING_METRICS:
+        table[f"{name}@{k}"] = [
+            next((r[name] for r in record.get("ranking", []) if r["k"] == k), np.nan)
+            for record in records
+        ]
+    return table.astype({"seed": "Int64", "best_epoch": "Int64", "rows": "Int64"})
+
+
+def ranking_curves(records: list[dict]) -> pd.DataFrame:
+    """Mean over seeds of every ranking metric at every K: columns model, k, hr, ..."""
+    rows = [{"model": r["model"], **row} for r in records for row in r.get("ranking", [])]
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["model", "k"], sort=False).mean(numeric_only=True).reset_index()
+
+
+def summarize(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Mean and std over seeds of each metric, one row per model.
+
+    Columns: model, kind, seeds, and <metric>_mean, <metric>_std for each metric. A
+    metric a row does not have (a rating baseline's NDCG) stays empty; a single run's
+    std is 0.
+    """
+    grouped = table.groupby(["model", "kind"], sort=False)
+    summary = grouped[metrics].agg(["mean", "std"])
+    summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
+    for metric in metrics:
+        known = summary[f"{metric}_mean"].notna()
+        summary.loc[known, f"{metric}_std"] = summary.loc[known, f"{metric}_std"].fillna(0.0)
+    summary = summary.reset_index()
+    summary.insert(2, "seeds", grouped.size().to_numpy())
+    return summary
 
 
 def _image(path: Path, alt: str) -> str:

@@ -5,9 +5,7 @@ Shapes: B batch size, F fields, D embedding dim. Ratings and errors are in stars
 
 from __future__ import annotations
 
-import copy
 import math
-import pickle
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -20,7 +18,7 @@ from tqdm import tqdm
 
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
-from deepfm_rec.data.errors import DataError
+from deepfm_rec.inference import predict, resolve_device
 from deepfm_rec.models import build_model
 from deepfm_rec.optim import RowAdam
 from deepfm_rec.plots import plot_curves
@@ -58,7 +56,7 @@ class TrainConfig:
 class Optimizers:
     """Fused Adam, or RowAdam for the sparse-gradient embedding table plus Adam for the rest.
 
-    One interface for the loop: zero_grad, step, the LR on plateau, state_dict.
+    One interface for the loop: zero_grad, step, the LR on plateau.
     """
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, sparse: bool) -> None:
@@ -96,9 +94,6 @@ class Optimizers:
     @property
     def lr(self) -> float:
         return self.optimizers[0].param_groups[0]["lr"]
-
-    def state_dict(self) -> list[dict]:
-        return [optimizer.state_dict() for optimizer in self.optimizers]
 
 
 def uses_sparse(config: TrainConfig, device: torch.device) -> bool:
@@ -151,45 +146,6 @@ class EarlyStopping:
             )
             return True
         return False
-
-    def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("best", "best_epoch", "wait", "reason")}
-
-    def load_state_dict(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
-
-
-def resolve_device(device: str, key: str = "config key 'device'") -> torch.device:
-    """`auto` is CUDA when present, else CPU; other values are passed to torch. A device
-    this machine does not have is a DataError naming `key` (where the value came from)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        found = torch.device(device)
-    except RuntimeError:
-        raise DataError(f"{key}: {device!r} is not a device; use auto, cpu or cuda[:N]") from None
-    if found.type == "cuda" and (found.index or 0) >= torch.cuda.device_count():
-        raise DataError(
-            f"{key}: {device!r}, but PyTorch {torch.__version__} sees "
-            f"{torch.cuda.device_count()} CUDA device(s); use auto or cpu"
-        )
-    return found
-
-
-def clip(prediction: torch.Tensor, meta: dict) -> torch.Tensor:
-    """Predictions clipped to the dataset's rating scale (stars)."""
-    return prediction.clamp(meta["rating_min"], meta["rating_max"])
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, maker: BatchMaker, rows: np.ndarray, batch_size: int):
-    """Clipped predictions (float32 numpy, stars) for the given rows, in their order."""
-    was_training = model.training
-    model.eval()
-    out = [clip(model(batch), maker.meta) for batch in maker.batches(rows, batch_size)]
-    model.train(was_training)
-    return torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
 
 
 def loss_terms(model, batch, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,7 +236,6 @@ def train(
         stop = stopper.step(row["valid_mae"], epoch)
         if stopper.best_epoch == epoch:
             best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-            best_optimizer = copy.deepcopy(optimizer.state_dict())
         if stop:
             logger.info("early stop: {}", stopper.reason)
             break
@@ -303,10 +258,8 @@ def train(
                 "hparams": hparams,
                 "train_config": asdict(config),
                 "state_dict": model.state_dict(),
-                "optimizer": best_optimizer,
                 "epoch": stopper.best_epoch,
                 "best": {"valid_mae": stopper.best},
-                "early_stopping": stopper.state_dict(),
                 "seed": seed,
                 "meta": encoded.meta,
             },
@@ -353,25 +306,3 @@ def train_model(
         memory_budget=memory_budget,
     )
     plot_curves(table, best_epoch, Path(curves), f"{model_name} on {Path(encoded).parent.name}")
-
-
-def load_model(
-    checkpoint: Path, device: str = "cpu", for_training: bool = False
-) -> tuple[torch.nn.Module, dict]:
-    """The model of a checkpoint written by `train`, in eval mode, and the checkpoint dict.
-
-    `for_training` builds it as `train` did (sparse embedding gradients where its
-    optimizer setting asks for them), to take more training steps.
-    """
-    device_t = resolve_device(device)
-    try:
-        state = torch.load(checkpoint, map_location=device_t, weights_only=True)
-        sparse = for_training and uses_sparse(TrainConfig(**state["train_config"]), device_t)
-        model = build_model(state["model"], state["meta"], sparse=sparse, **state["hparams"])
-        model.load_state_dict(state["state_dict"])
-    except (OSError, EOFError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
-        raise DataError(
-            f"{checkpoint}: not a checkpoint written by deepfm-rec's training (reading it "
-            f"raised {type(error).__name__}); train it again"
-        ) from None
-    return model.to(device_t).eval(), state

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 DATASET = config["dataset"]
 MODELS = ["fm", "deepfm"]
 SEEDS = config["seeds"]
@@ -7,6 +9,11 @@ wildcard_constraints:
     dataset=r"ml-[a-z0-9-]+|synthetic",
     model="|".join(MODELS),
     seed=r"\d+",
+
+
+# Snakemake's own message for a missing input spans many lines and names no config key
+if config["source"] and not Path(config["source"]).exists():
+    raise WorkflowError(f"config key 'source': {config['source']} does not exist")
 
 
 def study_targets():

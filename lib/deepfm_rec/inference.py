@@ -1,0 +1,84 @@
+"""Running trained models: the device they run on, loading a checkpoint, predicting rows.
+
+Shapes: B batch size. Ratings are in stars.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepfm_rec.data.batches import BatchMaker
+from deepfm_rec.data.errors import DataError
+from deepfm_rec.models import build_model
+
+
+def resolve_device(device: str, key: str = "config key 'device'") -> torch.device:
+    """`auto` is CUDA when present, else CPU; other values are passed to torch. A device
+    this machine does not have is a DataError naming `key` (where the value came from)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        found = torch.device(device)
+    except RuntimeError:
+        raise DataError(f"{key}: {device!r} is not a device; use auto, cpu or cuda[:N]") from None
+    if found.type == "cuda" and (found.index or 0) >= torch.cuda.device_count():
+        raise DataError(
+            f"{key}: {device!r}, but PyTorch {torch.__version__} sees "
+            f"{torch.cuda.device_count()} CUDA device(s); use auto or cpu"
+        )
+    return found
+
+
+def clip(prediction: torch.Tensor, meta: dict) -> torch.Tensor:
+    """Predictions clipped to the dataset's rating scale (stars)."""
+    return prediction.clamp(meta["rating_min"], meta["rating_max"])
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, maker: BatchMaker, rows: np.ndarray, batch_size: int):
+    """Clipped predictions (float32 numpy, stars) for the given rows, in their order."""
+    was_training = model.training
+    model.eval()
+    out = [clip(model(batch), maker.meta) for batch in maker.batches(rows, batch_size)]
+    model.train(was_training)
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
+
+
+def read_checkpoint(checkpoint: Path, device: torch.device) -> dict:
+    """The checkpoint dict written by deepfm_rec.train.train, its tensors on `device`."""
+    try:
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or not {"model", "meta", "state_dict"} <= set(state):
+            raise KeyError("model, meta or state_dict")
+    except (OSError, EOFError, RuntimeError, KeyError, pickle.UnpicklingError) as error:
+        raise DataError(
+            f"{checkpoint}: not a checkpoint written by deepfm-rec's training (reading it "
+            f"raised {type(error).__name__}); train it again"
+        ) from None
+    return state
+
+
+def model_of(state: dict, checkpoint: Path, sparse: bool = False) -> torch.nn.Module:
+    """The model of a checkpoint dict with its trained weights (`sparse`: the embedding
+    table gives sparse gradients, to take more training steps as train did)."""
+    try:
+        model = build_model(state["model"], state["meta"], sparse=sparse, **state["hparams"])
+        model.load_state_dict(state["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as error:
+        raise DataError(
+            f"{checkpoint}: not a checkpoint written by deepfm-rec's training (reading it "
+            f"raised {type(error).__name__}); train it again"
+        ) from None
+    return model
+
+
+def load_model(checkpoint: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The model of a checkpoint written by `train`, in eval mode on `device`, and the
+    checkpoint dict."""
+    device_t = resolve_device(device)
+    state = read_checkpoint(Path(checkpoint), device_t)
+    return model_of(state, Path(checkpoint)).to(device_t).eval(), state
