@@ -8,5 +8,9 @@ write_baselines(
     snakemake.input[0],
     snakemake.output[0],
     ks=snakemake.params.ks,
+    k=snakemake.params.k,
     threshold=snakemake.params.threshold,
+    exclude=snakemake.params.exclude,
+    threads=snakemake.threads,
+    memory_budget=snakemake.params.memory_budget_gb * 1e9,
 )

@@ -12,4 +12,6 @@ encode_dataset(
     seed=snakemake.params.seed,
     valid_fraction=snakemake.params.split["valid"],
     test_fraction=snakemake.params.split["test"],
+    split_method=snakemake.params.split["method"],
+    implicit=snakemake.params.implicit,
 )

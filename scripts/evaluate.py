@@ -10,6 +10,7 @@ write_model_metrics(
     snakemake.output[0],
     ks=snakemake.params.ks,
     threshold=snakemake.params.threshold,
+    exclude=snakemake.params.exclude,
     device=snakemake.params.device,
     threads=snakemake.threads,
     memory_budget=snakemake.params.memory_budget_gb * 1e9,

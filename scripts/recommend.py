@@ -9,6 +9,7 @@ write_recommendations(
     snakemake.input.encoded,
     snakemake.output[0],
     k=snakemake.params.k,
+    exclude=snakemake.params.exclude,
     device=snakemake.params.device,
     threads=snakemake.threads,
 )

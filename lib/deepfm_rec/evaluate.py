@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from loguru import logger
 
-from deepfm_rec.data.batches import BatchMaker
+from deepfm_rec.data.batches import DEFAULT_MEMORY_BUDGET, BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.inference import load_model, predict
 from deepfm_rec.ranking import PopularityRanker, rank_and_score, relevant_items
@@ -125,35 +125,40 @@ def evaluate_model(
     device: str = "cpu",
     ks: tuple[int, ...] = (10,),
     threshold: float = 4.0,
-    memory_budget: float = 8e9,
+    memory_budget: float = DEFAULT_MEMORY_BUDGET,
+    exclude: str = "train+valid",
 ) -> dict:
     """Test metrics of one trained model on the whole test split, with its seed.
 
-    Rating metrics in stars; under "ranking", HR, precision, recall and NDCG at each K
-    of `ks` (relevant: test ratings of at least `threshold` stars; candidates: the
-    movies a user did not rate in train; see deepfm_rec.ranking). `memory_budget` as
-    for BatchMaker.
+    A star model's rating metrics in stars (a ranking model predicts no stars); for
+    both, under "ranking", the metrics at each K of `ks` (relevant: test ratings of at
+    least `threshold` stars; candidates: the movies a user did not rate in the
+    `exclude` splits; see deepfm_rec.ranking). `memory_budget` as for BatchMaker.
     """
-    test = encoded.rows("test")
-    label = np.asarray(encoded.arrays["label"])[test]
     model, state = load_model(Path(checkpoint), device)
-    maker = BatchMaker(encoded, next(model.parameters()).device, memory_budget)
-    metrics = rating_metrics(predict(model, maker, test, 8192), label)
-    logger.info("{} seed {}: test RMSE {:.4f} MAE {:.4f}", state["model"], state["seed"],
-                metrics["rmse"], metrics["mae"])  # fmt: skip
-    return {
-        "model": state["model"],
-        "kind": "model",
-        **metrics,
+    record = {"model": state["model"], "objective": model.objective, "kind": "model"}
+    if model.objective == "stars":
+        test = encoded.rows("test")
+        label = np.asarray(encoded.arrays["label"])[test]
+        maker = BatchMaker(
+            encoded, next(model.parameters()).device, memory_budget, fields=model.fields
+        )
+        record |= rating_metrics(predict(model, maker, test, 8192), label)
+        logger.info("{} seed {}: test RMSE {:.4f} MAE {:.4f}", state["model"], state["seed"],
+                    record["rmse"], record["mae"])  # fmt: skip
+    relevant = relevant_items(encoded, "test", threshold)
+    ranking = rank_and_score(Recommender(model, encoded), relevant, ks, exclude)
+    ((monitor, best),) = state["best"].items()
+    return record | {
         "seed": state["seed"],
         "best_epoch": state["epoch"],
-        "valid_mae": state["best"]["valid_mae"],
+        "monitor": monitor,
+        "best_valid": best,
+        "fields": model.fields,
         "split": "test",
         "dataset": encoded.meta["dataset"],
         "checksum": encoded.meta["checksum"],
-        "ranking": rank_and_score(
-            Recommender(model, encoded), relevant_items(encoded, "test", threshold), ks
-        ).to_dict("records"),
+        "ranking": ranking.to_dict("records"),
     }
 
 
@@ -164,6 +169,7 @@ def write_model_metrics(
     *,
     ks: list[int],
     threshold: float,
+    exclude: str,
     device: str,
     threads: int,
     memory_budget: float,
@@ -171,7 +177,9 @@ def write_model_metrics(
     """Evaluate one checkpoint (see evaluate_model) and write its metrics.json."""
     torch.set_num_threads(threads)
     encoded = open_encoded(Path(encoded))
-    record = evaluate_model(encoded, checkpoint, device, tuple(ks), threshold, memory_budget)
+    record = evaluate_model(
+        encoded, checkpoint, device, tuple(ks), threshold, memory_budget, exclude
+    )
     Path(out).write_text(json.dumps(record, indent=2) + "\n")
     return record
 

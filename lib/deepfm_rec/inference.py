@@ -66,7 +66,10 @@ def model_of(state: dict, checkpoint: Path, sparse: bool = False) -> torch.nn.Mo
     """The model of a checkpoint dict with its trained weights (`sparse`: the embedding
     table gives sparse gradients, to take more training steps as train did)."""
     try:
-        model = build_model(state["model"], state["meta"], sparse=sparse, **state["hparams"])
+        objective = state["train_config"]["objective"]
+        model = build_model(
+            state["model"], state["meta"], objective=objective, sparse=sparse, **state["hparams"]
+        )
         model.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, TypeError) as error:
         raise DataError(

@@ -12,15 +12,24 @@ import pandas as pd  # noqa: E402
 
 
 def plot_curves(history: pd.DataFrame, best: int, path: Path, title: str) -> None:
-    """Train and valid MSE and MAE (stars) per epoch, the kept (`best`) epoch marked."""
+    """The learning curves of a history.tsv, the kept (`best`) epoch marked: train and
+    valid MSE and MAE (stars) of a star model; train loss and valid NDCG and recall of a
+    ranking model."""
+    if "train_mse" in history:
+        panels = [("MSE (stars²)", ["train_mse", "valid_mse"]),
+                  ("MAE (stars)", ["train_mae", "valid_mae"])]  # fmt: skip
+    else:
+        panels = [("train loss", ["train_loss"]), ("valid", ["valid_ndcg", "valid_recall"])]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
-    for ax, metric in zip(axes, ("mse", "mae"), strict=True):
-        ax.plot(history["epoch"], history[f"train_{metric}"], "o-", ms=3, label="train")
-        ax.plot(history["epoch"], history[f"valid_{metric}"], "o-", ms=3, label="valid")
+    for ax, (label, columns) in zip(axes, panels, strict=True):
+        for column in columns:
+            name = column.replace("_", " ").replace("valid ndcg", "valid NDCG@K")
+            ax.plot(history["epoch"], history[column], "o-", ms=3, label=name.split(" ", 1)[0]
+                    if label.startswith(("MSE", "MAE")) else name)  # fmt: skip
         ax.axvline(best, color="grey", ls="--", lw=1, label=f"kept epoch {best}")
-        ax.set(xlabel="epoch", ylabel=f"{metric.upper()} (stars{'²' if metric == 'mse' else ''})")
+        ax.set(xlabel="epoch", ylabel=label)
         ax.grid(alpha=0.3)
-    axes[0].legend()
+        ax.legend()
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)

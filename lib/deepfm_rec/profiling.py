@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from loguru import logger
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from deepfm_rec.data.batches import BatchMaker
+from deepfm_rec.data.batches import DEFAULT_MEMORY_BUDGET, BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.inference import model_of, read_checkpoint, resolve_device
-from deepfm_rec.train import Optimizers, TrainConfig, loss_terms, uses_sparse
+from deepfm_rec.train import Optimizers, TrainConfig, objective_for, uses_sparse
 
 
 def profile_step(
@@ -23,7 +24,7 @@ def profile_step(
     row_limit: int,
     device: str = "auto",
     trace: Path | None = None,
-    memory_budget: float = 8e9,
+    memory_budget: float = DEFAULT_MEMORY_BUDGET,
 ) -> str:
     """Profile one training step of a trained model after `warmup` steps.
 
@@ -32,21 +33,25 @@ def profile_step(
     """
     device_t = resolve_device(device)
     state = read_checkpoint(checkpoint, device_t)
-    config = TrainConfig(**state["train_config"])
+    config = replace(TrainConfig(**state["train_config"]), batch_size=batch_size)
     sparse = uses_sparse(config, device_t)  # as train built it, to take training steps
     model = model_of(state, checkpoint, sparse).to(device_t).train()
     optimizer = Optimizers(model, config, sparse)
-    maker = BatchMaker(encoded, device_t, memory_budget)
-    train_rows = encoded.rows("train")
+    maker = BatchMaker(encoded, device_t, memory_budget, fields=model.fields)
     generator = torch.Generator().manual_seed(state["seed"])
-    rows = torch.as_tensor(train_rows)[torch.randperm(len(train_rows), generator=generator)]
-    rows = rows[:batch_size].to(device_t)
+    draws = torch.Generator(device_t).manual_seed(state["seed"])
+    objective = objective_for(encoded, maker, config, model.fields, draws, state["seed"])
+    epoch = objective.batches(generator)
 
     def step() -> None:
+        nonlocal epoch
         with record_function("gather batch"):
-            batch = maker.batch(rows)
+            work = next(epoch, None)
+            if work is None:  # the epoch ended: the next one
+                epoch = objective.batches(generator)
+                work = next(epoch)
         with record_function("forward"):
-            loss, _ = loss_terms(model, batch, config.l2)
+            loss, _ = objective.loss(model, work)
         optimizer.zero_grad()
         with record_function("backward"):
             loss.backward()
@@ -69,8 +74,8 @@ def profile_step(
     sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     table = prof.key_averages().table(sort_by=sort_by, row_limit=row_limit)
     header = (
-        f"# one training step of {state['model']} on {device_t}, batch {len(rows)}, "
-        f"after {warmup} warm-up steps; sorted by {sort_by}\n"
+        f"# one training step of {state['model']} ({config.objective}) on {device_t}, batch "
+        f"{batch_size}, after {warmup} warm-up steps; sorted by {sort_by}\n"
     )
     logger.info("profiled {} on {}", state["model"], device_t)
     return header + table

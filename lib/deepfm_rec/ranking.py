@@ -2,8 +2,9 @@
 
 A user is evaluated when they have a code (train ratings) and at least one relevant
 movie: one they rated at least `threshold` stars in the evaluated split (test). Their
-candidates are the movies they did not rate in train (deepfm_rec.recommend), so movies
-they rated in valid stay candidates and count as misses. Relevant movies without an item
+candidates are the movies with a code they did not rate in the excluded splits: train
+and valid in the study (RecBole's convention: a valid rating is known, not a miss; the
+config key ranking.exclude), or train only. Relevant movies without an item
 code (never rated in train) can be recommended by no model; they still count as relevant:
 in the denominator of recall and in the ideal DCG. So every model, and the popularity
 baseline, is scored against the same relevant sets, and metrics are not inflated by
@@ -15,6 +16,9 @@ Metrics at K, binary relevance, averaged over the evaluated users:
     Recall@K     hits in the top K / number of relevant movies
     NDCG@K       DCG@K / IDCG@K, DCG = sum over hits of 1 / log2(rank + 1) (rank from 1),
                  IDCG = the DCG of min(K, number of relevant movies) hits at the top.
+and of the lists themselves, so that a degenerate ranker shows:
+    coverage@K   distinct movies in all the users' top K / candidate movies
+    popularity@K mean number of train ratings of the movies listed in the top K
 
 Shapes: U evaluated users, K list length.
 """
@@ -52,6 +56,14 @@ class Relevant:
 
     def __len__(self) -> int:
         return len(self.users)
+
+    def subset(self, positions: np.ndarray) -> Relevant:
+        """The relevant sets of the users at `positions` (ascending) only."""
+        starts, ends = self.indptr[positions], self.indptr[positions + 1]
+        take = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
+        indptr = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
+        items = self.items[take.astype(np.int64)] if len(take) else self.items[:0]
+        return Relevant(self.users[positions], indptr, items, self.counts[positions])
 
 
 def relevant_items(encoded: Encoded, split: str = "test", threshold: float = 4.0) -> Relevant:
@@ -304,6 +316,14 @@ def rank_and_score(
     ks: Sequence[int] = DEFAULT_KS,
     exclude: str = "train",
 ) -> pd.DataFrame:
-    """Metrics at each K of one ranker's top-max(ks) lists for the relevant users."""
+    """Metrics, coverage and popularity at each K of one ranker's top-max(ks) lists for the
+    relevant users."""
     items, _ = ranker.top_k(relevant.users, max(ks), exclude)
-    return ranking_metrics(items, relevant, ks)
+    table = ranking_metrics(items, relevant, ks)
+    train_items = np.asarray(ranker.encoded.arrays["item"])[ranker.encoded.rows("train")]
+    ratings = np.bincount(train_items, minlength=ranker.n_items)
+    ratings[0] = 0
+    listed = [items[:, :k][items[:, :k] > 0] for k in table["k"]]
+    table["coverage"] = [len(np.unique(m)) / ranker.n_candidates for m in listed]
+    table["popularity"] = [float(ratings[m].mean()) if len(m) else np.nan for m in listed]
+    return table

@@ -2,11 +2,11 @@
 
 The candidates of a user are the movies with a code (seen in train: item codes 1..V-1)
 that the user did not rate in the excluded splits (train by default). A candidate pair's
-features are the user's (user code, gender, occupation, age), the movie's (item code,
-genre bag) and the empty tag bag, since an unrated pair has no tags. The field vectors
-are computed once per movie and once per user, and the model's `grid_scores` scores a
-chunk of users × all movies from them (of at most `pairs_per_batch` pairs): FM's
-pairwise term becomes a matrix product, DeepFM's first MLP layer is applied per side.
+field rows are its user side's plus its movie side's (deepfm_rec.data.sides): a pair's
+own fields (tags, the rating's time) are zero, since an unrated pair has none. The field
+vectors are computed once per movie and once per user, and the model's `grid_scores`
+scores a chunk of users × all movies from them (of at most `pairs_per_batch` pairs):
+FM's pairwise term becomes a matrix product, DeepFM's first MLP layer is applied per side.
 
 Shapes: U users, V the item vocabulary (codes 0..V-1, 0 unknown and never a candidate),
 C = V - 1 candidate movies (column c is item code c + 1), K list length, B = U_chunk · C
@@ -24,38 +24,28 @@ import pandas as pd
 import torch
 from loguru import logger
 
-from deepfm_rec.data.batches import Batch, gather_bags
-from deepfm_rec.data.encoding import CATEGORICAL, DENSE, MULTI, Encoded, open_encoded
+from deepfm_rec.data.encoding import Encoded, open_encoded
+from deepfm_rec.data.sides import Sides
 from deepfm_rec.inference import load_model
-from deepfm_rec.models import field_order
 from deepfm_rec.ranking import CandidateRanker
 
-# Whom each field describes. A user's and a movie's fields are the same on all their rows,
-# so one row per user code and one per item code give them; a pair's own fields (its tags)
-# are unknown, code 0 / the empty bag 0 / dense 0 (the train mean after standardisation).
-FIELD_OWNER = {
-    "user": "user",
-    "gender": "user",
-    "occupation": "user",
-    "age": "user",
-    "item": "item",
-    "genres": "item",
-    "tags": "pair",
-}
 RECOMMENDATION_COLUMNS = ["user", "rank", "item", "title", "genres", "predicted_stars", "score"]
 
 
 class Recommender(CandidateRanker):
-    """Ranks the candidate movies of users by a trained model's predicted rating.
+    """Ranks the candidate movies of users by a trained model's score.
 
-    Rankings and `top_k`'s values are the unclipped prediction: clipped, every movie
-    predicted above the scale would tie (recommendation_table clips them to stars).
+    A star model's score is its unclipped predicted rating (clipped, every movie predicted
+    above the scale would tie; recommendation_table clips it to stars); a ranking
+    model's is its logit, in no unit.
 
     Args:
-        model: a trained FM or DeepFM (deepfm_rec.train.load_model), for `encoded`.
+        model: a trained FM or DeepFM (deepfm_rec.inference.load_model), for `encoded`.
         encoded: the encoded folder the model was trained on.
         device: where to score; default the model's device.
         pairs_per_batch: the most pairs per forward (see CandidateRanker).
+        sides: the users' and movies' field tables for the model's fields, if already
+            built (training scores the valid split each epoch with one).
     """
 
     def __init__(
@@ -64,56 +54,22 @@ class Recommender(CandidateRanker):
         encoded: Encoded,
         device: torch.device | str | None = None,
         pairs_per_batch: int | None = None,
+        sides: Sides | None = None,
     ) -> None:
         device = device if device is not None else next(model.parameters()).device
         super().__init__(encoded, device, pairs_per_batch, model.grid_floats_per_pair)
-        self.model = model.to(self.device).eval()
-        fields = encoded.meta["fields"]
-        unknown = [f["name"] for f in fields if f["name"] not in FIELD_OWNER]
-        if unknown:
-            raise ValueError(
-                f"{encoded.folder / 'meta.json'}: field(s) {unknown} are neither known user, "
-                f"movie nor pair fields ({sorted(FIELD_OWNER)}); add them to FIELD_OWNER"
-            )
-        a = encoded.arrays
-        user, item = np.asarray(a["user"]), np.asarray(a["item"])
-        # Any row of a user (of a movie) gives its fields: they are the same on all its rows.
-        row_of_user = np.zeros(self.n_users, dtype=np.int64)
-        row_of_user[user] = np.arange(len(user))
-        row_of_item = np.zeros(self.n_items, dtype=np.int64)
-        row_of_item[item] = np.arange(len(item))
-        row_of = {"user": row_of_user, "item": row_of_item}
+        self.model = model.to(self.device)
+        self.sides = sides if sides is not None else Sides(encoded, model.fields, self.device)
+        self.refresh()
 
-        def per_owner(kind: str, suffix: str, dtype) -> dict[str, torch.Tensor]:
-            """For user and item: (codes, fields of `kind`) of each code, 0 elsewhere."""
-            names = [f["name"] for f in fields if f["kind"] == kind]
-            tables = {}
-            for owner, rows in row_of.items():
-                table = np.zeros((len(rows), len(names)), dtype=dtype)
-                for j, name in enumerate(names):
-                    if FIELD_OWNER[name] == owner:
-                        table[:, j] = np.asarray(a[name + suffix])[rows]
-                table[0] = 0  # code 0 has no row
-                tables[owner] = torch.from_numpy(table).to(self.device)
-            return tables
-
-        # A pair's field is its user's plus its movie's table: at most one is not 0.
-        self.categorical = per_owner(CATEGORICAL, "", np.int32)  # (users|items, Fc)
-        self.dense = per_owner(DENSE, "", np.float32)  # (users|items, Fd)
-        self.bag = per_owner(MULTI, ".bag", np.int64)  # (users|items, Fm)
-        self.ragged = [
-            (
-                torch.from_numpy(np.array(a[f"{f['name']}.values"])).to(self.device),
-                torch.from_numpy(np.array(a[f"{f['name']}.offsets"])).to(self.device),
-            )
-            for f in fields
-            if f["kind"] == MULTI
-        ]
-        owners = [FIELD_OWNER[name] for name in field_order(encoded.meta)]
-        self.user_fields = torch.tensor([o == "user" for o in owners], device=self.device)
-        with torch.inference_mode():
-            movies = torch.arange(1, self.n_items, device=self.device)  # (C,) codes
-            self.movie_vectors = self.side_vectors("item", movies)  # (C, F, 1 + D)
+    @torch.inference_mode()
+    def refresh(self) -> None:
+        """Compute every movie's field rows again, after the model's weights changed."""
+        was_training = self.model.training
+        self.model.eval()
+        movies = torch.arange(1, self.n_items, device=self.device)  # (C,) codes
+        self.movie_vectors = self.sides.vectors(self.model.embedding, "item", movies)
+        self.model.train(was_training)
 
     @classmethod
     def from_checkpoint(
@@ -142,26 +98,14 @@ class Recommender(CandidateRanker):
                 )
         return cls(model, encoded, pairs_per_batch=pairs_per_batch)
 
-    def side_vectors(self, owner: str, codes: torch.Tensor) -> torch.Tensor:
-        """Field rows (N, F, 1 + D) of users (owner "user") or movies ("item") by code,
-        zero in the other side's fields; a pair's field rows are its user's plus its
-        movie's (pair fields, on the movie side, are code 0 / the empty bag / 0 there)."""
-        bag = self.bag[owner][codes]  # (N, Fm)
-        batch = Batch(
-            categorical=self.categorical[owner][codes],  # (N, Fc)
-            dense=self.dense[owner][codes],  # (N, Fd)
-            bags=[
-                gather_bags(values, offsets, bag[:, j])
-                for j, (values, offsets) in enumerate(self.ragged)
-            ],
-            label=torch.zeros(len(codes), device=self.device),
-        )
-        keep = self.user_fields if owner == "user" else ~self.user_fields  # (F,)
-        return self.model.embedding(batch) * keep[:, None]
-
     def scores(self, users: torch.Tensor) -> torch.Tensor:
-        """Unclipped predicted stars, float32 (U, C), of users × every movie."""
-        return self.model.grid_scores(self.side_vectors("user", users), self.movie_vectors)
+        """float32 (U, C) scores of users × every movie (see the class)."""
+        was_training = self.model.training
+        self.model.eval()
+        users_rows = self.sides.vectors(self.model.embedding, "user", users)
+        scores = self.model.grid_scores(users_rows, self.movie_vectors)
+        self.model.train(was_training)
+        return scores
 
 
 def read_items(folder: str | Path) -> pd.DataFrame:
@@ -208,15 +152,21 @@ def known_favourites(encoded: Encoded, code: int, n: int) -> tuple[pd.DataFrame,
 
 
 def recommendation_table(
-    encoded: Encoded, user_codes: np.ndarray, items: np.ndarray, scores: np.ndarray
+    encoded: Encoded,
+    user_codes: np.ndarray,
+    items: np.ndarray,
+    scores: np.ndarray,
+    stars: bool = True,
 ) -> pd.DataFrame:
     """The top-K lists as a table (RECOMMENDATION_COLUMNS), one row per user and rank:
-    predicted_stars is the score clipped to the rating scale, score the unclipped
-    prediction that orders the list (for a generous rater, often above the scale).
+    score orders the list; for a star model (`stars`) it is the unclipped prediction (for
+    a generous rater, often above the scale) and predicted_stars is it clipped to the
+    rating scale; a ranking model's score is no rating, and predicted_stars is empty.
 
     Args:
         user_codes: int (U,) the users' codes.
-        items, scores: (U, K) item codes and unclipped predictions from Recommender.top_k.
+        items, scores: (U, K) item codes and scores from Recommender.top_k.
+        stars: whether the scores are a star model's predictions.
     """
     movies = read_items(encoded.folder)
     u, k = items.shape
@@ -232,7 +182,9 @@ def recommendation_table(
             "genres": movies["genres"].reindex(codes).to_numpy(),
             "predicted_stars": np.clip(
                 score, encoded.meta["rating_min"], encoded.meta["rating_max"]
-            ),
+            )
+            if stars
+            else np.nan,
             "score": score,
         },
         columns=RECOMMENDATION_COLUMNS,
@@ -287,6 +239,7 @@ def write_recommendations(
         seconds,
         len(codes) * recommender.n_candidates / max(seconds, 1e-9),
     )
-    table = recommendation_table(enc, codes, items, scores)
+    stars = recommender.model.objective == "stars"
+    table = recommendation_table(enc, codes, items, scores, stars)
     table.to_csv(out, sep="\t", index=False, float_format="%.4f")
     return table

@@ -1,6 +1,7 @@
-"""Training: an explicit epoch loop with Adam, MSE, LR on plateau and early stopping.
+"""Training: an explicit epoch loop with Adam, LR on plateau and early stopping.
 
-Shapes: B batch size, F fields, D embedding dim. Ratings and errors are in stars.
+The loss and the monitored valid metric are the objective's (deepfm_rec.objectives):
+MSE and valid MAE for stars, a ranking loss and valid NDCG@k for ranking.
 """
 
 from __future__ import annotations
@@ -10,47 +11,49 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from loguru import logger
 from tqdm import tqdm
 
-from deepfm_rec.data.batches import BatchMaker
+from deepfm_rec.data.batches import DEFAULT_MEMORY_BUDGET, BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
-from deepfm_rec.inference import predict, resolve_device
-from deepfm_rec.models import build_model
+from deepfm_rec.inference import resolve_device
+from deepfm_rec.models import OBJECTIVES, build_model
+from deepfm_rec.objectives import Ranking, Stars
 from deepfm_rec.optim import RowAdam
 from deepfm_rec.plots import plot_curves
-
-HISTORY_COLUMNS = [
-    "epoch",
-    "train_mse",
-    "train_mae",
-    "valid_mse",
-    "valid_mae",
-    "lr",
-    "seconds",
-]
 
 
 @dataclass
 class TrainConfig:
-    """How to train: optimiser, batches, regularisation, stopping. Units: stars."""
+    """How to train: objective, optimiser, batches, regularisation, stopping."""
 
-    lr: float = 1e-3
+    objective: str = "stars"  # stars or ranking (deepfm_rec.objectives)
+    lr: float = 0.002
     batch_size: int = 1024
     max_epochs: int = 50
-    l2: float = 0.0  # weight of the mean squared norm of a row's w and v in the loss
-    patience: int = 3  # epochs without a min_delta improvement of valid MAE before stopping
+    l2: float = 0.03  # weight of the mean squared norm of a row's w and v in the loss
+    patience: int = 3  # epochs without a min_delta improvement of the valid metric
     min_delta: float = 1e-4
-    lr_factor: float = 0.5  # ReduceLROnPlateau on valid MAE
+    lr_factor: float = 0.5  # ReduceLROnPlateau on the valid metric
     lr_patience: int = 1
     # adam: dense Adam over every parameter. sparse_adam: the embedding table gets sparse
     # gradients and a lazy Adam (RowAdam, SparseAdam's maths) that touches only the rows a
     # batch used (dense Adam over every row each step dominates a CPU step); the rest
     # keeps Adam. auto: sparse_adam on the CPU, adam on CUDA. Adam is the fused kernel.
     optimizer: str = "auto"
+    # ranking only (see deepfm_rec.objectives): the loss, negatives per batch (0: every
+    # movie) and how they are drawn, the least stars of a positive, and the valid metric:
+    # NDCG@k of valid ratings of at least `threshold` stars, over at most `valid_users`
+    # users (0: all; a seeded sample otherwise)
+    loss: str = "softmax"
+    negatives: int = 0
+    sampler: str = "uniform"
+    positives: float = 0.0
+    k: int = 10
+    threshold: float = 4.0
+    valid_users: int = 0
 
 
 class Optimizers:
@@ -59,7 +62,9 @@ class Optimizers:
     One interface for the loop: zero_grad, step, the LR on plateau.
     """
 
-    def __init__(self, model: torch.nn.Module, config: TrainConfig, sparse: bool) -> None:
+    def __init__(
+        self, model: torch.nn.Module, config: TrainConfig, sparse: bool, mode: str = "min"
+    ) -> None:
         sparse_params = [
             m.weight
             for m in model.modules()
@@ -74,7 +79,7 @@ class Optimizers:
             self.optimizers.append(RowAdam(sparse_params, lr=config.lr))
         self.schedulers = [
             torch.optim.lr_scheduler.ReduceLROnPlateau(
-                o, mode="min", factor=config.lr_factor, patience=config.lr_patience
+                o, mode=mode, factor=config.lr_factor, patience=config.lr_patience
             )
             for o in self.optimizers
         ]
@@ -148,13 +153,15 @@ class EarlyStopping:
         return False
 
 
-def loss_terms(model, batch, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss to minimise, prediction (B,)): MSE plus l2 times the rows' mean squared norms."""
-    prediction, field_rows = model.score(batch)  # (B, F, 1 + D): each field's w and v
-    loss = torch.nn.functional.mse_loss(prediction, batch.label)
-    if l2:
-        loss = loss + l2 * (field_rows * field_rows).sum() / len(batch)
-    return loss, prediction
+def objective_for(
+    encoded: Encoded, maker: BatchMaker, config: TrainConfig, fields, generator, seed
+):
+    """The training objective of `config` (deepfm_rec.objectives)."""
+    if config.objective == "stars":
+        return Stars(encoded, maker, config)
+    if config.objective == "ranking":
+        return Ranking(encoded, maker, config, fields, generator, seed)
+    raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {config.objective!r}")
 
 
 def train(
@@ -167,36 +174,39 @@ def train(
     device: str = "auto",
     checkpoint: Path | None = None,
     history: Path | None = None,
-    memory_budget: float = 8e9,
+    memory_budget: float = DEFAULT_MEMORY_BUDGET,
 ) -> tuple[torch.nn.Module, pd.DataFrame, int]:
-    """Train `model_name` on the train split, early-stopped on valid MAE.
+    """Train `model_name` on the train split for `config.objective`, early-stopped on its
+    valid metric (stars: MAE; ranking: NDCG@k).
 
-    Returns the model with its best weights restored, the history table
-    (HISTORY_COLUMNS) and the epoch whose weights were kept; writes the checkpoint dict
-    and history.tsv when paths are given. `memory_budget` (bytes) bounds the per-row
-    arrays copied to the device; larger data is streamed (see BatchMaker).
+    Returns the model with its best weights restored, the history table (epoch, the
+    objective's columns, lr, seconds) and the epoch whose weights were kept; writes the
+    checkpoint dict and history.tsv when paths are given. `memory_budget` (bytes) bounds
+    the per-row arrays copied to the device; larger data is streamed (see BatchMaker).
     """
     if not isinstance(encoded, Encoded):
         encoded = open_encoded(encoded)
     torch.manual_seed(seed)
     device_t = resolve_device(device)
-    maker = BatchMaker(encoded, device_t, memory_budget)
     sparse = uses_sparse(config, device_t)
-    model = build_model(model_name, encoded.meta, sparse=sparse, **hparams).to(device_t)
-    optimizer = Optimizers(model, config, sparse)
-    stopper = EarlyStopping("valid_mae", "min", config.patience, config.min_delta)
+    model = build_model(
+        model_name, encoded.meta, objective=config.objective, sparse=sparse, **hparams
+    ).to(device_t)
+    maker = BatchMaker(encoded, device_t, memory_budget, fields=model.fields)
+    draws = torch.Generator(device_t).manual_seed(seed)  # the negatives, on the device
+    objective = objective_for(encoded, maker, config, model.fields, draws, seed)
+    optimizer = Optimizers(model, config, sparse, objective.mode)
+    stopper = EarlyStopping(objective.monitor, objective.mode, config.patience, config.min_delta)
     shuffle = torch.Generator().manual_seed(seed)
-    train_rows, valid_rows = encoded.rows("train"), encoded.rows("valid")
-    valid_label = encoded.arrays["label"][valid_rows]
     logger.info(
-        "training {} on {} ({} train / {} valid rows) on {}, {} batches, {}: {} {}",
+        "training {} for {} on {} on {}, {} batches, {}, fields {}: {} {}",
         model_name,
+        config.objective,
         encoded.meta["dataset"],
-        len(train_rows),
-        len(valid_rows),
         device_t,
         "resident" if maker.resident else "streamed",
         "sparse embedding updates" if sparse else "dense updates",
+        model.fields,
         hparams,
         asdict(config),
     )
@@ -206,49 +216,47 @@ def train(
     for epoch in bar:
         start = time.perf_counter()
         model.train()
-        sum_se = torch.zeros((), device=device_t)
-        sum_ae = torch.zeros((), device=device_t)
-        for batch in maker.batches(train_rows, config.batch_size, shuffle):
-            loss, prediction = loss_terms(model, batch, config.l2)
+        sums: dict[str, torch.Tensor] = {}
+        for work in objective.batches(shuffle):
+            loss, stats = objective.loss(model, work)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            error = prediction.detach() - batch.label
-            sum_se += error.pow(2).sum()
-            sum_ae += error.abs().sum()
-        valid_pred = predict(model, maker, valid_rows, config.batch_size * 4)
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0) + value
+        train_sums = {k: float(v) for k, v in sums.items()}  # a CPU-GPU sync, once an epoch
         row = {
             "epoch": epoch,
-            "train_mse": sum_se.item() / len(train_rows),  # a CPU-GPU sync, once an epoch
-            "train_mae": sum_ae.item() / len(train_rows),
-            "valid_mse": float(np.mean((valid_pred - valid_label) ** 2)),
-            "valid_mae": float(np.mean(np.abs(valid_pred - valid_label))),
+            **objective.train_metrics(train_sums),
+            **objective.validate(model),
             "lr": optimizer.lr,
             "seconds": time.perf_counter() - start,
         }
         rows.append(row)
         logger.info(
-            "epoch {epoch}: train mse {train_mse:.4f} valid mse {valid_mse:.4f} "
-            "mae {valid_mae:.4f} lr {lr:.2g} ({seconds:.1f}s)",
-            **row,
+            "epoch {}: {} lr {:.2g} ({:.1f}s)",
+            epoch,
+            " ".join(f"{c} {row[c]:.4f}" for c in objective.columns),
+            row["lr"],
+            row["seconds"],
         )
-        bar.set_postfix(valid_mae=f"{row['valid_mae']:.4f}")
-        stop = stopper.step(row["valid_mae"], epoch)
+        bar.set_postfix({objective.monitor: f"{row[objective.monitor]:.4f}"})
+        stop = stopper.step(row[objective.monitor], epoch)
         if stopper.best_epoch == epoch:
             best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
         if stop:
             logger.info("early stop: {}", stopper.reason)
             break
-        optimizer.plateau_step(row["valid_mae"])
+        optimizer.plateau_step(row[objective.monitor])
     else:
         logger.info("reached max_epochs={}", config.max_epochs)
     bar.close()
     if best_state is None:
         raise RuntimeError(
-            f"{model_name}: valid MAE was NaN from the first epoch: {stopper.reason}"
+            f"{model_name}: {objective.monitor} was NaN from the first epoch: {stopper.reason}"
         )
     model.load_state_dict(best_state)
-    table = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    table = pd.DataFrame(rows, columns=["epoch", *objective.columns, "lr", "seconds"])
     if history is not None:
         table.to_csv(history, sep="\t", index=False, float_format="%.6g")
     if checkpoint is not None:
@@ -259,7 +267,7 @@ def train(
                 "train_config": asdict(config),
                 "state_dict": model.state_dict(),
                 "epoch": stopper.best_epoch,
-                "best": {"valid_mae": stopper.best},
+                "best": {objective.monitor: stopper.best},
                 "seed": seed,
                 "meta": encoded.meta,
             },

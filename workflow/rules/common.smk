@@ -2,24 +2,54 @@ from pathlib import Path
 
 DATASET = config["dataset"]
 MODELS = ["fm", "deepfm"]
+OBJECTIVES = config["objectives"]
 SEEDS = config["seeds"]
+RECOMMENDER = "{model}/{objective}".format(**config["recommend"])
 
 
 wildcard_constraints:
     dataset=r"ml-[a-z0-9-]+|synthetic",
     model="|".join(MODELS),
+    objective="stars|ranking",
     seed=r"\d+",
 
 
 # Snakemake's own message for a missing input spans many lines and names no config key
 if config["source"] and not Path(config["source"]).exists():
     raise WorkflowError(f"config key 'source': {config['source']} does not exist")
+if config["recommend"]["objective"] not in OBJECTIVES:
+    raise WorkflowError(
+        f"config key 'recommend.objective': {config['recommend']['objective']!r} is not "
+        f"among the trained objectives {OBJECTIVES}"
+    )
 
 
 def study_targets():
-    return ["results/report.html"] + expand(
-        "results/{dataset}/{model}/topk.tsv", dataset=DATASET, model=MODELS
+    return ["results/report.html", f"results/{DATASET}/{RECOMMENDER}/topk.tsv"]
+
+
+def trained(pattern, seeds=SEEDS):
+    """`pattern` (with {model}, {objective}, {seed}) for every trained model of the study."""
+    return expand(
+        pattern, dataset=DATASET, model=MODELS, objective=OBJECTIVES, seed=seeds
     )
+
+
+def ranking_ks():
+    return sorted({*config["ranking"]["ks"], config["ranking"]["k"]})
+
+
+def train_settings(model):
+    """The training settings of `model` for a job's objective: its config section, and for
+    ranking the K and threshold of the valid NDCG it early-stops on."""
+
+    def settings(wildcards):
+        section = {"objective": wildcards.objective, **config[model][wildcards.objective]}
+        if wildcards.objective == "ranking":
+            section |= {k: config["ranking"][k] for k in ("k", "threshold")}
+        return section
+
+    return settings
 
 
 def dataset_source(wildcards):

@@ -42,5 +42,6 @@ rule encode:
         dataset="{dataset}",
         seed=config["seed"],
         split=config["split"],
+        implicit=config["implicit"],
     script:
         "../../scripts/encode.py"

@@ -2,22 +2,22 @@ rule train_fm:
     input:
         "results/{dataset}/encoded",
     output:
-        model="results/{dataset}/fm/seed{seed}/model.pt",
-        history="results/{dataset}/fm/seed{seed}/history.tsv",
+        model="results/{dataset}/fm/{objective}/seed{seed}/model.pt",
+        history="results/{dataset}/fm/{objective}/seed{seed}/history.tsv",
         curves=report(
-            "results/{dataset}/fm/seed{seed}/curves.png",
+            "results/{dataset}/fm/{objective}/seed{seed}/curves.png",
             caption="../report/curves.rst",
             category="Learning curves",
-            labels={"model": "FM", "seed": "{seed}"},
+            labels={"model": "FM", "objective": "{objective}", "seed": "{seed}"},
         ),
     log:
-        "logs/train_fm/{dataset}/seed{seed}.log",
+        "logs/train_fm/{dataset}/{objective}/seed{seed}.log",
     benchmark:
-        "benchmarks/train_fm/{dataset}/seed{seed}.tsv"
+        "benchmarks/train_fm/{dataset}/{objective}/seed{seed}.tsv"
     threads: config["threads"]
     params:
         model="fm",
-        settings=config["fm"],
+        settings=train_settings("fm"),
         seed=lambda wildcards: int(wildcards.seed),
         device=config["device"],
         memory_budget_gb=config["memory_budget_gb"],
@@ -27,21 +27,21 @@ rule train_fm:
 
 use rule train_fm as train_deepfm with:
     output:
-        model="results/{dataset}/deepfm/seed{seed}/model.pt",
-        history="results/{dataset}/deepfm/seed{seed}/history.tsv",
+        model="results/{dataset}/deepfm/{objective}/seed{seed}/model.pt",
+        history="results/{dataset}/deepfm/{objective}/seed{seed}/history.tsv",
         curves=report(
-            "results/{dataset}/deepfm/seed{seed}/curves.png",
+            "results/{dataset}/deepfm/{objective}/seed{seed}/curves.png",
             caption="../report/curves.rst",
             category="Learning curves",
-            labels={"model": "DeepFM", "seed": "{seed}"},
+            labels={"model": "DeepFM", "objective": "{objective}", "seed": "{seed}"},
         ),
     log:
-        "logs/train_deepfm/{dataset}/seed{seed}.log",
+        "logs/train_deepfm/{dataset}/{objective}/seed{seed}.log",
     benchmark:
-        "benchmarks/train_deepfm/{dataset}/seed{seed}.tsv"
+        "benchmarks/train_deepfm/{dataset}/{objective}/seed{seed}.tsv"
     params:
         model="deepfm",
-        settings=config["deepfm"],
+        settings=train_settings("deepfm"),
         seed=lambda wildcards: int(wildcards.seed),
         device=config["device"],
         memory_budget_gb=config["memory_budget_gb"],
@@ -50,15 +50,18 @@ use rule train_fm as train_deepfm with:
 rule evaluate:
     input:
         encoded="results/{dataset}/encoded",
-        model="results/{dataset}/{model}/seed{seed}/model.pt",
+        model="results/{dataset}/{model}/{objective}/seed{seed}/model.pt",
     output:
-        "results/{dataset}/{model}/seed{seed}/metrics.json",
+        "results/{dataset}/{model}/{objective}/seed{seed}/metrics.json",
     log:
-        "logs/evaluate/{dataset}/{model}/seed{seed}.log",
+        "logs/evaluate/{dataset}/{model}/{objective}/seed{seed}.log",
+    benchmark:
+        "benchmarks/evaluate/{dataset}/{model}/{objective}/seed{seed}.tsv"
     threads: config["threads"]
     params:
-        ks=sorted({*config["ranking"]["ks"], config["ranking"]["k"]}),
+        ks=ranking_ks(),
         threshold=config["ranking"]["threshold"],
+        exclude=config["ranking"]["exclude"],
         device=config["device"],
         memory_budget_gb=config["memory_budget_gb"],
     script:
@@ -72,9 +75,15 @@ rule baselines:
         "results/{dataset}/baselines.json",
     log:
         "logs/baselines/{dataset}.log",
+    benchmark:
+        "benchmarks/baselines/{dataset}.tsv"
+    threads: config["threads"]
     params:
-        ks=sorted({*config["ranking"]["ks"], config["ranking"]["k"]}),
+        ks=ranking_ks(),
+        k=config["ranking"]["k"],
         threshold=config["ranking"]["threshold"],
+        exclude=config["ranking"]["exclude"],
+        memory_budget_gb=config["memory_budget_gb"],
     script:
         "../../scripts/baselines.py"
 
@@ -82,16 +91,18 @@ rule baselines:
 rule profile:
     input:
         encoded="results/{dataset}/encoded",
-        model=f"results/{{dataset}}/{{model}}/seed{SEEDS[0]}/model.pt",
+        model=f"results/{{dataset}}/{{model}}/{{objective}}/seed{SEEDS[0]}/model.pt",
     output:
         table=report(
-            "results/{dataset}/{model}/profile.txt",
+            "results/{dataset}/{model}/{objective}/profile.txt",
             caption="../report/profile.rst",
             category="Profile",
         ),
-        trace="results/{dataset}/{model}/trace.json",
+        trace="results/{dataset}/{model}/{objective}/trace.json",
     log:
-        "logs/profile/{dataset}/{model}.log",
+        "logs/profile/{dataset}/{model}/{objective}.log",
+    benchmark:
+        "benchmarks/profile/{dataset}/{model}/{objective}.tsv"
     threads: config["threads"]
     params:
         batch_size=config["profile"]["batch_size"],
@@ -106,18 +117,21 @@ rule profile:
 rule recommend:
     input:
         encoded="results/{dataset}/encoded",
-        model=f"results/{{dataset}}/{{model}}/seed{SEEDS[0]}/model.pt",
+        model=f"results/{{dataset}}/{{model}}/{{objective}}/seed{SEEDS[0]}/model.pt",
     output:
         report(
-            "results/{dataset}/{model}/topk.tsv",
+            "results/{dataset}/{model}/{objective}/topk.tsv",
             caption="../report/topk.rst",
             category="Recommendations",
         ),
     log:
-        "logs/recommend/{dataset}/{model}.log",
+        "logs/recommend/{dataset}/{model}/{objective}.log",
+    benchmark:
+        "benchmarks/recommend/{dataset}/{model}/{objective}.tsv"
     threads: config["threads"]
     params:
         k=config["ranking"]["k"],
+        exclude=config["ranking"]["exclude"],
         device=config["device"],
     script:
         "../../scripts/recommend.py"

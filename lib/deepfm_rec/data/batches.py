@@ -1,7 +1,7 @@
 """Batches gathered by vectorised indexing over the encoded arrays, no per-sample Python.
 
 Shapes: B batch size, Fc categorical fields, Fd dense fields, Fm multi-valued fields,
-L the total number of values in one multi-valued field over the batch.
+U the distinct bags of one multi-valued field in the batch, L their values end to end.
 """
 
 from __future__ import annotations
@@ -13,7 +13,31 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deepfm_rec.data.encoding import CATEGORICAL, DENSE, MULTI, Encoded
+from deepfm_rec.data.encoding import CATEGORICAL, DENSE, MULTI, Encoded, model_fields
+
+DEFAULT_MEMORY_BUDGET = 8e9  # bytes of per-row arrays copied to the device (config's default)
+
+
+@dataclass
+class Bags:
+    """One multi-valued field of a batch: each distinct bag once, and which one each row has.
+
+    A user's history is the same bag on all the user's rows of a batch, so it is pooled
+    once per batch, not once per row (ml-10m's users rate hundreds of movies).
+
+    values: int32 (L,) codes of the distinct bags end to end.
+    starts: int32 (U,) where each distinct bag starts in values.
+    lengths: int64 (U,) the number of codes of each distinct bag.
+    inverse: int64 (B,) the distinct bag of each row.
+    leave: int32 (B,) or None: a code of the row's bag that the row leaves out (its own
+        pair in an implicit-feedback bag; 0: nothing left out).
+    """
+
+    values: torch.Tensor
+    starts: torch.Tensor
+    lengths: torch.Tensor
+    inverse: torch.Tensor
+    leave: torch.Tensor | None = None
 
 
 @dataclass
@@ -22,13 +46,13 @@ class Batch:
 
     categorical: int32 (B, Fc) codes.
     dense: float32 (B, Fd) standardised values.
-    bags: per multi-valued field, (values int32 (L,), offsets int32 (B,)) for EmbeddingBag.
+    bags: one Bags per multi-valued field.
     label: float32 (B,) stars.
     """
 
     categorical: torch.Tensor
     dense: torch.Tensor
-    bags: list[tuple[torch.Tensor, torch.Tensor]]
+    bags: list[Bags]
     label: torch.Tensor
 
     def __len__(self) -> int:
@@ -57,37 +81,60 @@ def gather_bags(
     return values[position], row_starts.to(torch.int32)
 
 
+def make_bags(
+    values: torch.Tensor,
+    offsets: torch.Tensor,
+    bags: torch.Tensor,
+    leave: torch.Tensor | None = None,
+) -> Bags:
+    """The Bags of rows whose bag indices are `bags` (B,), each distinct bag gathered once."""
+    distinct, inverse = torch.unique(bags, return_inverse=True)
+    flat, starts = gather_bags(values, offsets, distinct)
+    return Bags(flat, starts, offsets[distinct + 1] - offsets[distinct], inverse, leave)
+
+
 class BatchMaker:
-    """Gathers batches from the encoded arrays with a few index ops per batch.
+    """Gathers batches of a model's fields from the encoded arrays, a few index ops each.
 
     When the per-row arrays fit in `memory_budget` bytes they are copied to the device
     once (resident) and every batch is gathered there. Otherwise the rows of each epoch
     are streamed from the memmaps in chunks of `chunk_rows` (read in row order for
     locality), the next chunk loading in a background thread while the current one
     trains. Both paths give the same batches. The ragged values and offsets (one bag
-    per movie or tagged pair) are always resident.
+    per movie, user or tagged pair) are always resident.
+
+    Args:
+        fields: the names of the fields to gather (default all), as the model's `fields`.
     """
 
     def __init__(
         self,
         encoded: Encoded,
         device: torch.device | str = "cpu",
-        memory_budget: float = 8e9,
+        memory_budget: float = DEFAULT_MEMORY_BUDGET,
         chunk_rows: int = 1 << 20,
+        fields: list[str] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.meta = encoded.meta
         self.arrays = encoded.arrays
-        self.names = {kind: [f["name"] for f in encoded.fields(kind)]
+        chosen = model_fields(encoded.meta, fields)
+        self.names = {kind: [f["name"] for f in chosen if f["kind"] == kind]
                       for kind in (CATEGORICAL, DENSE, MULTI)}  # fmt: skip
+        self.leaves = [f["name"] for f in chosen if f["kind"] == MULTI and f.get("leave")]
         self.ragged = [
             (self._tensor(self.arrays[f"{m}.values"]), self._tensor(self.arrays[f"{m}.offsets"]))
             for m in self.names[MULTI]
         ]
         n = encoded.meta["rows"]
-        widths = [len(self.names[kind]) for kind in (CATEGORICAL, MULTI, DENSE)]
-        self.columns = np.cumsum([0, *widths, 1])  # where each kind starts in a packed row
-        self.resident = n * 4 * self.columns[-1] <= memory_budget
+        # a packed row: categorical codes, bag indices, left-out codes, dense values, label
+        self.int_columns = [
+            *self.names[CATEGORICAL],
+            *(f"{m}.bag" for m in self.names[MULTI]),
+            *(f"{m}.leave" for m in self.leaves),
+        ]
+        self.width = len(self.int_columns) + len(self.names[DENSE]) + 1
+        self.resident = n * 4 * self.width <= memory_budget
         self.chunk_rows = chunk_rows
         self.table = self.load(np.arange(n)) if self.resident else None
 
@@ -102,34 +149,38 @@ class BatchMaker:
         """The packed rows of `rows` (int64, any order), gathered from the memmaps.
 
         A packed row is one int32 record: the categorical codes, the multi-valued fields'
-        bag indices, then the dense values and the label as float32 bits. A batch is then
-        one gather of whole records (one cache miss per row, not one per array).
+        bag indices and left-out codes, then the dense values and the label as float32
+        bits. A batch is then one gather of whole records (one cache miss per row, not one
+        per array).
         """
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
-        packed = np.empty((len(rows), self.columns[-1]), np.int32)
-        columns = [*self.names[CATEGORICAL], *(f"{m}.bag" for m in self.names[MULTI])]
-        for j, name in enumerate(columns):  # bag indices < 2**31: there are no more bags than rows
+        packed = np.empty((len(rows), self.width), np.int32)
+        for j, name in enumerate(self.int_columns):  # < 2**31: no more bags or codes than rows
             packed[:, j] = self.arrays[name][sorted_rows][inverse]
         floats = packed.view(np.float32)
-        for j, name in enumerate([*self.names[DENSE], "label"], start=len(columns)):
+        for j, name in enumerate([*self.names[DENSE], "label"], start=len(self.int_columns)):
             floats[:, j] = self.arrays[name][sorted_rows][inverse]
         return self._tensor(packed)
 
     def gather(self, table: torch.Tensor, positions: torch.Tensor) -> Batch:
         """The batch of the given positions (int64, on this device) in a packed table."""
-        packed = table[positions]  # (B, Fc + Fm + Fd + 1)
-        multi, dense, label = self.columns[1:4]
+        packed = table[positions]  # (B, width)
+        fc, fm = len(self.names[CATEGORICAL]), len(self.names[MULTI])
+        leave = {m: packed[:, fc + fm + j] for j, m in enumerate(self.leaves)}
+        dense = fc + fm + len(self.leaves)
         return Batch(
-            categorical=packed[:, :multi],
-            dense=packed[:, dense:label].view(torch.float32),
+            categorical=packed[:, :fc],
+            dense=packed[:, dense:-1].view(torch.float32),
             bags=[
-                gather_bags(values, offsets, packed[:, multi + j])
-                for j, (values, offsets) in enumerate(self.ragged)
+                make_bags(values, offsets, packed[:, fc + j], leave.get(name))
+                for j, (name, (values, offsets)) in enumerate(
+                    zip(self.names[MULTI], self.ragged, strict=True)
+                )
             ],
-            label=packed[:, label].view(torch.float32),
+            label=packed[:, -1].view(torch.float32),
         )
 
     def batch(self, rows: np.ndarray | torch.Tensor) -> Batch:

@@ -1,30 +1,35 @@
-"""FM and DeepFM rating models, built from an encoded folder's meta."""
+"""FM and DeepFM models, built from an encoded folder's meta."""
 
 from __future__ import annotations
 
 from torch import nn
 
-from deepfm_rec.data.encoding import CATEGORICAL, DENSE, MULTI
+from deepfm_rec.data.encoding import CATEGORICAL, DENSE, MULTI, model_fields
 from deepfm_rec.models.deepfm import DeepFM
 from deepfm_rec.models.fm import FM
 
 MODELS: dict[str, type[FM]] = {"fm": FM, "deepfm": DeepFM}
 
 
-def field_order(meta: dict) -> list[str]:
-    """The field names in the order of the models' field vectors (see FieldEmbedding):
-    categorical, then multi-valued, then dense fields."""
-    kinds = (CATEGORICAL, MULTI, DENSE)
-    return [f["name"] for kind in kinds for f in meta["fields"] if f["kind"] == kind]
+OBJECTIVES = ("stars", "ranking")
 
 
-def build_model(name: str, meta: dict, **hparams) -> nn.Module:
-    """The model `name` (fm, deepfm) for the fields in `meta`, bias at the train mean."""
-    fields = meta["fields"]
-    return MODELS[name](
-        [f["vocab_size"] for f in fields if f["kind"] == CATEGORICAL],
-        [f["vocab_size"] for f in fields if f["kind"] == MULTI],
-        sum(f["kind"] == DENSE for f in fields),
+def build_model(
+    name: str, meta: dict, fields: list[str] | None = None, objective: str = "stars", **hparams
+) -> nn.Module:
+    """The model `name` (fm, deepfm) over `fields` of `meta` (default all), its bias at the
+    train mean. `model.fields` are the field names in the order of its field vectors;
+    `model.objective` what its score is: a rating in stars, or a ranking logit."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
+    chosen = model_fields(meta, fields)
+    model = MODELS[name](
+        [f["vocab_size"] for f in chosen if f["kind"] == CATEGORICAL],
+        [f["vocab_size"] for f in chosen if f["kind"] == MULTI],
+        sum(f["kind"] == DENSE for f in chosen),
         global_mean=meta["train_mean"],
         **hparams,
     )
+    model.fields = [f["name"] for f in chosen]
+    model.objective = objective
+    return model

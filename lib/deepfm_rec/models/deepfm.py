@@ -34,6 +34,7 @@ class DeepFM(FM):
         dropout: float = 0.0,
         init_std: float = 0.01,
         sparse: bool = False,
+        pooling: str = "mean",
     ) -> None:
         super().__init__(
             categorical,
@@ -43,6 +44,7 @@ class DeepFM(FM):
             global_mean=global_mean,
             init_std=init_std,
             sparse=sparse,
+            pooling=pooling,
         )
         self.mlp = MultiLayerPerceptron(self.embedding.num_fields * embed_dim, mlp, dropout)
 

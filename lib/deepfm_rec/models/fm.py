@@ -21,6 +21,7 @@ class FM(nn.Module):
         global_mean: initial bias, the train mean rating (stars).
         init_std: std of the embeddings' initialisation.
         sparse: embedding tables produce sparse gradients (for SparseAdam).
+        pooling: how a multi-valued field's embeddings are pooled (see FieldEmbedding).
     """
 
     def __init__(
@@ -33,6 +34,7 @@ class FM(nn.Module):
         global_mean: float,
         init_std: float = 0.01,
         sparse: bool = False,
+        pooling: str = "mean",
     ) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.tensor(float(global_mean)))
@@ -40,7 +42,7 @@ class FM(nn.Module):
         # so a batch costs one lookup (and, with sparse updates, one sparse gradient) per
         # table instead of two.
         self.embedding = FieldEmbedding(
-            categorical, multi, n_dense, 1 + embed_dim, init_std, sparse
+            categorical, multi, n_dense, 1 + embed_dim, init_std, sparse, pooling
         )
         self.fm = FactorizationMachine()
 
@@ -72,4 +74,5 @@ class FM(nn.Module):
             # the side's own weights and pairs, and its summed vector (N, D)
             parts.append((w.sum(dim=(1, 2)) + self.fm(v), v.sum(dim=1)))
         (left_own, left_total), (right_own, right_total) = parts
-        return self.bias + left_own[:, None] + right_own[None, :] + left_total @ right_total.T
+        pairs = torch.addmm(right_own[None, :], left_total, right_total.T)  # (L, R): one pass
+        return pairs.add_((self.bias + left_own)[:, None])
