@@ -12,18 +12,15 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from workflow_helpers import FAST, ROOT, copy_project, edit_config, scheduled_jobs, snakemake
+from workflow_helpers import ROOT, copy_project, edit_config, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A scratch clone that has run the whole study once."""
-    project = copy_project(tmp_path_factory.mktemp("study"))
-    edit_config(project, FAST)
-    snakemake(project)
-    return project
+def project(small_study):
+    """A scratch clone that has run the whole study once (shared with the browser test)."""
+    return small_study
 
 
 def test_the_study_writes_its_outputs(project):
