@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from devtools import Browser
 
+from workflow_helpers import four_decimals
+
 pytestmark = [pytest.mark.browser, pytest.mark.workflow]
 
 # Every <img>: loaded, its size once decoded, drawn; decode() rejects an undecodable one.
@@ -70,7 +72,8 @@ def assert_rows_per_model(shown: pd.DataFrame, runs: pd.DataFrame, columns: list
         cells = dict(zip(shown.columns, row, strict=True))
         assert int(cells["seeds"]) == (runs["model"] == model).sum()
         for column in columns:
-            assert cells[column].startswith(f"{means.loc[model, column]:.4f}"), (model, cells)
+            mean = cells[column].split(" ± ")[0]
+            assert mean in four_decimals(means.loc[model, column]), (model, column, cells)
 
 
 def test_every_image_decodes_and_is_drawn(browser, report, small_study):
