@@ -1,4 +1,5 @@
-"""Shared fixtures: the embedded ml-latest-small, fetched and encoded once per session."""
+"""Shared fixtures: the embedded ml-latest-small, fetched and encoded once per session, and
+the small study run once per session for the tests that read its results."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from deepfm_rec.data.encoding import encode, open_encoded
 from deepfm_rec.data.layouts import read_tables
 from deepfm_rec.data.sources import fetch
 from deepfm_rec.data.users import build_users
+from workflow_helpers import FAST, copy_project, edit_config, snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED = ROOT / "resources" / "embedded" / "ml-latest-small"
@@ -55,3 +57,13 @@ def encoded_tiny(tables_small, tmp_path_factory):
     out = tmp_path_factory.mktemp("enc") / "tiny"
     users = build_users(ratings["user"].unique(), None, "synthetic", seed=3)
     return encode_for_tests(tables, users, out, seed=3)
+
+
+@pytest.fixture(scope="session")
+def small_study(tmp_path_factory) -> Path:
+    """A scratch clone that has run the whole study once (FAST config); tests may run
+    snakemake in it again but must leave its config as they found it."""
+    project = copy_project(tmp_path_factory.mktemp("study"))
+    edit_config(project, FAST)
+    snakemake(project)
+    return project

@@ -100,3 +100,12 @@ def scheduled_jobs(output: str) -> dict[str, int]:
             break
         jobs[match.group(1)] = int(match.group(2))
     return jobs
+
+
+def four_decimals(value: float, slack: float = 1e-6) -> set[str]:
+    """What the report may show, to 4 decimals, for a value read back from metrics.tsv.
+
+    The TSV rounds to 6 decimals and the page rounds the unrounded value, so a TSV value
+    (or a mean or std of TSV values) is within `slack` of the page's and may round either
+    way: 0.662150 in the TSV can be 0.6621 on the page."""
+    return {f"{value - slack:.4f}", f"{value + slack:.4f}"}

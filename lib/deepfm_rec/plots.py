@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -35,18 +36,100 @@ def plot_curves(history: pd.DataFrame, best: int, path: Path, title: str) -> Non
     plt.close(fig)
 
 
-def plot_metrics(summary: pd.DataFrame, path: Path) -> None:
-    """Test RMSE and MAE (stars) of every model and baseline: bars of the mean over seeds,
-    whiskers of one std."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 0.5 * len(summary) + 1.2), constrained_layout=True)
-    colours = ["tab:blue" if k == "model" else "tab:grey" for k in summary["kind"]]
+def metric_differences(
+    summary: pd.DataFrame, reference: str = "bias", metrics: tuple[str, ...] = ("rmse", "mae")
+) -> pd.DataFrame:
+    """Each row's mean test metric minus the `reference` row's, in stars and in percent of it.
+
+    Args:
+        summary: deepfm_rec.report.summarize's rows (model, kind, seeds, <metric>_mean,
+            <metric>_std), each with these metrics; one of them is `reference`.
+        reference: the model all others are compared with (the tuned bias baseline).
+        metrics: error metrics in stars.
+
+    Returns:
+        model, kind, seeds and, for each metric, <metric>_mean and <metric>_std (stars, over
+        seeds), <metric>_diff (mean minus the reference's mean, stars; < 0 is better) and
+        <metric>_percent (the difference in percent of the reference's mean).
+    """
+    rows = summary.set_index("model")
+    assert reference in rows.index, f"no {reference!r} row to compare with: {list(rows.index)}"
+    out = summary[["model", "kind", "seeds"]].copy()
+    for metric in metrics:
+        mean, base = summary[f"{metric}_mean"], rows.loc[reference, f"{metric}_mean"]
+        out[f"{metric}_mean"] = mean
+        out[f"{metric}_std"] = summary[f"{metric}_std"].fillna(0.0)
+        out[f"{metric}_diff"] = mean - base
+        out[f"{metric}_percent"] = 100 * (mean - base) / base
+    return out
+
+
+def _signed(value: float, digits: int) -> str:
+    return f"{value:+.{digits}f}".replace("-", "\u2212")  # a real minus, as on the axes
+
+
+def metrics_figure(summary: pd.DataFrame, reference: str = "bias") -> plt.Figure:
+    """The figure plot_metrics saves (see there), returned for tests to read."""
+    diffs = metric_differences(summary, reference)
+    n = len(diffs)
+    fig, axes = plt.subplots(2, 1, figsize=(9, 2 * (0.42 * n + 1.3)), constrained_layout=True)
+    colours = ["tab:blue" if k == "model" else "tab:grey" for k in diffs["kind"]]
+    is_reference = (diffs["model"] == reference).to_numpy()
+    zoomed = (diffs["kind"] == "model").to_numpy() | is_reference
     for ax, metric in zip(axes, ("rmse", "mae"), strict=True):
-        mean, std = summary[f"{metric}_mean"], summary[f"{metric}_std"]
-        ax.barh(summary["model"], mean, xerr=std, color=colours, capsize=3)
-        for y, value in enumerate(mean):
-            ax.text(value, y, f" {value:.4f}", va="bottom", fontsize=8)
-        ax.set(xlabel=f"test {metric.upper()} (stars)", xlim=(0, mean.max() * 1.2))
-        ax.invert_yaxis()
+        mean, std = diffs[f"{metric}_mean"], diffs[f"{metric}_std"].to_numpy()
+        diff, percent = diffs[f"{metric}_diff"].to_numpy(), diffs[f"{metric}_percent"]
+        base = float(mean[is_reference].iloc[0])
+        # Zoom on the models and the reference: a baseline far off (the global mean) would
+        # squeeze their 0.01-star differences into a few pixels, so its bar is cut instead.
+        low = min(0.0, (diff - std)[zoomed].min())
+        high = max(0.0, (diff + std)[zoomed].max())
+        pad = max(high - low, 0.002) * 0.12
+        left, right = low - pad, high + pad
+        shown = diff.clip(left, right)
+        ax.barh(range(n), shown, color=colours, height=0.6)
+        ax.errorbar(diff, range(n), xerr=std, fmt="none", ecolor="black", capsize=3, lw=1)
+        ax.axvline(0, color="black", lw=1)
+        ax.plot(0, np.flatnonzero(is_reference)[0], "D", color="black", ms=5)
+        for y in range(n):
+            if is_reference[y]:
+                text = "reference"
+            else:
+                spread = f" ± {std[y]:.4f}" if std[y] > 0 else ""
+                text = f"{_signed(diff[y], 4)}{spread} stars ({_signed(percent.iloc[y], 2)}%)"
+            if shown[y] != diff[y]:  # cut at the edge of the axis
+                edge = "\u25b6" if diff[y] > 0 else "\u25c0"
+                ax.text(shown[y], y, edge, ha="right" if diff[y] > 0 else "left", va="center",
+                        color="white", fontsize=9)  # fmt: skip
+                text += ", off the axis"
+            # the values in a column right of the axes, so that none covers a bar
+            ax.annotate(text, (1.02, y), xycoords=("axes fraction", "data"), va="center",
+                        fontsize=8.5)  # fmt: skip
+        labels = [f"{m}  {v:.4f}" for m, v in zip(diffs["model"], mean, strict=True)]
+        ax.set_yticks(range(n), labels)
+        ax.set_ylim(n - 0.5, -0.5)
+        ax.set(
+            xlim=(left, right),
+            xlabel=f"test {metric.upper()} minus {reference}'s (stars; < 0 is better)",
+        )
+        top = ax.secondary_xaxis(
+            "top", functions=(lambda x, b=base: 100 * x / b, lambda q, b=base: q * b / 100)
+        )
+        top.set_xlabel(f"% of {reference}'s {metric.upper()} {base:.4f}")
+        ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def plot_metrics(summary: pd.DataFrame, path: Path, reference: str = "bias") -> None:
+    """Test RMSE and MAE of every model and baseline relative to the `reference` baseline.
+
+    One horizontal bar per row of `summary` (deepfm_rec.report.summarize, rows that have
+    RMSE): its mean over seeds minus the reference's, in stars (bottom axis) and percent of
+    the reference (top axis), whiskers of one std over seeds, the value written beside the
+    bar, the row's own mean beside its name. The axis is zoomed on the models; a baseline
+    beyond it (the global mean) is cut at the edge with its value written inside.
+    """
+    fig = metrics_figure(summary, reference)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -35,7 +35,7 @@ rule report:
         ),
         plot=report(
             "results/metrics.png",
-            caption="../report/metrics.rst",
+            caption="../report/metrics_plot.rst",
             category="Test metrics",
         ),
         ranking_plot=report(
