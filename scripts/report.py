@@ -18,6 +18,7 @@ write_report(
     topk=snakemake.input.topk,
     k=snakemake.params.ranking["k"],
     threshold=snakemake.params.ranking["threshold"],
+    exclude=snakemake.params.ranking["exclude"],
     examples=snakemake.params.ranking["examples"],
     config=snakemake.params.config,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepfm_rec.data.batches import BatchMaker, gather_bags
+from deepfm_rec.data.batches import BatchMaker, gather_bags, make_bags
 
 
 def test_gather_bags_expands_ragged_rows():
@@ -16,20 +16,38 @@ def test_gather_bags_expands_ragged_rows():
     assert starts.tolist() == [0, 3, 3, 5]
 
 
+def test_make_bags_gathers_each_distinct_bag_once():
+    values = torch.tensor([5, 6, 7, 8, 9], dtype=torch.int32)
+    offsets = torch.tensor([0, 0, 2, 2, 5])  # bags: [], [5, 6], [], [7, 8, 9]
+    bags = make_bags(values, offsets, torch.tensor([3, 1, 3, 0, 1]))
+    assert bags.values.tolist() == [5, 6, 7, 8, 9]  # bags 0, 1, 3, once each
+    assert bags.starts.tolist() == [0, 0, 2] and bags.lengths.tolist() == [0, 2, 3]
+    assert bags.inverse.tolist() == [2, 1, 2, 0, 1] and bags.leave is None
+
+
+def row_bag(bags, row: int) -> list[int]:
+    """The codes of a batch row's bag."""
+    j = int(bags.inverse[row])
+    start = int(bags.starts[j])
+    return bags.values[start : start + int(bags.lengths[j])].tolist()
+
+
 def test_a_batch_holds_its_rows_fields(encoded_small):
     a = encoded_small.arrays
-    rows = np.array([5, 99, 12345, 100000])
-    batch = BatchMaker(encoded_small).batch(rows)
+    rows = np.array([5, 99, 12345, 100000, 6])
+    fields = ["user", "item", "age", "genres", "history"]
+    batch = BatchMaker(encoded_small, fields=fields).batch(rows)
     assert batch.categorical[:, 0].tolist() == a["user"][rows].tolist()
     assert batch.categorical[:, 1].tolist() == a["item"][rows].tolist()
     assert batch.dense[:, 0].tolist() == a["age"][rows].tolist()
     assert batch.label.tolist() == a["label"][rows].tolist()
-    genres, starts = batch.bags[0]
-    ends = [*starts[1:].tolist(), len(genres)]
-    offsets, values = a["genres.offsets"], a["genres.values"]
-    for i, row in enumerate(rows):
-        b = a["genres.bag"][row]
-        assert genres[starts[i] : ends[i]].tolist() == values[offsets[b] : offsets[b + 1]].tolist()
+    genres, history = batch.bags
+    assert genres.leave is None and history.leave.tolist() == a["history.leave"][rows].tolist()
+    for field, bags in (("genres", genres), ("history", history)):
+        offsets, values = a[f"{field}.offsets"], a[f"{field}.values"]
+        for i, row in enumerate(rows):
+            b = a[f"{field}.bag"][row]
+            assert row_bag(bags, i) == values[offsets[b] : offsets[b + 1]].tolist()
 
 
 def test_streaming_from_memmaps_gives_the_resident_batches(encoded_small):
@@ -47,6 +65,8 @@ def test_streaming_from_memmaps_gives_the_resident_batches(encoded_small):
         count += len(r)
         for x, y in [(r.categorical, s.categorical), (r.dense, s.dense), (r.label, s.label)]:
             assert torch.equal(x, y)
-        for (rv, ro), (sv, so) in zip(r.bags, s.bags, strict=True):
-            assert torch.equal(rv, sv) and torch.equal(ro, so)
+        for rb, sb in zip(r.bags, s.bags, strict=True):
+            for name in ("values", "starts", "lengths", "inverse", "leave"):
+                x, y = getattr(rb, name), getattr(sb, name)
+                assert (x is None and y is None) or torch.equal(x, y), name
     assert count == len(rows)

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from deepfm_rec.data.encoding import SPLITS, encode, split_rows
+from conftest import encode_for_tests
+from deepfm_rec.data.encoding import SPLITS, encode, open_encoded, split_rows
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import Tables
 from deepfm_rec.data.users import build_users
-
-
-def bag(encoded, field: str, b: int) -> np.ndarray:
-    offsets = encoded.arrays[f"{field}.offsets"]
-    return np.asarray(encoded.arrays[f"{field}.values"][offsets[b] : offsets[b + 1]])
 
 
 def test_arrays_are_readonly_memmaps_with_documented_dtypes(encoded_small):
@@ -34,16 +31,22 @@ def test_meta_describes_the_data(encoded_small, tables_small):
     train = encoded_small.rows("train")
     assert meta["train_mean"] == pytest.approx(encoded_small.arrays["label"][train].mean())
     assert (meta["rating_min"], meta["rating_max"]) == (0.5, 5.0)
-    assert [f["name"] for f in meta["fields"]] == [
-        "user",
-        "item",
-        "gender",
-        "occupation",
-        "age",
-        "genres",
-        "tags",
+    assert [(f["name"], f["owner"]) for f in meta["fields"]] == [
+        ("user", "user"),
+        ("item", "item"),
+        ("gender", "user"),
+        ("occupation", "user"),
+        ("age", "user"),
+        ("genres", "item"),
+        ("tags", "pair"),
+        ("history", "user"),
+        ("raters", "item"),
+        ("release_year", "item"),
+        ("rating_year", "pair"),
+        ("movie_age", "pair"),
     ]
     assert meta["users_origin"] == ["synthetic"] and meta["seed"] == 7
+    assert (meta["split_method"], meta["implicit"]) == ("random", "train")
 
 
 def test_labels_and_codes_match_the_ratings(encoded_small, tables_small):
@@ -67,14 +70,104 @@ def test_labels_and_codes_match_the_ratings(encoded_small, tables_small):
     assert unseen.any() and (a["item"][unseen] == 0).all() and (a["item"][~unseen] > 0).all()
 
 
-def test_ragged_invariants(encoded_small):
-    a, n = encoded_small.arrays, encoded_small.meta["rows"]
-    for field in ("genres", "tags"):
-        offsets, values = a[f"{field}.offsets"], a[f"{field}.values"]
-        assert offsets[0] == 0 and offsets[1] == 0 and offsets[-1] == len(values)
-        assert (np.diff(offsets) >= 0).all()
-        assert a[f"{field}.bag"].shape == (n,)
-        assert a[f"{field}.bag"].max() < len(offsets) - 1
+def bags_of(encoded, field: str) -> list[list[int]]:
+    """Every bag of a multi-valued field, by bag index, from its values and offsets."""
+    values, offsets = encoded.arrays[f"{field}.values"], encoded.arrays[f"{field}.offsets"]
+    return [values[offsets[b] : offsets[b + 1]].tolist() for b in range(len(offsets) - 1)]
+
+
+def test_implicit_bags_are_the_train_pairs(encoded_small):
+    """history (one bag per user code) is exactly the user's train movies, raters (one
+    per item code) the movie's train users, computed here with pandas; a train row leaves
+    its own pair out, a held-out row has nothing to leave out."""
+    a = encoded_small.arrays
+    rows = pd.DataFrame({name: np.asarray(a[name]) for name in ("user", "item", "split")})
+    train = rows[rows["split"] == SPLITS["train"]]
+    for field, owner, other in (("history", "user", "item"), ("raters", "item", "user")):
+        expected = train.groupby(owner)[other].apply(lambda s: sorted(set(s)))
+        bags = bags_of(encoded_small, field)
+        assert len(bags) == encoded_small.size(owner) and bags[0] == []
+        assert {code: bags[code] for code in expected.index} == expected.to_dict()
+        assert all(bags[c] == [] for c in set(range(len(bags))) - set(expected.index))
+        np.testing.assert_array_equal(a[f"{field}.bag"], a[owner])
+        own = np.where(rows["split"] == SPLITS["train"], rows[other], 0)
+        np.testing.assert_array_equal(a[f"{field}.leave"], own)
+
+
+def test_held_out_rows_change_no_bag(tables_small, encoded_small, tmp_path):
+    """With the default convention (train), what the valid and test rows hold does not
+    reach any bag: moving every held-out rating to another movie changes no bag."""
+    ratings = tables_small.ratings.copy()
+    held_out = np.asarray(encoded_small.arrays["split"]) != SPLITS["train"]
+    movies = ratings["item"].unique()
+    ratings.loc[held_out, "item"] = np.random.default_rng(0).choice(movies, held_out.sum())
+    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
+    users = build_users(ratings["user"].unique(), None, "auto", seed=7)
+    moved = encode_for_tests(tables, users, tmp_path / "moved", seed=7)
+    np.testing.assert_array_equal(moved.arrays["split"], encoded_small.arrays["split"])
+    for field in ("history", "raters"):
+        assert bags_of(moved, field) == bags_of(encoded_small, field), field
+
+
+def test_the_observed_convention_holds_every_rated_pair(tables_small, tmp_path):
+    ratings = tables_small.ratings[tables_small.ratings["user"] <= 30].reset_index(drop=True)
+    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
+    users = build_users(ratings["user"].unique(), None, "auto", seed=1)
+    out = tmp_path / "observed"
+    encode(tables, users, out, seed=1, valid_fraction=0.1, test_fraction=0.1,
+           provenance={}, implicit="observed")  # fmt: skip
+    encoded = open_encoded(out)
+    a = encoded.arrays
+    coded = (np.asarray(a["user"]) > 0) & (np.asarray(a["item"]) > 0)
+    pairs = pd.DataFrame({"user": a["user"][coded], "item": a["item"][coded]})
+    expected = pairs.groupby("user")["item"].apply(lambda s: sorted(set(s))).to_dict()
+    bags = bags_of(encoded, "history")
+    assert {code: bags[code] for code in expected} == expected
+    assert not np.asarray(a["history.leave"]).any()  # every row's pair is in its bag
+    assert encoded.meta["implicit"] == "observed"
+
+
+def test_time_fields_match_the_titles_and_timestamps(encoded_small, tables_small):
+    a, ratings = encoded_small.arrays, tables_small.ratings
+    fields = {f["name"]: f for f in encoded_small.meta["fields"]}
+    titles = tables_small.movies.set_index("item")["title"]
+    # "Heat (1995)"; a series' "(2006–2007)" gives its first year
+    year = titles.str.extract(r"\((\d{4})(?:[-–]\d{4})?\)\s*$")[0].astype(float)
+    release = year.reindex(ratings["item"]).to_numpy()
+    train = np.asarray(a["split"]) == SPLITS["train"]
+    vocabulary = np.unique(release[train & ~np.isnan(release)])
+    codes = np.asarray(a["release_year"])
+    known = codes > 0
+    np.testing.assert_array_equal(vocabulary[codes[known] - 1], release[known])
+    # unknown: no year in the title, or a year no train row's movie has
+    assert not np.isin(release[~known], vocabulary).any()
+    rated = pd.to_datetime(ratings["timestamp"], unit="s")
+    rating_year = np.unique(rated.dt.year.to_numpy()[train])
+    np.testing.assert_array_equal(rating_year[a["rating_year"] - 1], rated.dt.year.to_numpy())
+    # the movie's age when rated, in years, standardised with the train rows' mean and std
+    age = (ratings["timestamp"] / (365.25 * 24 * 3600) + 1970 - (release + 0.5)).to_numpy()
+    m = fields["movie_age"]
+    np.testing.assert_allclose(
+        a["movie_age"][known], ((age - m["mean"]) / m["std"])[known], rtol=1e-4, atol=1e-4
+    )
+    assert m["mean"] == pytest.approx(np.nanmean(age[train & known]))
+
+
+def test_the_temporal_split_holds_out_each_users_latest_ratings(tables_small, tmp_path):
+    ratings = tables_small.ratings
+    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
+    users = build_users(ratings["user"].unique(), None, "auto", seed=1)
+    out = tmp_path / "temporal"
+    encode(tables, users, out, seed=1, valid_fraction=0.1, test_fraction=0.1,
+           provenance={}, split_method="temporal")  # fmt: skip
+    split = np.asarray(open_encoded(out).arrays["split"])
+    frame = ratings.assign(split=split)
+    times = frame.groupby(["user", "split"])["timestamp"].agg(["min", "max"]).unstack()
+    assert (times[("max", SPLITS["train"])] <= times[("min", SPLITS["valid"])]).all()
+    assert (times[("max", SPLITS["valid"])] <= times[("min", SPLITS["test"])]).all()
+    counts = frame.groupby("user").size()
+    tests = frame[frame["split"] == SPLITS["test"]].groupby("user").size()
+    np.testing.assert_array_equal(tests.reindex(counts.index), np.round(counts * 0.1))
 
 
 def test_genre_bags_match_movies(encoded_small, tables_small):
@@ -83,16 +176,12 @@ def test_genre_bags_match_movies(encoded_small, tables_small):
         "vocabulary"
     ]
     genres = tables_small.movies.set_index("item")["genres"]
-    rng = np.random.default_rng(0)
-    for row in rng.choice(len(ratings), 300, replace=False):
-        expected = sorted(genres[ratings["item"].iloc[row]])
-        got = sorted(vocabulary[c - 1] for c in bag(encoded_small, "genres", a["genres.bag"][row]))
-        assert got == expected
+    bags = bags_of(encoded_small, "genres")
+    for item, b in zip(ratings["item"], a["genres.bag"], strict=True):  # every row
+        assert sorted(vocabulary[c - 1] for c in bags[b]) == sorted(genres[item])
     no_genres = genres[genres.map(len) == 0].index
     rows = np.flatnonzero(ratings["item"].isin(no_genres).to_numpy())
-    assert len(rows) and all(
-        len(bag(encoded_small, "genres", a["genres.bag"][r])) == 0 for r in rows
-    )
+    assert len(rows) and all(bags[a["genres.bag"][r]] == [] for r in rows)
 
 
 def test_tag_bags_hold_the_pairs_tags(encoded_small, tables_small):
@@ -101,12 +190,19 @@ def test_tag_bags_hold_the_pairs_tags(encoded_small, tables_small):
     pairs = set(zip(tags["user"], tags["item"], strict=True))
     row_pairs = list(zip(ratings["user"], ratings["item"], strict=True))
     assert all(row_pairs[r] in pairs for r in np.flatnonzero(tagged))
-    # a train row with tags has exactly its pair's distinct (lower-cased) tags
-    train_tagged = np.flatnonzero(tagged & (a["split"] == SPLITS["train"]))
-    row = train_tagged[0]
-    user, item = row_pairs[row]
-    expected = tags[(tags["user"] == user) & (tags["item"] == item)]["tag"].str.strip().str.lower()
-    assert len(bag(encoded_small, "tags", a["tags.bag"][row])) == expected.nunique()
+    # every row has exactly its pair's distinct (lower-cased) tags of the train vocabulary
+    tags = tags.assign(tag=tags["tag"].str.strip().str.lower())
+    train = np.asarray(a["split"]) == SPLITS["train"]
+    tag_of_pair = tags.groupby(["user", "item"])["tag"].apply(set).to_dict()
+    vocabulary = sorted(
+        set().union(*(tag_of_pair.get(row_pairs[r], set()) for r in np.flatnonzero(train)))
+    )
+    bags = bags_of(encoded_small, "tags")
+    for pair, b in zip(row_pairs, a["tags.bag"], strict=True):
+        expected = sorted(
+            vocabulary.index(t) + 1 for t in tag_of_pair.get(pair, ()) if t in vocabulary
+        )
+        assert bags[b] == expected, pair
 
 
 def test_age_is_standardised_with_train_statistics(encoded_small):

@@ -6,7 +6,7 @@ import itertools
 
 import torch
 
-from deepfm_rec.data.batches import Batch, BatchMaker
+from deepfm_rec.data.batches import Batch, BatchMaker, make_bags
 from deepfm_rec.models import build_model
 from deepfm_rec.models.layers import FactorizationMachine, FieldEmbedding
 
@@ -28,13 +28,19 @@ def test_fm_term_matches_brute_force():
         torch.testing.assert_close(FactorizationMachine()(v), brute_force_pairs(v))
 
 
-def small_batch() -> Batch:
+def small_batch(leave: list[int] | None = None) -> Batch:
+    """Three rows: two categorical fields, one bag field (bags [1, 3], [], [2]; `leave`
+    codes left out of them), one dense field."""
+    bags = make_bags(
+        torch.tensor([1, 3, 2], dtype=torch.int32),
+        torch.tensor([0, 0, 2, 3]),  # bag 0 empty, bag 1 [1, 3], bag 2 [2]
+        torch.tensor([1, 0, 2]),
+        None if leave is None else torch.tensor(leave, dtype=torch.int32),
+    )
     return Batch(
         categorical=torch.tensor([[1, 2], [0, 1], [2, 2]], dtype=torch.int32),  # (B=3, Fc=2)
         dense=torch.tensor([[0.5], [-1.0], [2.0]]),  # (B, Fd=1)
-        bags=[
-            (torch.tensor([1, 3, 2], dtype=torch.int32), torch.tensor([0, 2, 2], dtype=torch.int32))
-        ],
+        bags=[bags],
         label=torch.tensor([4.0, 3.0, 2.5]),
     )
 
@@ -54,6 +60,22 @@ def test_field_embedding_vectors():
     torch.testing.assert_close(v[1, 2], torch.zeros(4))  # an empty bag gives zeros
     torch.testing.assert_close(v[2, 2], bag_table[2])
     torch.testing.assert_close(v[1, 3], -1.0 * layer.dense[0])  # value times a vector
+
+
+def test_bags_pool_by_sqrt_and_leave_a_code_out():
+    torch.manual_seed(0)
+    layer = FieldEmbedding([3, 4], [5], 1, dim=4, init_std=1.0, pooling="sqrt")
+    bag_table = layer.table.weight[3 + 4 :]
+    v = layer(small_batch())
+    torch.testing.assert_close(v[0, 2], (bag_table[1] + bag_table[3]) / 2**0.5)  # SVD++
+    # row 0 leaves code 3 out of its bag [1, 3]; row 2 its only code; row 1 nothing
+    v = layer(small_batch(leave=[3, 0, 2]))
+    torch.testing.assert_close(v[0, 2], bag_table[1])  # [1]: count 1
+    torch.testing.assert_close(v[1, 2], torch.zeros(4))
+    torch.testing.assert_close(v[2, 2], torch.zeros(4))  # nothing left: the empty bag
+    mean = FieldEmbedding([3, 4], [5], 1, dim=4, init_std=1.0)
+    mean.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(mean(small_batch(leave=[3, 0, 2]))[0, 2], bag_table[1])
 
 
 def test_fm_prediction_is_bias_plus_weights_plus_pairs():

@@ -17,8 +17,8 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # Small but real: the embedded ml-latest-small, a few epochs, a small profiled batch.
 FAST = {
     "seeds": [42, 43],
-    "fm": {"max_epochs": 3},
-    "deepfm": {"max_epochs": 3},
+    "fm": {"stars": {"max_epochs": 3}, "ranking": {"max_epochs": 2, "embed_dim": 16}},
+    "deepfm": {"stars": {"max_epochs": 3}, "ranking": {"max_epochs": 2, "embed_dim": 16}},
     "profile": {"batch_size": 256, "warmup": 1},
 }
 

@@ -185,17 +185,27 @@ def write_model_metrics(
 
 
 def write_baselines(
-    encoded: str | Path, out: str | Path, *, ks: list[int], threshold: float
+    encoded: str | Path,
+    out: str | Path,
+    *,
+    ks: list[int],
+    k: int,
+    threshold: float,
+    exclude: str,
+    threads: int,
+    memory_budget: float,
 ) -> list[dict]:
-    """Score the rating baselines (see `baselines`) and the popularity ranking baseline,
+    """Score the rating baselines (see `baselines`) and the ranking baselines (popularity,
+    and ItemKNN and EASE tuned on valid NDCG@k: deepfm_rec.item_rankers) on the test split,
     and write them as JSON, one record each."""
+    torch.set_num_threads(threads)
     encoded = open_encoded(Path(encoded))
     records = [
         {"model": name, "kind": "baseline", **metrics}
         for name, metrics in baselines(encoded).items()
     ]
     relevant = relevant_items(encoded, "test", threshold)
-    ranking = rank_and_score(PopularityRanker(encoded), relevant, tuple(ks))
+    ranking = rank_and_score(PopularityRanker(encoded), relevant, tuple(ks), exclude)
     records.append({"model": "popularity", "kind": "baseline",
                     "ranking": ranking.to_dict("records")})  # fmt: skip
     Path(out).write_text(json.dumps(records, indent=2) + "\n")

@@ -21,6 +21,7 @@ from deepfm_rec.recommend import known_favourites, user_code
 
 METRIC_COLUMNS = [
     "model",
+    "objective",
     "kind",
     "mse",
     "rmse",
@@ -28,9 +29,10 @@ METRIC_COLUMNS = [
     "rows",
     "seed",
     "best_epoch",
-    "valid_mae",
+    "monitor",
+    "best_valid",
 ]
-RANKING_METRICS = ("hr", "precision", "recall", "ndcg")
+RANKING_METRICS = ("ndcg", "hr", "recall", "precision", "coverage", "popularity")
 PACKAGES = ("deepfm-rec", "torch", "numpy", "pandas", "snakemake", "matplotlib")
 
 STYLE = """
@@ -39,11 +41,18 @@ body { font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; 
 table { border-collapse: collapse; margin: .5rem 0 1rem; }
 th, td { border: 1px solid #ccc; padding: .25rem .6rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
+td.text { text-align: left; }
 tr.baseline td { color: #555; }
 pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; font-size: 12px; }
 img { max-width: 100%; }
 .summary { font-size: 1.1rem; background: #eef5ff; padding: .6rem 1rem; border-radius: 6px; }
 """
+
+
+def display_name(record: dict) -> str:
+    """A model's name with its objective ("deepfm (ranking)"); a baseline's name."""
+    objective = record.get("objective")
+    return f"{record['model']} ({objective})" if record["kind"] == "model" else record["model"]
 
 
 def read_records(model_metrics: list[str | Path], baselines_json: str | Path) -> list[dict]:
@@ -53,9 +62,11 @@ def read_records(model_metrics: list[str | Path], baselines_json: str | Path) ->
 
 
 def metrics_table(records: list[dict], k: int) -> pd.DataFrame:
-    """One row per model and seed, then the baselines: METRIC_COLUMNS, then the ranking
-    metrics at `k` (hr@k, precision@k, recall@k, ndcg@k; empty where not ranked)."""
+    """One row per model, objective and seed, then the baselines: METRIC_COLUMNS (model
+    named with its objective), then the ranking metrics at `k` (ndcg@k, hr@k, ...; empty
+    where not ranked)."""
     table = pd.DataFrame(records).reindex(columns=METRIC_COLUMNS)
+    table["model"] = [display_name(r) for r in records]
     for name in RANKING_METRICS:
         table[f"{name}@{k}"] = [
             next((r[name] for r in record.get("ranking", []) if r["k"] == k), np.nan)
@@ -65,8 +76,8 @@ def metrics_table(records: list[dict], k: int) -> pd.DataFrame:
 
 
 def ranking_curves(records: list[dict]) -> pd.DataFrame:
-    """Mean over seeds of every ranking metric at every K: columns model, k, hr, ..."""
-    rows = [{"model": r["model"], **row} for r in records for row in r.get("ranking", [])]
+    """Mean over seeds of every ranking metric at every K: columns model, k, ndcg, ..."""
+    rows = [{"model": display_name(r), **row} for r in records for row in r.get("ranking", [])]
     frame = pd.DataFrame(rows)
     return frame.groupby(["model", "k"], sort=False).mean(numeric_only=True).reset_index()
 
@@ -94,13 +105,20 @@ def _image(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+TEXT_CELL = ' class="text"'
+
+
 def _table(frame: pd.DataFrame, row_class: pd.Series | None = None) -> str:
+    """An HTML table: numbers to 4 decimals, right-aligned; text left-aligned."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    text = [not pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
     body = []
     for i, (_, row) in enumerate(frame.iterrows()):
         cells = "".join(
-            f"<td>{v:.4f}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>"
-            for v in row.fillna("")
+            f"<td>{v:.4f}</td>"
+            if isinstance(v, float)
+            else f"<td{TEXT_CELL if is_text else ''}>{html.escape(str(v))}</td>"
+            for v, is_text in zip(row.fillna(""), text, strict=True)
         )
         cls = f' class="{row_class.iloc[i]}"' if row_class is not None else ""
         body.append(f"<tr{cls}>{cells}</tr>")
@@ -149,6 +167,9 @@ def _examples(encoded: Path, topk: Path, users: int, likes: int = 5) -> str:
     """A few users' recommendations beside the movies they rated highest in train."""
     enc = open_encoded(Path(encoded))
     lists = pd.read_csv(topk, sep="\t", keep_default_na=False)
+    columns = ["rank", "title", "genres", "predicted_stars", "score"]
+    if (lists["predicted_stars"] == "").all():  # a ranking model: its score is no rating
+        columns.remove("predicted_stars")
     parts = []
     for user in lists["user"].drop_duplicates().head(users):
         known, _ = known_favourites(enc, user_code(enc, int(user)), likes)
@@ -156,13 +177,103 @@ def _examples(encoded: Path, topk: Path, users: int, likes: int = 5) -> str:
             f"<li>{html.escape(t)} ({r:g}★)</li>"
             for t, r in zip(known["title"], known["stars"], strict=True)
         )
-        top = lists[lists["user"] == user][["rank", "title", "genres", "predicted_stars", "score"]]
+        top = lists[lists["user"] == user][columns]
         parts.append(
             f"<h4>user {user}</h4><div style='display:flex;gap:2rem'>"
             f"<div>{_table(top)}</div>"
             f"<div><b>rated highest in train</b><ul>{liked}</ul></div></div>"
         )
     return "".join(parts)
+
+
+def _protocol(meta: dict, threshold: float, exclude: str, users: int) -> str:
+    """The evaluation protocol in one sentence."""
+    shares = {name: count / meta["rows"] for name, count in meta["splits"].items()}
+    split = (
+        f"a random {shares['train']:.0%}/{shares['valid']:.0%}/{shares['test']:.0%} split of "
+        f"the ratings (seed {meta['seed']})"
+        if meta["split_method"] == "random"
+        else f"a temporal split (each user's latest {shares['test']:.0%} of ratings are test, "
+        f"the {shares['valid']:.0%} before them valid)"
+    )
+    candidates = " or ".join(exclude.split("+"))
+    return (
+        f"Protocol: {split}; for each of the {users} test users with a test rating of at "
+        f"least {threshold:g} stars, every movie with a code that they did not rate in "
+        f"{candidates} is a candidate (full ranking, no sampled candidates), and their "
+        f"test ratings of at least {threshold:g} stars are relevant; every model and "
+        "baseline ranks the same candidates for the same users."
+    )
+
+
+def _model_fields(records: list[dict], meta: dict) -> str:
+    """A table of each trained model's fields, and what the less obvious ones mean."""
+    seen = {}
+    for record in records:
+        if record["kind"] == "model":
+            seen.setdefault(display_name(record), record["fields"])
+    table = pd.DataFrame({"model": list(seen), "fields": [", ".join(f) for f in seen.values()]})
+    implicit = (
+        "the train split only (nothing of valid or test is in any bag)"
+        if meta["implicit"] == "train"
+        else "every rated pair of every split, the stars unseen (the Netflix-prize convention)"
+    )
+    return _table(table) + (
+        "<p><b>history</b>: the movies the user rated; <b>raters</b>: the users who rated the "
+        f"movie; both built from {implicit}; a train row's own pair is left out of its "
+        "bags. <b>tags</b>: the tags the user gave this movie (MovieLens joins them on the "
+        "rating's user and movie: they are written by the person whose rating is "
+        "predicted, at about the time of it, so a star model that uses them sees part of "
+        "its answer). <b>release_year</b>: from the title; <b>rating_year</b>, "
+        "<b>movie_age</b>: the rating's year, and the movie's age then (years).</p>"
+    )
+
+
+def _headline(summary: pd.DataFrame, table: pd.DataFrame, meta: dict, k: int) -> str:
+    """The study's result in two sentences: ranking and stars, DeepFM against the baselines."""
+    by_name = summary.set_index("model")
+    parts = []
+    ranker = "deepfm (ranking)"
+    if ranker in by_name.index:
+        ndcg = by_name.loc[ranker, f"ndcg@{k}_mean"]
+        seeds = int(by_name.loc[ranker, "seeds"])
+        others = [
+            f"{name} {by_name.loc[name, f'ndcg@{k}_mean']:.4f}"
+            for name in ("popularity", "itemknn", "ease")
+            if name in by_name.index and pd.notna(by_name.loc[name, f"ndcg@{k}_mean"])
+        ]
+        parts.append(
+            f"Ranking: DeepFM trained for ranking reaches test NDCG@{k} <b>{ndcg:.4f}</b> "
+            f"(mean of {seeds} seed{'s' if seeds > 1 else ''}), against " + ", ".join(others) + "."
+        )
+    if {"deepfm (stars)", "bias"} <= set(by_name.index):
+        d, b = by_name.loc["deepfm (stars)", "rmse_mean"], by_name.loc["bias", "rmse_mean"]
+        verdict = "beats" if d < b else "does not beat"
+        rows = int(table["rows"].dropna().iloc[0])
+        sentence = (
+            f"Stars: DeepFM trained on stars has test RMSE <b>{d:.4f}</b>, which {verdict} "
+            f"the tuned bias baseline's <b>{b:.4f}</b>, on {rows} test ratings of "
+            f"{html.escape(meta['dataset'])}."
+        )
+        if "truth" in meta:  # a synthetic dataset knows the best possible RMSE
+            sentence += (
+                f" The noise floor (the RMSE of the true expected ratings) is "
+                f"<b>{meta['truth']['bayes_rmse']:.4f}</b>: DeepFM is "
+                f"{d - meta['truth']['bayes_rmse']:.4f} stars above it."
+            )
+        parts.append(sentence)
+    return f'<p class="summary">{" ".join(parts)}</p>' if parts else ""
+
+
+def _baseline_notes(records: list[dict]) -> str:
+    """How each tuned ranking baseline was set (its params), one line each."""
+    notes = [
+        f"<b>{html.escape(r['model'])}</b>: "
+        + ", ".join(f"{html.escape(str(k))} {html.escape(str(v))}" for k, v in r["params"].items())
+        for r in records
+        if r["kind"] == "baseline" and "ranking" in r and r.get("params")
+    ]
+    return f"<p>{'<br>'.join(notes)}</p>" if notes else ""
 
 
 def write_report(
@@ -180,26 +291,29 @@ def write_report(
     ranking_plot_out: Path,
     k: int,
     threshold: float,
+    exclude: str,
     examples: int,
     config: dict,
 ) -> None:
-    """Write the metrics table (TSV), its plot and the HTML report (every image embedded).
+    """Write the metrics table (TSV), its plots and the HTML report (every image embedded).
 
     Args:
         out: the HTML page.
-        table_out, plot_out: results/metrics.tsv (one row per model and seed, then the
-            baselines; deepfm_rec.evaluate.METRIC_COLUMNS) and its PNG (mean ± std).
-        model_metrics: the metrics.json of every model and seed.
+        table_out, plot_out: results/metrics.tsv (one row per model, objective and seed,
+            then the baselines; METRIC_COLUMNS and the ranking metrics at k) and the PNG
+            of the star models' test RMSE and MAE.
+        model_metrics: the metrics.json of every model, objective and seed.
         baselines: the baselines' JSON.
         encoded: the encoded folder (its meta.json describes the data).
-        histories: the history.tsv of every model and seed, laid out as
-            results/<dataset>/<model>/seed<seed>/history.tsv.
-        curves: the curves.png to show, one per model (<model>/seed<seed>/curves.png).
-        profiles: the profile.txt of the profiled models (<model>/profile.txt).
-        topk: a topk.tsv of recommendations (deepfm_rec.recommend), for the examples.
+        histories: the history.tsv of every model, objective and seed, laid out as
+            results/<dataset>/<model>/<objective>/seed<seed>/history.tsv.
+        curves: the curves.png to show, one per model and objective.
+        profiles: the profile.txt of the profiled models (<model>/<objective>/profile.txt).
+        topk: the recommender's topk.tsv (deepfm_rec.recommend), for the examples.
         ranking_plot_out: the PNG of NDCG@K and recall@K against K.
-        k, threshold, examples: the K of the ranking table, the least stars that make a
-            test rating relevant, the number of example users.
+        k, threshold, exclude, examples: the K of the ranking table, the least stars that
+            make a test rating relevant, the splits whose movies are no test candidates,
+            the number of example users.
         config: the workflow config used.
     """
     meta = json.loads((Path(encoded) / "meta.json").read_text())
@@ -210,53 +324,43 @@ def write_report(
     summary = summarize(table, ["mse", "rmse", "mae", *ranking])
     plot_metrics(summary[summary["rmse_mean"].notna()], Path(plot_out))
     plot_ranking(ranking_curves(records), Path(ranking_plot_out))
-    by_name = summary.set_index("model")
-    headline = ""
-    if {"deepfm", "bias"} <= set(by_name.index):
-        d, b = by_name.loc["deepfm", "rmse_mean"], by_name.loc["bias", "rmse_mean"]
-        verdict = "beats" if d < b else "does not beat"
-        seeds = int(by_name.loc["deepfm", "seeds"])
-        headline = (
-            f'<p class="summary">DeepFM test RMSE <b>{d:.4f}</b> (mean of {seeds} seed'
-            f"{'s' if seeds > 1 else ''}) {verdict} the tuned bias baseline's <b>{b:.4f}</b> "
-            f"stars, on {int(table['rows'].iloc[0])} test ratings of "
-            f"{html.escape(meta['dataset'])}."
-        )
-        if "truth" in meta:  # a synthetic dataset knows the best possible RMSE
-            headline += (
-                f" The noise floor (the RMSE of the true expected ratings) is "
-                f"<b>{meta['truth']['bayes_rmse']:.4f}</b>: DeepFM is "
-                f"{d - meta['truth']['bayes_rmse']:.4f} stars above it."
-            )
-        headline += "</p>"
+    users = next(row["users"] for r in records for row in r.get("ranking", []))
+    recommender = "{model} ({objective})".format(**config["recommend"])
     sections = [
         f"<h1>deepfm-rec: {html.escape(meta['dataset'])}</h1>",
-        headline,
+        _headline(summary, table, meta, k),
+        f"<p>{_protocol(meta, threshold, exclude, users)}</p>",
         "<h2>Test metrics (stars)</h2>",
-        "<p>Whole test split; predictions clipped to the rating scale "
-        f"[{meta['rating_min']}, {meta['rating_max']}]; data split with seed {meta['seed']}; "
-        "models trained with each seed below, mean ± std over seeds.</p>",
+        "<p>The star models and the rating baselines on the whole test split; predictions "
+        f"clipped to the rating scale [{meta['rating_min']}, {meta['rating_max']}]; models "
+        "trained with each seed below, mean ± std over seeds. The plot shows each one's "
+        "difference from the bias baseline.</p>",
         _table(_mean_std(summary, ["mse", "rmse", "mae"])),
-        _image(plot_out, "test RMSE and MAE per model"),
+        _image(plot_out, "test RMSE and MAE of each model minus the bias baseline's"),
         f"<details><summary>per-seed rows ({len(table)})</summary>"
         f"{_table(table.drop(columns=['kind']), table['kind'])}</details>",
-        "<h2>Ranking</h2>",
-        f"<p>For each test user: the movies rated ≥ {threshold:g} stars in test are relevant; "
-        "every movie the user did not rate in train is a candidate; models rank candidates "
-        "by their unclipped prediction (score; predicted_stars is it clipped to the scale), "
-        "the popularity baseline by train ratings. Mean ± std over seeds.</p>",
+        f"<h2>Ranking (top {k})</h2>",
+        "<p>Every model (both objectives) and the ranking baselines, mean ± std over seeds. "
+        "Models rank candidates by their score (a star model's unclipped prediction, a "
+        "ranking model's logit); popularity by train ratings, ItemKNN and EASE by their "
+        f"item-item scores. coverage@{k}: distinct movies in all the users' top {k} / "
+        f"candidate movies; popularity@{k}: mean train ratings of the listed movies.</p>",
         _table(_mean_std(summary, ranking)),
+        _baseline_notes(records),
         _image(ranking_plot_out, "NDCG@K and recall@K against K"),
-        f"<h3>Examples: DeepFM's top {k} beside what the user liked</h3>",
+        f"<h3>Examples: {html.escape(recommender)}'s top {k} beside what the user liked</h3>",
         _examples(Path(encoded), Path(topk), examples),
+        "<h2>Models and their fields</h2>",
+        _model_fields(records, meta),
         "<h2>Learning curves</h2>",
     ]
     for png in map(Path, curves):
-        name = png.parent.parent.name
+        run = png.parent.parent  # results/<dataset>/<model>/<objective>
+        name = f"{run.parent.name} ({run.name})"
         runs = "".join(
             f"<p>{html.escape(path.parent.name)}: {len(h)} epochs</p>{_table(h)}"
             for path in map(Path, histories)
-            if path.parent.parent.name == name
+            if path.parent.parent == run
             for h in [pd.read_csv(path, sep="\t")]
         )
         sections += [
@@ -266,8 +370,9 @@ def write_report(
         ]
     sections.append("<h2>Profile of one training step</h2>")
     for text in map(Path, profiles):
+        name = f"{text.parent.parent.name} ({text.parent.name})"
         sections += [
-            f"<h3>{html.escape(text.parent.name)}</h3>",
+            f"<h3>{html.escape(name)}</h3>",
             f"<pre>{html.escape(Path(text).read_text())}</pre>",
         ]
     splits = ", ".join(f"{k} {v}" for k, v in meta["splits"].items())
@@ -278,7 +383,8 @@ def write_report(
         "source": meta["source"],
         f"checksum ({meta['checksum_kind']})": meta["checksum"],
         "ratings": meta["rows"],
-        "splits": splits,
+        "splits": f"{splits} ({meta['split_method']})",
+        "implicit-feedback bags": meta["implicit"],
         "fields": fields,
         "user demographics": users,
         "train mean": f"{meta['train_mean']:.4f}",

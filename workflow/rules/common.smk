@@ -44,7 +44,10 @@ def train_settings(model):
     ranking the K and threshold of the valid NDCG it early-stops on."""
 
     def settings(wildcards):
-        section = {"objective": wildcards.objective, **config[model][wildcards.objective]}
+        section = {
+            "objective": wildcards.objective,
+            **config[model][wildcards.objective],
+        }
         if wildcards.objective == "ranking":
             section |= {k: config["ranking"][k] for k in ("k", "threshold")}
         return section

@@ -1,30 +1,21 @@
 rule report:
     input:
-        metrics=expand(
-            "results/{dataset}/{model}/seed{seed}/metrics.json",
-            dataset=DATASET,
-            model=MODELS,
-            seed=SEEDS,
-        ),
+        metrics=trained("results/{dataset}/{model}/{objective}/seed{seed}/metrics.json"),
         baselines=f"results/{DATASET}/baselines.json",
         encoded=f"results/{DATASET}/encoded",
-        histories=expand(
-            "results/{dataset}/{model}/seed{seed}/history.tsv",
-            dataset=DATASET,
-            model=MODELS,
-            seed=SEEDS,
+        histories=trained(
+            "results/{dataset}/{model}/{objective}/seed{seed}/history.tsv"
         ),
-        curves=expand(
-            "results/{dataset}/{model}/seed{seed}/curves.png",
-            dataset=DATASET,
-            model=MODELS,
-            seed=SEEDS[0],
+        curves=trained(
+            "results/{dataset}/{model}/{objective}/seed{seed}/curves.png",
+            seeds=SEEDS[0],
         ),
-        topk=f"results/{DATASET}/deepfm/topk.tsv",
+        topk=f"results/{DATASET}/{RECOMMENDER}/topk.tsv",
         profiles=expand(
-            "results/{dataset}/{model}/profile.txt",
+            "results/{dataset}/{model}/{objective}/profile.txt",
             dataset=DATASET,
             model=config["profile"]["models"],
+            objective=OBJECTIVES,
         ),
     output:
         html="results/report.html",

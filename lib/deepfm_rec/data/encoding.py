@@ -198,7 +198,8 @@ def _check(arrays: dict[str, np.ndarray], fields: list[dict], n: int) -> None:
 
 
 def _categorical(name: str, owner: str, values: np.ndarray, train: np.ndarray) -> tuple:
-    """A categorical field of per-row values, its vocabulary those of the train rows."""
+    """A categorical field of per-row values, its vocabulary the train rows' values (code 0,
+    unknown, for the rest)."""
     vocab = np.unique(values[train])
     field = {"name": name, "kind": CATEGORICAL, "owner": owner, "vocab_size": len(vocab) + 1}
     return _codes(values, vocab), field, vocab
@@ -370,13 +371,13 @@ def encode(
     year_of_movie = np.concatenate([[np.nan], release_years(movies["title"])])
     release = year_of_movie[movie_of_row]
     rated = 1970 + ratings["timestamp"].to_numpy(np.float64) / SECONDS_PER_YEAR
-    release_code = np.where(np.isnan(release), 0, release).astype(np.int64)
-    arrays["release_year"], field, _ = _categorical("release_year", "item", release_code, train)
-    arrays["release_year"][release_code == 0] = 0  # no year in the title: unknown
+    known = ~np.isnan(release)  # a title without a year: unknown
+    years = np.where(known, release, 0).astype(np.int64)
+    arrays["release_year"], field, _ = _categorical("release_year", "item", years, train & known)
     fields.append(field)
-    arrays["rating_year"], field, _ = _categorical(
-        "rating_year", "pair", np.floor(rated).astype(np.int64), train
-    )
+    timestamp = ratings["timestamp"].to_numpy(np.int64).astype("datetime64[s]")
+    calendar_year = timestamp.astype("datetime64[Y]").astype(np.int64) + 1970
+    arrays["rating_year"], field, _ = _categorical("rating_year", "pair", calendar_year, train)
     fields.append(field)
     arrays["movie_age"], field = _dense("movie_age", "pair", rated - (release + 0.5), train)
     fields.append(field)
