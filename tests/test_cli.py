@@ -13,34 +13,42 @@ import pytest
 from deepfm_rec.recommend import Recommender, read_items
 from deepfm_rec.train import TrainConfig, train
 
+FIELDS = ["user", "item", "genres", "history", "raters"]
+
 
 @pytest.fixture(scope="module")
 def results(encoded_tiny, tmp_path_factory) -> Path:
-    """results/{dataset}/ as the workflow lays it out: encoded/ and deepfm/seed0/model.pt."""
-    dataset = tmp_path_factory.mktemp("results") / "ml-latest-small"
+    """results/{dataset}/ as the workflow lays it out: encoded/ and
+    deepfm/{stars,ranking}/seed0/model.pt."""
+    dataset = tmp_path_factory.mktemp("project") / "results" / "ml-latest-small"
     shutil.copytree(encoded_tiny.folder, dataset / "encoded")
-    (dataset / "deepfm" / "seed0").mkdir(parents=True)
-    config = TrainConfig(max_epochs=1, batch_size=512, lr=0.01)
-    hparams = {"embed_dim": 8, "mlp": [16]}
-    checkpoint = dataset / "deepfm" / "seed0" / "model.pt"
-    train(encoded_tiny, "deepfm", hparams, config, seed=0, device="cpu", checkpoint=checkpoint)
+    hparams = {"embed_dim": 8, "mlp": [16], "fields": FIELDS}
+    for objective in ("stars", "ranking"):
+        (dataset / "deepfm" / objective / "seed0").mkdir(parents=True)
+        config = TrainConfig(objective=objective, max_epochs=1, batch_size=512, lr=0.01,
+                             negatives=100)  # fmt: skip
+        checkpoint = dataset / "deepfm" / objective / "seed0" / "model.pt"
+        train(encoded_tiny, "deepfm", hparams, config, seed=0, device="cpu",
+              checkpoint=checkpoint)  # fmt: skip
     return dataset
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("deepfm-rec")  # the installed console script
     command = [str(script)] if script.exists() else [sys.executable, "-m", "deepfm_rec.cli"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd)  # fmt: skip
 
 
 def test_recommend_prints_k_rows_and_the_users_favourites(results, encoded_tiny):
     ids = encoded_tiny.arrays["user_ids"]
     user = int(ids[7])
-    model = str(results / "deepfm" / "seed0" / "model.pt")
-    done = run("recommend", "--model", model, "--user", str(user), "-k", "7", "--device", "cpu")
+    model = str(results / "deepfm" / "stars" / "seed0" / "model.pt")
+    done = run("recommend", "--model", model, "--user", str(user), "-k", "7", "--device", "cpu",
+               "--exclude", "train")  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith(f"Top 7 for user {user} by DeepFM")
+    assert lines[0].startswith(f"Top 7 for user {user} by DeepFM trained for stars")
     assert lines[1].split() == ["rank", "stars", "score", "title", "genres"]
     rows = lines[2:9]
     assert [int(r.split()[0]) for r in rows] == list(range(1, 8))
@@ -55,8 +63,33 @@ def test_recommend_prints_k_rows_and_the_users_favourites(results, encoded_tiny)
         assert row.split()[1:3] == [f"{stars:.2f}", f"{score:.2f}"] and title[:40] in row
 
 
+def test_by_default_the_studys_ranking_model_recommends(results, encoded_tiny):
+    """In the project folder, with no --model, the config's recommender (the ranking
+    DeepFM of the first seed) lists its scores, no stars, and no movie already rated."""
+    project = results.parent.parent
+    (project / "config").mkdir(exist_ok=True)
+    (project / "config" / "config.yaml").write_text(
+        "dataset: ml-latest-small\nseeds: [0, 1]\nrecommend: {model: deepfm, objective: ranking}\n"
+    )
+    user = int(encoded_tiny.arrays["user_ids"][4])
+    done = run("recommend", "--user", str(user), "-k", "5", "--device", "cpu", cwd=project)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    model = Path("results/ml-latest-small/deepfm/ranking/seed0/model.pt")
+    assert lines[0].startswith(f"Top 5 for user {user} by DeepFM trained for ranking ({model})")
+    assert lines[1].split() == ["rank", "score", "title", "genres"]
+    assert lines[7].startswith("score: the ranking model's logit")
+    recommender = Recommender.from_checkpoint(project / model, encoded_tiny, "cpu")
+    items, _ = recommender.top_k(np.array([4]), 5, "train+valid")
+    titles = read_items(encoded_tiny.folder).loc[items[0], "title"]
+    assert all(t[:40] in row for t, row in zip(titles, lines[2:7], strict=True))
+    (project / "config" / "config.yaml").unlink()
+    alone = run("recommend", "--user", str(user), cwd=project)
+    assert alone.returncode == 2 and "no --model given and no config/config.yaml" in alone.stderr
+
+
 def test_unknown_user_and_missing_files_fail_cleanly(results, tmp_path):
-    model = str(results / "deepfm" / "seed0" / "model.pt")
+    model = str(results / "deepfm" / "stars" / "seed0" / "model.pt")
     done = run("recommend", "--model", model, "--user", "999999", "--device", "cpu")
     assert done.returncode == 2 and done.stdout == ""
     assert "error: --user 999999: no such user in the train split" in done.stderr
@@ -83,7 +116,7 @@ def test_a_bad_checkpoint_or_device_fails_cleanly(results, tmp_path, case, bad_m
                                                    expected):  # fmt: skip
     user = str(np.load(results / "encoded" / "user_ids.npy")[1])
     model = tmp_path / "model.pt"
-    good = (results / "deepfm" / "seed0" / "model.pt").read_bytes()
+    good = (results / "deepfm" / "stars" / "seed0" / "model.pt").read_bytes()
     model.write_bytes({
         None: good,
         "truncated": good[:5000],

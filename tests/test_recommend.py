@@ -7,11 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from deepfm_rec.data.batches import Batch, BatchMaker
-from deepfm_rec.data.encoding import Encoded, encode, open_encoded
+from deepfm_rec.data.batches import Bags, Batch, BatchMaker, make_bags
+from deepfm_rec.data.encoding import SPLITS, Encoded, encode, open_encoded
 from deepfm_rec.data.layouts import Tables
 from deepfm_rec.data.users import COLUMNS
-from deepfm_rec.inference import load_model
 from deepfm_rec.ranking import exclusion_splits, rated_items
 from deepfm_rec.recommend import (
     RECOMMENDATION_COLUMNS,
@@ -22,7 +21,11 @@ from deepfm_rec.recommend import (
 )
 from deepfm_rec.train import TrainConfig, train
 
-HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1}
+# every user and movie field: a pair's own fields (tags, the rating's time) are not a
+# candidate's, so a model of them would not score a rated row as its candidate pair
+SIDE_FIELDS = ["user", "item", "gender", "occupation", "age", "genres", "history", "raters",
+               "release_year"]  # fmt: skip
+HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1, "fields": SIDE_FIELDS}
 QUICK = TrainConfig(max_epochs=1, batch_size=512, lr=0.01)
 
 
@@ -35,7 +38,8 @@ def tiny_model(encoded_tiny):
 @pytest.fixture(scope="module")
 def fm_checkpoint(encoded_tiny, tmp_path_factory):
     checkpoint = tmp_path_factory.mktemp("fm") / "model.pt"
-    train(encoded_tiny, "fm", {"embed_dim": 4}, QUICK, seed=2, device="cpu", checkpoint=checkpoint)
+    hparams = {"embed_dim": 4, "fields": SIDE_FIELDS}
+    train(encoded_tiny, "fm", hparams, QUICK, seed=2, device="cpu", checkpoint=checkpoint)
     return checkpoint
 
 
@@ -50,68 +54,66 @@ def train_items(encoded: Encoded, code: int) -> set[int]:
 
 
 @pytest.mark.parametrize("model", ["deepfm", "fm"])
-def test_pair_scores_equal_the_model_on_real_rows_without_tags(
+def test_pair_scores_equal_the_model_on_held_out_rows(
     model, recommender, fm_checkpoint, encoded_tiny
 ):
-    """A rated row with no tags has exactly the features of its candidate pair: the
-    user × movie grid scores (FM's matmul, DeepFM's split first layer) equal the model's
-    forward on those rows."""
+    """A held-out (valid or test) row has exactly the user and movie fields of its
+    candidate pair (its bags leave nothing out): the user × movie grid scores (FM's
+    matmul, DeepFM's split first layer) equal the model's forward on those rows."""
     if model == "fm":
         recommender = Recommender.from_checkpoint(fm_checkpoint, encoded_tiny, "cpu")
     a = encoded_tiny.arrays
-    rows = np.flatnonzero((a["tags.bag"] == 0) & (a["user"] > 0) & (a["item"] > 0))
-    rows = rows[:: max(1, len(rows) // 100)]  # every split, a hundred rows
+    rows = np.flatnonzero((a["split"] != SPLITS["train"]) & (a["user"] > 0) & (a["item"] > 0))
+    rows = rows[:: max(1, len(rows) // 100)]  # a hundred rows
+    maker = BatchMaker(encoded_tiny, fields=SIDE_FIELDS)
     with torch.inference_mode():
-        expected = recommender.model(BatchMaker(encoded_tiny).batch(rows)).numpy()
+        expected = recommender.model(maker.batch(rows)).numpy()
         users = torch.from_numpy(a["user"][rows].astype(np.int64))
         scores = recommender.scores(users).numpy()  # (rows, C)
     got = scores[np.arange(len(rows)), a["item"][rows] - 1]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def one_pair_batch(encoded: Encoded, row_of_user: int, row_of_item: int, item: int) -> Batch:
-    """A one-row Batch built by hand: the user's row, with the item, its genres, no tags."""
+def one_pair_batch(encoded: Encoded, user: int, item: int) -> Batch:
+    """A one-row Batch of the pair (user code, item code) built by hand from the arrays:
+    the user's fields from one of their rows, the movie's from one of its rows."""
     a = encoded.arrays
-    names = [f["name"] for f in encoded.meta["fields"]]
-    categorical = [
-        item if name == "item" else int(a[name][row_of_user])
-        for name in names
-        if name in ("user", "item", "gender", "occupation")
-    ]
-    genre_bag = a["genres.bag"][row_of_item]
-    offsets = a["genres.offsets"]
-    genres = a["genres.values"][offsets[genre_bag] : offsets[genre_bag + 1]]
+    user_row = int(np.flatnonzero(a["user"] == user)[0])
+    item_row = int(np.flatnonzero(a["item"] == item)[0])
+    row_of = {"user": user_row, "item": item_row}
+    owner = {f["name"]: f["owner"] for f in encoded.meta["fields"]}
+
+    def bag(field: str) -> Bags:
+        b = int(a[f"{field}.bag"][row_of[owner[field]]])
+        offsets = torch.from_numpy(np.array(a[f"{field}.offsets"]))
+        values = torch.from_numpy(np.array(a[f"{field}.values"]))
+        return make_bags(values, offsets, torch.tensor([b]))
+
+    categorical = [int(a[n][row_of[owner[n]]]) for n in ("user", "item", "gender", "occupation",
+                                                         "release_year")]  # fmt: skip
     return Batch(
         categorical=torch.tensor([categorical], dtype=torch.int32),
-        dense=torch.tensor([[float(a["age"][row_of_user])]], dtype=torch.float32),
-        bags=[
-            (torch.tensor(genres, dtype=torch.int32), torch.zeros(1, dtype=torch.int32)),
-            (torch.zeros(0, dtype=torch.int32), torch.zeros(1, dtype=torch.int32)),
-        ],
+        dense=torch.tensor([[float(a["age"][user_row])]], dtype=torch.float32),
+        bags=[bag("genres"), bag("history"), bag("raters")],
         label=torch.zeros(1),
     )
 
 
 def test_top_k_matches_scoring_every_pair_one_by_one(recommender, encoded_tiny, tiny_model):
-    a = encoded_tiny.arrays
-    assert [f["name"] for f in encoded_tiny.meta["fields"]] == [
-        "user", "item", "gender", "occupation", "age", "genres", "tags"
+    assert tiny_model.fields == [
+        "user", "item", "gender", "occupation", "release_year", "genres", "history", "raters",
+        "age",
     ]  # fmt: skip
     n_items = recommender.n_items
-    first_row = {int(i): int(np.flatnonzero(a["item"] == i)[0]) for i in range(1, n_items)}
     k = 15
     users = np.array([3, 41])
     items, values = recommender.top_k(users, k)
     for j, code in enumerate(users):
-        user_row = int(np.flatnonzero(a["user"] == code)[0])
         rated = train_items(encoded_tiny, code)
         candidates = [i for i in range(1, n_items) if i not in rated]
         with torch.inference_mode():
             scores = np.array(
-                [
-                    tiny_model(one_pair_batch(encoded_tiny, user_row, first_row[i], i)).item()
-                    for i in candidates
-                ]
+                [tiny_model(one_pair_batch(encoded_tiny, code, i)).item() for i in candidates]
             )
         best = np.argsort(-scores, kind="stable")[:k]
         assert items[j].tolist() == [candidates[b] for b in best]
@@ -184,10 +186,11 @@ def test_a_checkpoint_of_other_data_is_refused(encoded_tiny, fm_checkpoint):
         Recommender.from_checkpoint(
             fm_checkpoint, Encoded(encoded_tiny.folder, other, encoded_tiny.arrays), "cpu"
         )
-    model, _ = load_model(fm_checkpoint)
-    meta = {**encoded_tiny.meta, "fields": [*encoded_tiny.meta["fields"], {"name": "mood"}]}
-    with pytest.raises(ValueError, match="mood"):
-        Recommender(model, Encoded(encoded_tiny.folder, meta, encoded_tiny.arrays))
+    fields = [f for f in encoded_tiny.meta["fields"] if f["name"] != "raters"]
+    fewer = Encoded(encoded_tiny.folder, {**encoded_tiny.meta, "fields": fields},
+                    encoded_tiny.arrays)  # fmt: skip
+    with pytest.raises(ValueError, match="trained on other encoded data.*'fields' differs"):
+        Recommender.from_checkpoint(fm_checkpoint, fewer, "cpu")
 
 
 def test_a_dataset_without_demographics(tables_small, tmp_path):
@@ -203,16 +206,21 @@ def test_a_dataset_without_demographics(tables_small, tmp_path):
         provenance={"dataset": "ml-latest-small", "checksum": "x"},
     )
     encoded = open_encoded(tmp_path / "encoded")
-    assert [f["name"] for f in encoded.meta["fields"]] == ["user", "item", "genres", "tags"]
-    model, _, _ = train(encoded, "fm", {"embed_dim": 4}, QUICK, seed=0, device="cpu")
+    assert [f["name"] for f in encoded.meta["fields"]] == [
+        "user", "item", "genres", "tags", "history", "raters", "release_year", "rating_year",
+        "movie_age",
+    ]  # fmt: skip
+    fields = ["user", "item", "genres", "history", "raters"]
+    model, _, _ = train(encoded, "fm", {"embed_dim": 4, "fields": fields}, QUICK, seed=0,
+                        device="cpu")  # fmt: skip
     recommender = Recommender(model, encoded)
     users = np.arange(1, recommender.n_users)
     items, scores = recommender.top_k(users, 10)
     assert (items > 0).all() and np.isfinite(scores).all()
     a = encoded.arrays
-    rows = np.flatnonzero((a["tags.bag"] == 0) & (a["split"] == 2) & (a["item"] > 0))[:50]
+    rows = np.flatnonzero((a["split"] == SPLITS["test"]) & (a["item"] > 0))[:50]
     with torch.inference_mode():
-        expected = model(BatchMaker(encoded).batch(rows)).numpy()
+        expected = model(BatchMaker(encoded, fields=fields).batch(rows)).numpy()
         scores = recommender.scores(torch.from_numpy(a["user"][rows].astype(np.int64)))
     got = scores.numpy()[np.arange(len(rows)), a["item"][rows] - 1]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -12,7 +12,10 @@ import torch
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.inference import load_model, predict, resolve_device
-from deepfm_rec.train import HISTORY_COLUMNS, EarlyStopping, TrainConfig, train
+from deepfm_rec.objectives import Stars
+from deepfm_rec.train import EarlyStopping, TrainConfig, train
+
+STAR_HISTORY = ["epoch", *Stars.columns, "lr", "seconds"]
 
 
 def test_early_stopping_waits_patience_epochs_without_min_delta_improvement():
@@ -72,7 +75,7 @@ def test_training_learns_and_restores_the_best_epoch(encoded_tiny, tmp_path):
         checkpoint=tmp_path / "model.pt",
         history=tmp_path / "history.tsv",
     )
-    assert list(history.columns) == HISTORY_COLUMNS
+    assert list(history.columns) == STAR_HISTORY
     assert history["train_mse"].iloc[-1] < history["train_mse"].iloc[0]
     maker = BatchMaker(encoded_tiny)
     valid = encoded_tiny.rows("valid")
@@ -95,7 +98,7 @@ def test_training_learns_and_restores_the_best_epoch(encoded_tiny, tmp_path):
         predict(loaded, maker, valid, 512), predict(model, maker, valid, 512)
     )
     written = pd.read_csv(tmp_path / "history.tsv", sep="\t")
-    assert list(written.columns) == HISTORY_COLUMNS and len(written) == len(history)
+    assert list(written.columns) == STAR_HISTORY and len(written) == len(history)
 
 
 def test_predictions_are_clipped_to_the_rating_scale(encoded_tiny):

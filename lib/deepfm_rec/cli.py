@@ -1,9 +1,11 @@
 """The `deepfm-rec` command line.
 
-    deepfm-rec recommend --model results/ml-latest-small/deepfm/seed42/model.pt --user 1 -k 10
+    deepfm-rec recommend --user 1 -k 10
 
-prints a user's top-K movies by predicted stars, beside the movies they rated highest in
-train, so a person can judge the list.
+prints a user's top-K movies, beside the movies they rated highest in train, so a person
+can judge the list. Run in the project folder, the model is the study's recommender
+(config/config.yaml's `recommend`: the ranking-trained DeepFM, first seed); `--model`
+names any other checkpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from loguru import logger
 
 TITLE_WIDTH = 60
@@ -48,13 +51,32 @@ def default_encoded(model: Path) -> Path:
     return model.parent.parent / "encoded"
 
 
+CONFIG = Path("config/config.yaml")
+
+
+def default_model(parser: argparse.ArgumentParser) -> Path:
+    """The study's recommender checkpoint, from config/config.yaml in this folder:
+    results/{dataset}/{recommend.model}/{recommend.objective}/seed{first seed}/model.pt."""
+    if not CONFIG.is_file():
+        parser.error(f"no --model given and no {CONFIG} here to find the study's model in")
+    try:
+        config = yaml.safe_load(CONFIG.read_text())
+        dataset, seed = config["dataset"], config["seeds"][0]
+        chosen = config.get("recommend", {"model": "deepfm", "objective": "ranking"})
+        name, objective = chosen["model"], chosen["objective"]
+    except (yaml.YAMLError, KeyError, IndexError, TypeError) as error:
+        parser.error(f"{CONFIG}: cannot find the study's model in it ({error}); give --model")
+    return Path("results") / dataset / name / objective / f"seed{seed}" / "model.pt"
+
+
 def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """The `recommend` subcommand: print one user's top-K list."""
-    model = Path(args.model)
+    model = Path(args.model) if args.model else default_model(parser)
     encoded_dir = Path(args.encoded) if args.encoded else default_encoded(model)
     # Bad arguments fail before torch is imported (seconds of a person's time).
     if not model.is_file():
-        parser.error(f"--model {model}: no such checkpoint")
+        hint = "" if args.model else " (run the study first: snakemake --cores 2)"
+        parser.error(f"--model {model}: no such checkpoint{hint}")
     if not (encoded_dir / "meta.json").is_file():
         parser.error(
             f"--encoded {encoded_dir}: not an encoded folder (no meta.json); by default it is "
@@ -99,17 +121,24 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     except (ValueError, DataError) as error:
         parser.error(str(error))
     items, scores = recommender.top_k(np.array([code]), args.k, args.exclude)
-    table = recommendation_table(encoded, np.array([code]), items, scores)
+    stars = recommender.model.objective == "stars"
+    table = recommendation_table(encoded, np.array([code]), items, scores, stars)
     indptr, _ = rated_items(encoded, splits)
     n_candidates = recommender.n_candidates - int(indptr[code + 1] - indptr[code])
     not_rated = f" they did not rate in {' or '.join(splits)}" if splits else ""
     print(
         f"Top {len(table)} for user {args.user} by {recommender.model.__class__.__name__} "
-        f"({model}), from {n_candidates} movies{not_rated}:"
+        f"trained for {recommender.model.objective} ({model}), from {n_candidates} "
+        f"movies{not_rated}:"
     )
-    shown = table[["rank", "predicted_stars", "score", "title", "genres"]]
-    print(format_table(shown.rename(columns={"predicted_stars": "stars"})))
-    print("stars: the predicted rating, clipped to the scale; score: unclipped, orders the list")
+    if stars:
+        shown = table[["rank", "predicted_stars", "score", "title", "genres"]]
+        print(format_table(shown.rename(columns={"predicted_stars": "stars"})))
+        print("stars: the predicted rating, clipped to the scale; score: unclipped, orders "
+              "the list")  # fmt: skip
+    else:
+        print(format_table(table[["rank", "score", "title", "genres"]]))
+        print("score: the ranking model's logit (no rating), orders the list")
     if args.history > 0:
         favourites, n_train = known_favourites(encoded, code, args.history)
         print(f"\nTheir highest-rated movies in train ({len(favourites)} of {n_train}):")
@@ -124,11 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     rec = commands.add_parser(
         "recommend",
-        help="print a user's top-K movies by predicted stars",
-        description="Print a user's top-K movies, among those they did not rate in train, "
-        "by a trained model's predicted stars.",
+        help="print a user's top-K movies",
+        description="Print a user's top-K movies, among those they did not rate in the "
+        "excluded splits, by a trained model's score (a ranking model's logit, or a star "
+        "model's predicted rating).",
     )
-    rec.add_argument("--model", required=True, help="a model.pt written by the workflow")
+    rec.add_argument(
+        "--model",
+        help="a model.pt written by the workflow (default: the study's recommender, from "
+        "config/config.yaml: results/{dataset}/deepfm/ranking/seed{first seed}/model.pt)",
+    )
     rec.add_argument("--user", required=True, type=int, help="a MovieLens user id")
     rec.add_argument("-k", type=int, default=10, help="list length (default 10)")
     rec.add_argument(
@@ -139,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
     rec.add_argument(
         "--exclude",
-        default="train",
-        help="splits whose rated movies are not recommended: train, train+valid, none "
-        "(default train)",
+        default="train+valid",
+        help="splits whose rated movies are not recommended: train, train+valid (as the "
+        "study's topk.tsv), train+valid+test, none (default train+valid)",
     )
     rec.add_argument(
         "--history",

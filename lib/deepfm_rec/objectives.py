@@ -125,18 +125,21 @@ class NegativeSampler:
                                       generator=self.generator)  # fmt: skip
             items = drawn + 1
             log_q = torch.log(self.count * weights[drawn] / weights.sum()).float()
-        # a row's rated movies among the negatives, as (row, column) pairs
-        movies, _ = gather_bags(self.rated, self.indptr, users)
-        lengths = self.indptr[users + 1] - self.indptr[users]
-        rows = torch.repeat_interleave(
-            torch.arange(len(users), device=self.device), lengths, output_size=len(movies)
+        # each distinct user's rated movies among the negatives, as (user, column) pairs:
+        # a batch has several rows of most of its users
+        distinct, inverse = torch.unique(users, return_inverse=True)
+        movies, _ = gather_bags(self.rated, self.indptr, distinct)
+        lengths = self.indptr[distinct + 1] - self.indptr[distinct]
+        owner = torch.repeat_interleave(
+            torch.arange(len(distinct), device=self.device), lengths, output_size=len(movies)
         )
         self.column[items] = torch.arange(len(items), device=self.device)
         column = self.column[movies]
         self.column[items] = -1
         found = column >= 0
-        rated = torch.zeros(len(users), len(items), dtype=torch.bool, device=self.device)
-        rated[rows[found], column[found]] = True
+        rated = torch.zeros(len(distinct), len(items), dtype=torch.bool, device=self.device)
+        rated[owner[found], column[found]] = True
+        rated = rated[inverse]  # (B, S)
         return items, rated, log_q
 
 
@@ -200,11 +203,12 @@ class Ranking:
         negative = model.grid_scores(left, right)  # (B, S)
         kept = (~rated).sum(dim=1).clamp(min=1)  # (B,) negatives of each row
         if self.config.loss == "softmax":
+            # in place: each (B, S) pass costs as much as the matrix product here
             if log_q is not None:
-                negative = negative - log_q
+                negative.sub_(log_q)
             # -log softmax of the positive among [positive, negatives], without a copy of
             # the (B, S) logits: logsumexp(all) = logaddexp(positive, logsumexp(negatives))
-            negative = negative.masked_fill(rated, -math.inf).logsumexp(dim=1)
+            negative = negative.masked_fill_(rated, -math.inf).logsumexp(dim=1)
             loss = (torch.logaddexp(positive, negative) - positive).mean()
         elif self.config.loss == "bpr":
             pairs = F.softplus(negative - positive[:, None]).masked_fill(rated, 0)

@@ -1,0 +1,111 @@
+"""The ranking objective on real ratings: negatives, its loss, its valid metric."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deepfm_rec.data.batches import BatchMaker
+from deepfm_rec.data.encoding import SPLITS
+from deepfm_rec.data.errors import DataError
+from deepfm_rec.inference import load_model
+from deepfm_rec.objectives import NegativeSampler, Ranking
+from deepfm_rec.ranking import PopularityRanker, rank_and_score, relevant_items
+from deepfm_rec.recommend import Recommender
+from deepfm_rec.train import TrainConfig, train
+
+FIELDS = ["user", "item", "history", "genres", "raters"]
+RANKING = TrainConfig(objective="ranking", lr=0.005, l2=0.0, batch_size=512, max_epochs=3,
+                      negatives=200, sampler="popularity", positives=4.0, patience=2)  # fmt: skip
+
+
+def train_movies(encoded) -> dict[int, set[int]]:
+    """Each user code's train movies, with pandas."""
+    a = encoded.arrays
+    rows = pd.DataFrame({"user": a["user"], "item": a["item"], "split": a["split"]})
+    train = rows[(rows["split"] == SPLITS["train"]) & (rows["user"] > 0)]
+    return train.groupby("user")["item"].apply(set).to_dict()
+
+
+@pytest.mark.parametrize(
+    ("count", "method"), [(300, "uniform"), (300, "popularity"), (0, "uniform")]
+)
+def test_negatives_never_count_a_movie_the_user_rated_in_train(encoded_small, count, method):
+    """For real users, the negatives a row keeps (not masked) are movies its user did not
+    rate in train, and the masked ones are exactly those they did."""
+    rated = train_movies(encoded_small)
+    sampler = NegativeSampler(encoded_small, torch.device("cpu"), count, method,
+                              torch.Generator().manual_seed(0))  # fmt: skip
+    users = torch.tensor(sorted(rated)[:40] + [1, 1, 7])  # repeated users, as in a batch
+    for _ in range(3):
+        items, masked, log_q = sampler(users)
+        assert len(items) == (count or encoded_small.size("item") - 1)
+        assert len(set(items.tolist())) == len(items) and (items > 0).all()  # distinct codes
+        assert (log_q is None) == (count == 0)
+        for row, user in enumerate(users.tolist()):
+            kept = set(items[~masked[row]].tolist())
+            assert not kept & rated[user]
+            assert set(items[masked[row]].tolist()) == set(items.tolist()) & rated[user]
+
+
+def test_popularity_draws_favour_the_most_rated_movies(encoded_small):
+    train = encoded_small.rows("train")
+    counts = np.bincount(np.asarray(encoded_small.arrays["item"])[train])
+    draws = {}
+    for method in ("uniform", "popularity"):
+        sampler = NegativeSampler(encoded_small, torch.device("cpu"), 500, method,
+                                  torch.Generator().manual_seed(1))  # fmt: skip
+        items, _, _ = sampler(torch.tensor([1]))
+        draws[method] = counts[items.numpy()].mean()
+    assert draws["popularity"] > 2 * draws["uniform"]
+
+
+def test_a_ranking_model_sees_no_pair_fields_nor_held_out_pairs(encoded_small, tmp_path):
+    maker = BatchMaker(encoded_small, fields=[*FIELDS, "tags"])
+    with pytest.raises(DataError, match=r"\['tags'\] are a rating's own"):
+        Ranking(encoded_small, maker, RANKING, [*FIELDS, "tags"], torch.Generator(), 0)
+    observed = type(encoded_small)(
+        encoded_small.folder, {**encoded_small.meta, "implicit": "observed"}, encoded_small.arrays
+    )
+    with pytest.raises(DataError, match=r"config key 'implicit' is 'observed'"):
+        Ranking(observed, maker, RANKING, FIELDS, torch.Generator(), 0)
+
+
+@pytest.fixture(scope="module")
+def ranked(encoded_small, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ranking")
+    hparams = {"fields": FIELDS, "embed_dim": 16}
+    model, history, kept = train(encoded_small, "fm", hparams, RANKING, seed=3, device="cpu",
+                                 checkpoint=folder / "model.pt")  # fmt: skip
+    return model, history, kept, folder / "model.pt"
+
+
+def test_ranking_training_keeps_the_best_valid_ndcg(encoded_small, ranked):
+    model, history, kept, checkpoint = ranked
+    assert list(history.columns) == ["epoch", "train_loss", "valid_ndcg", "valid_recall", "lr",
+                                     "seconds"]  # fmt: skip
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    best = history.set_index("epoch").loc[kept, "valid_ndcg"]
+    assert best == history["valid_ndcg"].max()
+    # the restored weights score that NDCG@10 on the valid split again
+    relevant = relevant_items(encoded_small, "valid", RANKING.threshold)
+    loaded, state = load_model(checkpoint)
+    again = rank_and_score(Recommender(loaded, encoded_small), relevant, [10], "train")
+    assert again["ndcg"].iloc[0] == pytest.approx(best, abs=1e-6)
+    assert state["best"] == {"valid_ndcg": pytest.approx(best)} and loaded.objective == "ranking"
+
+
+def test_ranking_training_beats_popularity_and_is_deterministic(encoded_small, ranked):
+    model, history, _, _ = ranked
+    relevant = relevant_items(encoded_small, "valid", RANKING.threshold)
+    popularity = rank_and_score(PopularityRanker(encoded_small), relevant, [10], "train")
+    # three short epochs already rank better than the most-rated list (deterministic)
+    assert history["valid_ndcg"].max() > popularity["ndcg"].iloc[0] + 0.01
+    hparams = {"fields": FIELDS, "embed_dim": 16}
+    short = TrainConfig(**{**RANKING.__dict__, "max_epochs": 1})
+    _, first, _ = train(encoded_small, "fm", hparams, short, seed=3, device="cpu")
+    pd.testing.assert_frame_equal(
+        first.drop(columns="seconds"), history.drop(columns="seconds").iloc[:1]
+    )
