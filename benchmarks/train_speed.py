@@ -180,7 +180,7 @@ def forever(epoch):
 def fast_setup(encoded, name: str, batch_size: int, device):
     """The model, its optimizers and the batch maker of the fast path, as train() builds them."""
     config = TrainConfig(batch_size=batch_size)
-    sparse = uses_sparse(config, device)
+    sparse = uses_sparse(config)
     model = build_model(name, encoded.meta, sparse=sparse, **HPARAMS[name]).to(device)
     return model, Optimizers(model, config, sparse), BatchMaker(encoded, device)
 

@@ -145,6 +145,28 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         print(format_table(favourites))
 
 
+def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """The `tune` subcommand: a seeded search on the valid split (deepfm_rec.tuning)."""
+    if not CONFIG.is_file():
+        parser.error(f"no {CONFIG} here: run in the project folder (its settings are the base)")
+    config = yaml.safe_load(CONFIG.read_text())
+    encoded = Path(args.encoded or f"results/{config['dataset']}/encoded")
+    if not (encoded / "meta.json").is_file():
+        parser.error(f"--encoded {encoded}: not an encoded folder (snakemake --cores 2 "
+                     f"{encoded} makes it)")  # fmt: skip
+    settings = {"objective": args.objective, **config[args.model][args.objective]}
+    if args.objective == "ranking":
+        settings |= {key: config["ranking"][key] for key in ("k", "threshold")}
+
+    from deepfm_rec.tuning import search  # torch and optuna: seconds, after the checks
+
+    table = search(encoded, args.model, settings, trials=args.trials, seed=args.seed,
+                   device=args.device, threads=args.threads)  # fmt: skip
+    table.to_csv(args.out, sep="\t", index=False, float_format="%.6g")
+    print(format_table(table.head(args.show).astype({"trial": str})))
+    print(f"\nall {len(table)} trials, best first: {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepfm-rec", description="FM and DeepFM rating models on MovieLens."
@@ -184,6 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many of the user's highest-rated train movies to show (default 5)",
     )
     rec.set_defaults(run=recommend, parser=rec)
+    search = commands.add_parser(
+        "tune",
+        help="search a model's settings on the valid split (Optuna, seeded)",
+        description="Train one config section (config/config.yaml) many times with settings "
+        "drawn by Optuna's TPE sampler, scoring each on the validation split only (valid "
+        "RMSE for stars, valid NDCG@k for ranking), and write the trials as a table.",
+    )
+    search.add_argument("--model", choices=["fm", "deepfm"], default="deepfm")
+    search.add_argument("--objective", choices=["stars", "ranking"], default="stars")
+    search.add_argument("--trials", type=int, default=30, help="trainings (default 30)")
+    search.add_argument("--seed", type=int, default=0, help="seeds the sampler and training")
+    search.add_argument("--encoded", help="default results/{dataset}/encoded of the config")
+    search.add_argument("--device", default="cpu", help="cpu (deterministic), cuda, ...")
+    search.add_argument("--threads", type=int, help="CPU threads (default torch's)")
+    search.add_argument("--out", default="tune.tsv", help="the trials table (default tune.tsv)")
+    search.add_argument("--show", type=int, default=10, help="best trials printed (default 10)")
+    search.set_defaults(run=tune, parser=search)
     return parser
 
 

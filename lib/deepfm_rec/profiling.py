@@ -34,7 +34,7 @@ def profile_step(
     device_t = resolve_device(device)
     state = read_checkpoint(checkpoint, device_t)
     config = replace(TrainConfig(**state["train_config"]), batch_size=batch_size)
-    sparse = uses_sparse(config, device_t)  # as train built it, to take training steps
+    sparse = uses_sparse(config)  # as train built it, to take training steps
     model = model_of(state, checkpoint, sparse).to(device_t).train()
     optimizer = Optimizers(model, config, sparse)
     maker = BatchMaker(encoded, device_t, memory_budget, fields=model.fields)
