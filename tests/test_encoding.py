@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import encode_for_tests
-from deepfm_rec.data.encoding import SPLITS, encode, open_encoded, split_rows
+from deepfm_rec.data.encoding import SPLITS, _check, encode, open_encoded, split_rows
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import Tables
 from deepfm_rec.data.users import build_users
@@ -237,3 +237,11 @@ def test_a_split_left_empty_is_an_error_naming_the_key(
         encode(tables, users, tmp_path / "encoded", seed=0, valid_fraction=valid,
                test_fraction=test, provenance={})  # fmt: skip
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_broken_invariant_is_a_real_error_not_an_assert(encoded_small):
+    """The format's checks raise (python -O removes assert statements)."""
+    arrays = {name: np.array(array) for name, array in encoded_small.arrays.items()}
+    arrays["genres.offsets"][-1] += 1  # offsets[-1] no longer len(values)
+    with pytest.raises(RuntimeError, match=r"genres: offsets\[-1\] == len\(values\)"):
+        _check(arrays, encoded_small.meta["fields"], encoded_small.meta["rows"])

@@ -42,7 +42,7 @@ def test_differences_are_each_mean_minus_the_bias_baselines(summary):
             )
     assert diffs.loc["bias", "rmse_diff"] == 0
     assert diffs.loc["deepfm", "rmse_std"] == pytest.approx(RUNS["rmse"][2:4].std())
-    with pytest.raises(AssertionError, match="no 'bias' row"):
+    with pytest.raises(ValueError, match="no 'bias' row"):
         metric_differences(summary[summary["model"] != "bias"])
 
 

@@ -8,12 +8,14 @@ import re
 import zipfile
 from itertools import product
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from snakemake.utils import validate
 
 from workflow_helpers import (
+    FAST,
     ROOT,
     copy_project,
     edit_config,
@@ -31,43 +33,60 @@ def project(small_study):
     return small_study
 
 
+RUNS = [(model, objective) for model in ("fm", "deepfm") for objective in ("stars", "ranking")]
+BASELINES = ["global_mean", "bias", "popularity", "itemknn", "ease"]
+
+
 def test_the_study_writes_its_outputs(project):
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
+    names = [f"{model} ({objective})" for model, objective in RUNS]
     assert list(zip(metrics["model"], metrics["seed"].fillna(-1), strict=True)) == [
-        ("fm", 42), ("fm", 43), ("deepfm", 42), ("deepfm", 43), ("global_mean", -1), ("bias", -1),
-        ("popularity", -1),
-    ]  # fmt: skip
+        (name, seed) for name in names for seed in (42, 43)
+    ] + [(name, -1) for name in BASELINES]
     meta = json.loads((project / "results/ml-latest-small/encoded/meta.json").read_text())
-    rated = metrics[metrics["model"] != "popularity"]
+    rated = metrics.dropna(subset="rmse")
+    assert set(rated["model"]) == {"fm (stars)", "deepfm (stars)", "global_mean", "bias"}
     assert (rated["rows"] == meta["splits"]["test"]).all()  # the whole test split
-    ranked = metrics[~metrics["model"].isin(["global_mean", "bias"])]
-    assert ranked["ndcg@10"].between(0, 1).all() and ranked["hr@10"].between(0, 1).all()
+    ranked = metrics.dropna(subset="ndcg@10")
+    assert set(ranked["model"]) == {*names, "popularity", "itemknn", "ease"}
+    for column in ("ndcg@10", "hr@10", "recall@10", "precision@10", "coverage@10"):
+        assert ranked[column].between(0, 1).all(), column
     assert (rated["rmse"] < 1.1).all()
     assert list(rated["rmse"] ** 2) == pytest.approx(list(rated["mse"]), rel=1e-5)
     by_run = metrics.set_index(["model", "seed"])
-    for model in ("fm", "deepfm"):
-        # seeds change the initialisation and batch order, so the numbers differ
-        assert by_run.loc[(model, 42), "rmse"] != by_run.loc[(model, 43), "rmse"]
+    for model, objective in RUNS:
+        name = f"{model} ({objective})"
+        metric = "rmse" if objective == "stars" else "ndcg@10"
+        # seeds change the initialisation, batch order and negatives: the numbers differ
+        assert by_run.loc[(name, 42), metric] != by_run.loc[(name, 43), metric]
         for seed in (42, 43):
-            folder = project / "results/ml-latest-small" / model / f"seed{seed}"
+            folder = project / "results/ml-latest-small" / model / objective / f"seed{seed}"
             record = json.loads((folder / "metrics.json").read_text())
-            assert record["rmse"] == pytest.approx(by_run.loc[(model, seed), "rmse"], abs=1e-6)
+            assert record[metric if objective == "stars" else "ranking"] is not None
             assert record["checksum"] == meta["checksum"] and record["seed"] == seed
+            assert record["objective"] == objective and record["exclude"] == "train+valid"
             history = pd.read_csv(folder / "history.tsv", sep="\t")
-            assert 1 <= len(history) <= 3
+            assert 1 <= len(history) <= (3 if objective == "stars" else 2)
             assert (folder / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    profile = (project / "results/ml-latest-small/deepfm/profile.txt").read_text()
-    assert "aten::" in profile and "batch 256" in profile
-    trace = json.loads((project / "results/ml-latest-small/deepfm/trace.json").read_text())
-    assert trace["traceEvents"]
+    for objective in ("stars", "ranking"):
+        folder = project / "results/ml-latest-small/deepfm" / objective
+        profile = (folder / "profile.txt").read_text()
+        assert "aten::" in profile and f"deepfm ({objective})" in profile
+        assert "batch 256" in profile
+        assert json.loads((folder / "trace.json").read_text())["traceEvents"]
     users = pd.read_csv(project / "results/ml-latest-small/users.tsv", sep="\t")
     assert len(users) == 610 and set(users["origin"]) == {"synthetic"}
     for log in (
         "download/ml-latest-small",
         "encode/ml-latest-small",
-        "train_fm/ml-latest-small/seed42",
+        "train_fm/ml-latest-small/stars/seed42",
+        "train_deepfm/ml-latest-small/ranking/seed43",
     ):
         assert (project / "logs" / f"{log}.log").stat().st_size > 0
+    for bench in ("evaluate/ml-latest-small/fm/stars/seed42", "baselines/ml-latest-small",
+                  "recommend/ml-latest-small/deepfm/ranking",
+                  "profile/ml-latest-small/deepfm/stars"):  # fmt: skip
+        assert (project / "benchmarks" / f"{bench}.tsv").read_text().startswith("s\t"), bench
 
 
 def test_the_report_shows_models_baselines_and_provenance(project):
@@ -76,37 +95,103 @@ def test_the_report_shows_models_baselines_and_provenance(project):
     for _, row in metrics.dropna(subset="rmse").iterrows():  # every per-seed row
         for metric in ("rmse", "mae"):
             assert any(text in page for text in four_decimals(row[metric])), (metric, row)
-    for model in ("fm", "deepfm"):  # mean ± std over the seeds
-        rmse = metrics[metrics["model"] == model]["rmse"]
-        pairs = product(four_decimals(rmse.mean()), four_decimals(rmse.std()))
-        assert any(f"{mean} ± {std}" in page for mean, std in pairs), model
-    assert page.count("data:image/png;base64,") == 4  # metrics, ranking, two curves
-    popularity = metrics.set_index("model").loc["popularity", "ndcg@10"]
-    assert "Ranking" in page and f"{popularity:.4f}" in page
-    topk = pd.read_csv(project / "results/ml-latest-small/deepfm/topk.tsv", sep="\t")
-    assert topk.groupby("user").size().eq(10).all()
+    for name, metric in (("fm (stars)", "rmse"), ("deepfm (ranking)", "ndcg@10")):
+        values = metrics[metrics["model"] == name][metric]  # mean ± std over the seeds
+        pairs = product(four_decimals(values.mean()), four_decimals(values.std()))
+        assert any(f"{mean} ± {std}" in page for mean, std in pairs), name
+    # metrics, ranking, a curve per model and objective
+    assert page.count("data:image/png;base64,") == 2 + len(RUNS)
+    baselines = metrics.set_index("model")
+    for name in ("popularity", "itemknn", "ease"):
+        assert f"{baselines.loc[name, 'ndcg@10']:.4f}" in page, name
+    assert "Protocol: a random 80%/10%/10% split" in page and "train or valid" in page
+    topk = pd.read_csv(project / "results/ml-latest-small/deepfm/ranking/topk.tsv", sep="\t")
+    assert topk.groupby("user").size().eq(10).all() and topk["predicted_stars"].isna().all()
     assert html.escape(topk["title"].iloc[0]) in page  # the first example user's top movie
     assert 'src="http' not in page  # self-contained
     meta = json.loads((project / "results/ml-latest-small/encoded/meta.json").read_text())
     assert meta["checksum"] in page and "torch" in page and "snakemake" in page
-    assert "aten::" in page  # the profile's operators
+    assert "aten::" in page  # the profiles' operators
     assert re.search(r"dropout: 0\.2", page)  # the config used
+    assert "history, genres, raters" in page  # a model's fields
 
 
 def test_a_second_run_has_nothing_to_do(project):
     assert "Nothing to be done" in snakemake(project, "-n").stdout
 
 
-def test_changing_a_deepfm_setting_reruns_only_deepfm_and_its_dependents(project):
-    edit_config(project, {"deepfm": {"dropout": 0.3}})
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (  # a DeepFM stars setting: its trainings and what reads them
+            {"deepfm": {"stars": {"dropout": 0.3}}},
+            {"train_deepfm": 2, "evaluate": 2, "profile": 1, "report": 1},
+        ),
+        (  # a model's fields pick among the encoded arrays: no new encoding
+            {"fm": {"stars": {"fields": ["user", "item", "genres"]}}},
+            {"train_fm": 2, "evaluate": 2, "report": 1},
+        ),
+        (  # the ranking protocol: every ranked score, not the trainings
+            {"ranking": {"exclude": "train"}},
+            {"evaluate": 8, "baselines": 1, "recommend": 1, "report": 1},
+        ),
+        (  # the split: everything from the encoding on
+            {"split": {"method": "temporal"}},
+            {
+                "encode": 1,
+                "train_fm": 4,
+                "train_deepfm": 4,
+                "evaluate": 8,
+                "baselines": 1,
+                "profile": 2,
+                "recommend": 1,
+                "report": 1,
+            },
+        ),
+    ],
+)
+def test_a_config_change_reruns_only_what_it_feeds(project, change, expected):
+    config = project / "config" / "config.yaml"
+    shipped = config.read_text()
+    edit_config(project, change)
     try:
         jobs = scheduled_jobs(snakemake(project, "-n").stdout)
     finally:
-        edit_config(project, {"deepfm": {"dropout": 0.2}})
-    assert jobs == {
-        "train_deepfm": 2, "evaluate": 2, "profile": 1, "recommend": 1, "report": 1, "all": 1,
-    }  # fmt: skip
+        config.write_text(shipped)
+    assert jobs == {**expected, "all": 1}
     assert "Nothing to be done" in snakemake(project, "-n").stdout
+
+
+def test_the_temporal_split_and_train_only_exclusion_through_the_workflow(tmp_path):
+    """The protocol keys run for real: a temporal split holds out each user's latest
+    ratings, candidates exclude train only, and the records and the report say so."""
+    project = copy_project(tmp_path / "project")
+    one_epoch = {"max_epochs": 1, "embed_dim": 8}
+    edit_config(project, {
+        **FAST, "seeds": [7], "split": {"method": "temporal"}, "ranking": {"exclude": "train"},
+        "fm": {"stars": one_epoch, "ranking": one_epoch},
+        "deepfm": {"stars": one_epoch, "ranking": one_epoch},
+    })  # fmt: skip
+    snakemake(project)
+    results = project / "results" / "ml-latest-small"
+    meta = json.loads((results / "encoded" / "meta.json").read_text())
+    assert meta["split_method"] == "temporal"
+    a = {name: np.load(results / "encoded" / f"{name}.npy") for name in ("user", "split")}
+    ratings = pd.read_csv(project / "resources/embedded/ml-latest-small/ratings.csv")
+    latest = (
+        ratings.assign(split=a["split"])
+        .groupby("userId")
+        .apply(
+            lambda r: r.sort_values("timestamp", kind="stable")["split"].iloc[-1],
+            include_groups=False,
+        )
+    )
+    assert (latest == 2).all()  # every user's latest rating is a test rating
+    record = json.loads((results / "fm/ranking/seed7/metrics.json").read_text())
+    assert record["exclude"] == "train"
+    page = (project / "results" / "report.html").read_text()
+    assert "Protocol: a temporal split (each user's latest 10% of ratings are test" in page
+    assert "did not rate in train is a candidate" in page
 
 
 def test_snakemake_report_archive(project):
@@ -124,8 +209,11 @@ def test_lint_is_clean(project):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"fm": {"embed_dimm": 8}}, "embed_dimm"),
-        ({"deepfm": {"dropout": "high"}}, "dropout"),
+        ({"fm": {"stars": {"embed_dimm": 8}}}, "embed_dimm"),
+        ({"deepfm": {"ranking": {"dropout": "high"}}}, "dropout"),
+        ({"fm": {"ranking": {"fields": ["user", "item", "moods"]}}}, "moods"),
+        ({"ranking": {"exclude": "valid"}}, "exclude"),
+        ({"split": {"method": "by-user"}}, "by-user"),
         ({"seeed": 1}, "seeed"),
         ({"split": {"test": 0.9}}, "test"),
         ({"dataset": "ml-7m"}, "ml-7m"),

@@ -163,7 +163,7 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     table = search(encoded, args.model, settings, trials=args.trials, seed=args.seed,
                    device=args.device, threads=args.threads)  # fmt: skip
     table.to_csv(args.out, sep="\t", index=False, float_format="%.6g")
-    print(format_table(table.head(args.show).astype({"trial": str})))
+    print(table.head(args.show).to_string(index=False, float_format="%.4g"))
     print(f"\nall {len(table)} trials, best first: {args.out}")
 
 

@@ -156,6 +156,7 @@ def evaluate_model(
         "best_valid": best,
         "fields": model.fields,
         "split": "test",
+        "exclude": exclude,
         "dataset": encoded.meta["dataset"],
         "checksum": encoded.meta["checksum"],
         "ranking": ranking.to_dict("records"),

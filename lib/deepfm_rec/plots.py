@@ -53,7 +53,8 @@ def metric_differences(
         <metric>_percent (the difference in percent of the reference's mean).
     """
     rows = summary.set_index("model")
-    assert reference in rows.index, f"no {reference!r} row to compare with: {list(rows.index)}"
+    if reference not in rows.index:
+        raise ValueError(f"no {reference!r} row to compare with: {list(rows.index)}")
     out = summary[["model", "kind", "seeds"]].copy()
     for metric in metrics:
         mean, base = summary[f"{metric}_mean"], rows.loc[reference, f"{metric}_mean"]

@@ -90,7 +90,8 @@ def hit_matrix(top_items: np.ndarray, relevant: Relevant) -> np.ndarray:
         top_items: int (U, K) item codes, row j for relevant.users[j]; 0 pads (never a hit).
     """
     top_items = np.asarray(top_items, dtype=np.int64)
-    assert top_items.shape[0] == len(relevant), "one top-K row per evaluated user"
+    if top_items.shape[0] != len(relevant):
+        raise ValueError(f"{top_items.shape[0]} top-K rows for {len(relevant)} evaluated users")
     n_items = int(max(top_items.max(initial=0), relevant.items.max(initial=0))) + 1
     owner = np.repeat(np.arange(len(relevant)), np.diff(relevant.indptr))
     keys = owner * n_items + relevant.items  # sorted: users ascend, items sorted per user

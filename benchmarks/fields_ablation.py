@@ -1,0 +1,87 @@
+"""Each field on and off: valid and test metrics of one config section's model.
+
+Run by hand, in the project folder, after the study has encoded its data:
+
+    .venv/bin/python benchmarks/fields_ablation.py --model deepfm --objective stars
+    .venv/bin/python benchmarks/fields_ablation.py --model fm --objective ranking --seeds 42 43
+
+Trains the section of config/config.yaml as it is, then once without each of its fields
+and once with each encoded field it lacks (for ranking, user and movie fields only), with
+every other setting unchanged, and prints one table: valid and test RMSE (stars) or NDCG@k
+(ranking; test candidates as the config's ranking.exclude), the mean over --seeds.
+Choose fields on the valid columns; the test columns are for the note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from deepfm_rec.data.batches import BatchMaker
+from deepfm_rec.data.encoding import open_encoded
+from deepfm_rec.inference import predict
+from deepfm_rec.ranking import rank_and_score, relevant_items
+from deepfm_rec.recommend import Recommender
+from deepfm_rec.train import split_settings, train
+
+
+def scores(encoded, model, history, kept, objective: str, ranking: dict) -> tuple[float, float]:
+    """(valid, test) RMSE or NDCG@k of a trained model at its kept epoch."""
+    row = history.set_index("epoch").loc[kept]
+    if objective == "stars":
+        test = encoded.rows("test")
+        maker = BatchMaker(encoded, fields=model.fields)
+        error = predict(model, maker, test, 8192) - np.asarray(encoded.arrays["label"])[test]
+        return math.sqrt(row["valid_mse"]), float(np.sqrt(np.mean(error**2)))
+    relevant = relevant_items(encoded, "test", ranking["threshold"])
+    table = rank_and_score(Recommender(model, encoded), relevant, [ranking["k"]],
+                           ranking["exclude"])  # fmt: skip
+    return float(row["valid_ndcg"]), float(table["ndcg"].iloc[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=["fm", "deepfm"], default="fm")
+    parser.add_argument("--objective", choices=["stars", "ranking"], default="stars")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--config", type=Path, default=Path("config/config.yaml"))
+    parser.add_argument("--encoded", type=Path, help="default results/{dataset}/encoded")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = yaml.safe_load(args.config.read_text())
+    encoded = open_encoded(args.encoded or Path(f"results/{config['dataset']}/encoded"))
+    section = {"objective": args.objective, **config[args.model][args.objective]}
+    if args.objective == "ranking":
+        section |= {key: config["ranking"][key] for key in ("k", "threshold")}
+    fields = section["fields"]
+    owners = {f["name"]: f["owner"] for f in encoded.meta["fields"]}
+    allowed = [n for n in owners if args.objective == "stars" or owners[n] != "pair"]
+    variants = [("as configured", fields)]
+    variants += [(f"without {name}", [f for f in fields if f != name]) for name in fields]
+    variants += [(f"with {name}", [*fields, name]) for name in allowed if name not in fields]
+    metric = "RMSE" if args.objective == "stars" else f"NDCG@{config['ranking']['k']}"
+    rows = []
+    for label, chosen in variants:
+        found = []
+        for seed in args.seeds:
+            train_config, hparams = split_settings({**section, "fields": chosen})
+            model, history, kept = train(encoded, args.model, hparams, train_config, seed=seed,
+                                         device="cpu")  # fmt: skip
+            found.append(scores(encoded, model, history, kept, args.objective, config["ranking"]))
+        valid, test = np.mean(found, axis=0)
+        rows.append({"fields": label, f"valid {metric}": valid, f"test {metric}": test})
+        print(f"{label}: valid {valid:.4f} test {test:.4f}", flush=True)
+    table = pd.DataFrame(rows)
+    print(f"\n{args.model} ({args.objective}) on {encoded.meta['dataset']}, seeds {args.seeds}:")
+    print(table.to_string(index=False, float_format="%.4f"))
+
+
+if __name__ == "__main__":
+    main()
