@@ -19,9 +19,10 @@ measures training throughput of FM and DeepFM. Cases, per model:
   default fused dense Adam.
   The cases so far train the seed's models: embed 16, MLP 128-64-32, the seed's fields
   (SEED_FIELDS: user, item, gender, occupation, age, genres, tags), mean pooling, MSE.
-- fast, history+raters, adam (batch 1024 and 8192): the same models on the stars
-  config's fields (BAG_FIELDS: tags out, the implicit-feedback bags history and raters
-  in, each with its row's own pair left out), sqrt pooling.
+- fast, history+raters, adam (batch 1024 and 8192): the same models with the
+  implicit-feedback bags (BAG_FIELDS: the seed's fields with tags replaced by history, a
+  user's train movies, and raters, a movie's train users, each without its row's own
+  pair), sqrt pooling.
 - ranking, N negatives: the study's ranking training as config/config.yaml's
   fm.ranking and deepfm.ranking sections set it (fields, model, batch, loss, the N
   negatives per batch and their sampler, positives, optimizer); its rate is positives/s,
@@ -72,7 +73,7 @@ from deepfm_rec.train import Optimizers, TrainConfig, objective_for, split_setti
 # the seed's models and fields, so that the figures compare with the README's table
 HPARAMS = {"fm": {"embed_dim": 16}, "deepfm": {"embed_dim": 16, "mlp": [128, 64, 32]}}
 SEED_FIELDS = ["user", "item", "gender", "occupation", "age", "genres", "tags"]
-# the stars config's fields: the implicit-feedback bags instead of tags
+# the implicit-feedback case: the seed's fields with history and raters instead of tags
 BAG_FIELDS = ["user", "item", "gender", "occupation", "age", "genres", "history", "raters"]
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
