@@ -1,14 +1,16 @@
 """How batch size and learning rate interact: valid RMSE, epochs and time per setting.
 
-Run by hand (not part of the test suite), after the study has encoded the data:
+Run by hand (tests/test_benchmarks.py runs it once on small data with --max-epochs 2 and
+judges no figure), after the study has encoded the data:
 
     .venv/bin/snakemake --cores 2 results/ml-latest-small/encoded
     .venv/bin/python benchmarks/batch_lr.py
     .venv/bin/python benchmarks/batch_lr.py --model deepfm --batches 512 4096
 
-Trains one model per (batch size, learning rate) with the config's other settings, the
-seed and the early stopping of the study, and prints one table. The learning rates are
-the config's, and the config's scaled by the square root of batch / config batch (the
+Trains one stars model per (batch size, learning rate) with the settings of the config's
+`fm.stars` or `deepfm.stars` section (fields, pooling, optimizer, ...), the first seed
+and the study's early stopping, and prints one table. The learning rates are the
+section's, and the section's scaled by the square root of batch / section batch (the
 usual rule for Adam, whose step does not grow with the batch as SGD's does). Choices are
 read on the validation split; the test split is not looked at.
 """
@@ -37,19 +39,23 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     parser.add_argument("--model", choices=["fm", "deepfm"], default="fm")
     parser.add_argument("--batches", type=int, nargs="+", default=[256, 1024, 8192])
+    parser.add_argument("--max-epochs", type=int, help="default: the config's")
     args = parser.parse_args()
     if not (args.encoded / "meta.json").exists():
         raise SystemExit(f"{args.encoded}: no encoded data; build it with snakemake first")
     logger.remove()  # the per-epoch log lines; the table is the output
     config = yaml.safe_load(args.config.read_text())
     torch.set_num_threads(config["threads"])
-    base, hparams = split_settings(config[args.model])
+    base, hparams = split_settings({"objective": "stars", **config[args.model]["stars"]})
+    if args.max_epochs:
+        base.max_epochs = args.max_epochs
     encoded = open_encoded(args.encoded)
     valid = encoded.rows("valid")
     label = np.asarray(encoded.arrays["label"])[valid]
 
-    print(f"{args.model} on {encoded.meta['dataset']}, seed {config['seeds'][0]}, "
-          f"config batch {base.batch_size}, lr {base.lr}")  # fmt: skip
+    print(f"{args.model} stars on {encoded.meta['dataset']}, seed {config['seeds'][0]}, "
+          f"config batch {base.batch_size}, lr {base.lr}, {base.optimizer}, fields "
+          f"{','.join(hparams['fields'])}, pooling {hparams.get('pooling', 'mean')}")  # fmt: skip
     print(f"{'batch':>6} {'lr':>9} {'steps/epoch':>12} {'epochs':>7} {'best':>5} "
           f"{'valid RMSE':>11} {'seconds':>8}")  # fmt: skip
     for batch_size in args.batches:
@@ -61,7 +67,8 @@ def main() -> None:
                 encoded, args.model, hparams, run, seed=config["seeds"][0], device="cpu"
             )
             seconds = time.perf_counter() - start
-            prediction = predict(model, BatchMaker(encoded), valid, 8192)
+            maker = BatchMaker(encoded, fields=model.fields)
+            prediction = predict(model, maker, valid, 8192)
             rmse = float(np.sqrt(np.mean((prediction - label) ** 2)))
             steps = math.ceil(len(encoded.rows("train")) / batch_size)
             print(f"{batch_size:>6} {lr:>9.4g} {steps:>12} {len(history):>7} {best:>5} "

@@ -1,11 +1,15 @@
-"""Time and memory of parsing and encoding a synthetic 10M-rating dataset (run by hand).
+"""Time and memory of parsing and encoding a synthetic 10M-rating dataset.
 
-    python benchmarks/encode_scale.py [--ratings 10000000] [--folder PATH] [--seed 1]
+Run by hand (tests/test_benchmarks.py runs it once on 30,000 ratings and judges no figure):
+
+    .venv/bin/python benchmarks/encode_scale.py [--ratings 10000000] [--folder PATH] [--seed 1]
 
 Generates the dataset (in a child process, into a temp folder unless --folder is given),
-then parses it with the ml-10m parser, synthesizes users and encodes it, and prints the
-seconds of each step and the peak resident memory. Budget: parse + users + encode of 10M
-ratings within 60 s and 3 GB on 2 cores.
+then parses it with the ml-10m parser, synthesizes users and encodes it (every field of
+the encoded format: the seed's, the implicit-feedback bags history and raters with their
+left-out pairs, and the time fields), and prints the seconds of each step and the peak
+resident memory. Budget: parse + users + encode of 10M ratings within 60 s and 3 GB on
+2 cores.
 
 Peak RSS is resource.getrusage's ru_maxrss (KiB on Linux): RUSAGE_CHILDREN for the
 generator's process, RUSAGE_SELF for parse + encode. `/usr/bin/time -v python

@@ -2,18 +2,39 @@
 
 Run by hand (tests/test_benchmarks.py runs it once on small data and judges no figure):
 
-    .venv/bin/python benchmarks/train_speed.py                 # 10M synthetic ratings
+    .venv/bin/python benchmarks/train_speed.py --epoch         # 10M synthetic ratings
     .venv/bin/python benchmarks/train_speed.py --ratings 1000000 --repeats 3
 
 It generates (once, cached under benchmarks/data/) a synthetic MovieLens-10M-sized
-dataset, encodes it (time and peak RSS of that step), then measures training samples/s
-of FM and DeepFM (embed 16, MLP 128-64-32) at several batch sizes on the fast path
-(resident arrays, batched gathers, sparse embedding updates on the CPU) and on a
-reference path that reproduces the seed's design (a Dataset whose __getitem__ reads
-one row from the memmaps, a collate function that builds EmbeddingBag offsets, a
-torch DataLoader with 0 and 4 workers, dense Adam), and prints one table: per case the
-median samples/s of --repeats blocks, their range, the ratio to the 0-worker reference,
-and the ms per step of each phase (gather, forward, backward, optimizer step).
+dataset (70,000 users, 10,000 movies), encodes it (time and peak RSS of that step), then
+measures training throughput of FM and DeepFM. Cases, per model:
+
+- per-sample DataLoader, 0 and 4 workers (batch 1024): the seed's design, the base of
+  the ratios. A Dataset whose __getitem__ reads one row from the memmaps, a collate
+  function that builds one bag per row (Bags with inverse = arange: no distinct bags),
+  a torch DataLoader, dense Adam.
+- fast, sparse_adam (each --batches size) and fast, adam (batch 1024): the fast path
+  (resident packed rows, batched gathers, each distinct bag pooled once) with the
+  lazy row-wise Adam the README's table measured on the CPU, and with the study's
+  default fused dense Adam.
+  The cases so far train the seed's models: embed 16, MLP 128-64-32, the seed's fields
+  (SEED_FIELDS: user, item, gender, occupation, age, genres, tags), mean pooling, MSE.
+- fast, history+raters, adam (batch 1024 and 8192): the same models with the
+  implicit-feedback bags (BAG_FIELDS: the seed's fields with tags replaced by history, a
+  user's train movies, and raters, a movie's train users, each without its row's own
+  pair), sqrt pooling.
+- ranking, N negatives: the study's ranking training as config/config.yaml's
+  fm.ranking and deepfm.ranking sections set it (fields, model, batch, loss, the N
+  negatives per batch and their sampler, positives, optimizer); its rate is positives/s,
+  each positive scored against the batch's N shared negatives.
+
+It prints one table, last: per case the median samples/s (ranking: positives/s) of
+--repeats blocks, their range, the ratio to the model's 0-worker reference, and the ms
+per step of each phase (gather, forward, backward with zero_grad, optimizer step). A
+ranking step's forward includes drawing its negatives and their movies' field rows.
+--epoch also times one FM epoch at batch 1024 on the fast path (seed fields,
+sparse_adam), with loading the packed table. torch runs on --threads threads (default
+every core; on a machine shared with other jobs, 1 avoids threads waiting for each other).
 """
 
 from __future__ import annotations
@@ -23,33 +44,62 @@ import multiprocessing
 import os
 import resource
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.data import DataLoader, Dataset
 
-from deepfm_rec.data.batches import Batch, BatchMaker
-from deepfm_rec.data.encoding import CATEGORICAL, DENSE, MULTI, encode_dataset, open_encoded
+from deepfm_rec.data.batches import Bags, Batch, BatchMaker
+from deepfm_rec.data.encoding import (
+    CATEGORICAL,
+    DENSE,
+    MULTI,
+    Encoded,
+    encode_dataset,
+    model_fields,
+    open_encoded,
+)
 from deepfm_rec.data.sources import fetch
 from deepfm_rec.data.synthetic import generate
 from deepfm_rec.data.users import write_users
 from deepfm_rec.inference import resolve_device
 from deepfm_rec.models import build_model
-from deepfm_rec.train import Optimizers, TrainConfig, loss_terms, uses_sparse
+from deepfm_rec.objectives import Stars
+from deepfm_rec.train import Optimizers, TrainConfig, objective_for, split_settings, uses_sparse
 
+# the seed's models and fields, so that the figures compare with the README's table
 HPARAMS = {"fm": {"embed_dim": 16}, "deepfm": {"embed_dim": 16, "mlp": [128, 64, 32]}}
+SEED_FIELDS = ["user", "item", "gender", "occupation", "age", "genres", "tags"]
+# the implicit-feedback case: the seed's fields with history and raters instead of tags
+BAG_FIELDS = ["user", "item", "gender", "occupation", "age", "genres", "history", "raters"]
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+
+
+def ranking_sections(config: Path) -> dict[str, tuple[TrainConfig, dict]]:
+    """(TrainConfig, model hparams with fields and pooling) of each model's ranking section
+    of the study's config (`fm.ranking`, `deepfm.ranking`), with the objective and the
+    valid metric's k and threshold added as the workflow's train_settings adds them."""
+    settings = yaml.safe_load(Path(config).read_text())
+    valid = {key: settings["ranking"][key] for key in ("k", "threshold")}
+    return {
+        name: split_settings({"objective": "ranking", **settings[name]["ranking"], **valid})
+        for name in HPARAMS
+    }
 
 
 class PerSampleDataset(Dataset):
     """The seed's loader: one row at a time from the memmaps, as Python scalars and lists."""
 
-    def __init__(self, folder: Path, rows: np.ndarray) -> None:
+    def __init__(self, folder: Path, rows: np.ndarray, fields: list[str]) -> None:
         self.encoded = open_encoded(folder)
         self.rows = rows
-        self.cat = [f["name"] for f in self.encoded.fields(CATEGORICAL)]
-        self.dense = [f["name"] for f in self.encoded.fields(DENSE)]
-        self.multi = [f["name"] for f in self.encoded.fields(MULTI)]
+        chosen = model_fields(self.encoded.meta, fields)  # the model's field order
+        assert not any(f.get("leave") for f in chosen), "the seed had no left-out pairs"
+        self.names = {kind: [f["name"] for f in chosen if f["kind"] == kind]
+                      for kind in (CATEGORICAL, DENSE, MULTI)}  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -57,28 +107,29 @@ class PerSampleDataset(Dataset):
     def __getitem__(self, i: int):
         a, row = self.encoded.arrays, self.rows[i]
         bags = []
-        for name in self.multi:
+        for name in self.names[MULTI]:
             b = a[f"{name}.bag"][row]
             offsets = a[f"{name}.offsets"]
             bags.append(a[f"{name}.values"][offsets[b] : offsets[b + 1]].tolist())
         return (
-            [int(a[name][row]) for name in self.cat],
-            [float(a[name][row]) for name in self.dense],
+            [int(a[name][row]) for name in self.names[CATEGORICAL]],
+            [float(a[name][row]) for name in self.names[DENSE]],
             bags,
             float(a["label"][row]),
         )
 
 
 def collate(samples) -> Batch:
-    """Stack per-sample fields; build (values, offsets) for each multi-valued field."""
+    """Stack per-sample fields; one bag per row for each multi-valued field, as the seed's
+    EmbeddingBag offsets were (no distinct bags: inverse is arange)."""
     cat, dense, bags, label = zip(*samples, strict=True)
     flat = []
     for j in range(len(bags[0])):
         lists = [b[j] for b in bags]
-        lengths = torch.tensor([len(x) for x in lists])
-        offsets = (torch.cumsum(lengths, 0) - lengths).to(torch.int32)
+        lengths = torch.tensor([len(x) for x in lists], dtype=torch.int64)
+        starts = (torch.cumsum(lengths, 0) - lengths).to(torch.int32)
         values = torch.tensor([v for x in lists for v in x], dtype=torch.int32)
-        flat.append((values, offsets))
+        flat.append(Bags(values, starts, lengths, torch.arange(len(lists))))
     return Batch(
         categorical=torch.tensor(cat, dtype=torch.int32),
         dense=torch.tensor(dense, dtype=torch.float32),
@@ -118,14 +169,25 @@ def _encode(raw: Path, folder: Path) -> None:
 PHASES = ("gather", "forward", "backward", "step")
 
 
-def measure(batches, model, optimizer, repeats: int, seconds: float, warmup: int) -> dict:
-    """Training throughput and where a step goes, on batches drawn from `batches`.
+def measure(
+    work: Iterator,
+    loss: Callable,
+    size: Callable[[object], int],
+    model: torch.nn.Module,
+    optimizer: Optimizers,
+    repeats: int,
+    seconds: float,
+    warmup: int,
+) -> dict:
+    """Training throughput and where a step goes, on work items drawn from `work`.
 
-    After one discarded warm-up block (at least `warmup` steps and `seconds`), times
-    `repeats` blocks of at least `seconds` each: samples/s of each block ("rates") and
-    their median ("median"). Then one more block splits the step into its phases
-    ("phases", ms per step), with a CUDA synchronisation after each phase, which is why
-    the throughput blocks are separate.
+    A work item is what `loss(model, item)` takes (an objective's: a stars Batch, or a
+    ranking (batch of positives, their users)); `size(item)` is the samples it counts
+    (rows; positives). After one discarded warm-up block (at least `warmup` steps and
+    `seconds`), times `repeats` blocks of at least `seconds` each: samples/s of each block
+    ("rates") and their median ("median"). Then one more block splits the step into its
+    phases ("phases", ms per step), with a CUDA synchronisation after each phase, which is
+    why the throughput blocks are separate.
     """
     device = next(model.parameters()).device
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
@@ -145,18 +207,18 @@ def measure(batches, model, optimizer, repeats: int, seconds: float, warmup: int
         steps = samples = 0
         while steps < min_steps or time.perf_counter() - start < seconds:
             marks[:] = [time.perf_counter()]
-            batch = next(batches)
+            item = next(work)
             lap()
-            loss, _ = loss_terms(model, batch, 0.01)
+            value, _ = loss(model, item)
             lap()
             optimizer.zero_grad()
-            loss.backward()
+            value.backward()
             lap()
             optimizer.step()
             lap()
             for j in range(len(marks) - 1):
                 totals[j] += marks[j + 1] - marks[j]
-            steps, samples = steps + 1, samples + len(batch)
+            steps, samples = steps + 1, samples + size(item)
         sync()
         rate = samples / (time.perf_counter() - start)
         return rate, [1e3 * total / steps for total in totals]
@@ -171,48 +233,89 @@ def measure(batches, model, optimizer, repeats: int, seconds: float, warmup: int
     }
 
 
-def forever(epoch):
-    """The batches of `epoch()` (one shuffled epoch's), epoch after epoch."""
+def forever(epoch: Callable[[], Iterator]) -> Iterator:
+    """The work items of `epoch()` (one shuffled epoch's), epoch after epoch."""
     while True:
         yield from epoch()
 
 
-def fast_setup(encoded, name: str, batch_size: int, device):
-    """The model, its optimizers and the batch maker of the fast path, as train() builds them."""
-    config = TrainConfig(batch_size=batch_size)
+def rows_of(item) -> int:
+    """A stars work item's samples: its rows."""
+    return len(item)
+
+
+def positives_of(item) -> int:
+    """A ranking work item's samples: its positives."""
+    return len(item[1])
+
+
+class Makers:
+    """BatchMakers by field list: the packed table of a field set is loaded once."""
+
+    def __init__(self, encoded: Encoded, device: torch.device) -> None:
+        self.encoded, self.device, self.made = encoded, device, {}
+
+    def __call__(self, fields: list[str]) -> BatchMaker:
+        key = tuple(fields)
+        if key not in self.made:
+            self.made[key] = BatchMaker(self.encoded, self.device, fields=fields)
+        return self.made[key]
+
+
+def fast_setup(encoded, name: str, config: TrainConfig, hparams: dict, device, make, seed=0):
+    """The model, its optimizers and its objective on the fast path, as train() builds
+    them; `make(fields)` gives the BatchMaker."""
+    torch.manual_seed(seed)
     sparse = uses_sparse(config)
-    model = build_model(name, encoded.meta, sparse=sparse, **HPARAMS[name]).to(device)
-    return model, Optimizers(model, config, sparse), BatchMaker(encoded, device)
+    model = build_model(
+        name, encoded.meta, objective=config.objective, sparse=sparse, **hparams
+    ).to(device)
+    draws = torch.Generator(device).manual_seed(seed)  # the negatives, on the device
+    objective = objective_for(encoded, make(model.fields), config, model.fields, draws, seed)
+    return model, Optimizers(model, config, sparse, objective.mode), objective
 
 
-def fast(encoded, name: str, batch_size: int, device, timing: dict):
-    model, optimizer, maker = fast_setup(encoded, name, batch_size, device)
-    rows, generator = encoded.rows("train"), torch.Generator().manual_seed(0)
-    batches = forever(lambda: maker.batches(rows, batch_size, generator))
-    return measure(batches, model, optimizer, warmup=3, **timing)
+def fast(encoded, name, config: TrainConfig, hparams: dict, device, make, timing: dict):
+    model, optimizer, objective = fast_setup(encoded, name, config, hparams, device, make)
+    generator = torch.Generator().manual_seed(0)
+    work = forever(lambda: objective.batches(generator))
+    size = positives_of if config.objective == "ranking" else rows_of
+    found = measure(work, objective.loss, size, model, optimizer, warmup=3, **timing)
+    if config.objective == "ranking":
+        found["negatives"] = objective.sampler.count
+    return found
 
 
 def reference(folder: Path, encoded, name: str, batch_size: int, workers: int, timing: dict):
-    model = build_model(name, encoded.meta, **HPARAMS[name])
+    torch.manual_seed(0)
+    model = build_model(name, encoded.meta, fields=SEED_FIELDS, **HPARAMS[name])
     loader = DataLoader(
-        PerSampleDataset(folder, encoded.rows("train")), batch_size=batch_size, shuffle=True,
-        num_workers=workers, collate_fn=collate, generator=torch.Generator().manual_seed(0),
+        PerSampleDataset(folder, encoded.rows("train"), model.fields), batch_size=batch_size,
+        shuffle=True, num_workers=workers, collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
     )  # fmt: skip
-    optimizer = Optimizers(model, TrainConfig(optimizer="adam"), sparse=False)
+    config = TrainConfig(batch_size=batch_size, optimizer="adam")
+    optimizer = Optimizers(model, config, sparse=False)
+    # the stars objective's loss; the reference brings its own batches, so no BatchMaker
+    objective = Stars(encoded, None, config)
     # the first batches map the memmaps' pages into the process (several times slower);
     # the timed blocks are the steady state
-    return measure(forever(lambda: loader), model, optimizer, warmup=20, **timing)
+    return measure(forever(lambda: loader), objective.loss, rows_of, model, optimizer,
+                   warmup=20, **timing)  # fmt: skip
 
 
 def epoch_seconds(encoded, device) -> tuple[float, int, int]:
     """(wall time, rows, steps) of one FM epoch's training steps at batch 1024 over the
-    train split, with loading the packed table once (train()'s validation after each epoch
-    not included)."""
+    train split on the fast path (seed fields, sparse_adam: the README's figure), with
+    loading the packed table once (train()'s validation after each epoch not included)."""
     start = time.perf_counter()
-    model, optimizer, maker = fast_setup(encoded, "fm", 1024, device)
+    config = TrainConfig(batch_size=1024, optimizer="sparse_adam")
+    hparams = HPARAMS["fm"] | {"fields": SEED_FIELDS}
+    make = Makers(encoded, device)
+    model, optimizer, objective = fast_setup(encoded, "fm", config, hparams, device, make)
     rows = steps = 0
-    for batch in maker.batches(encoded.rows("train"), 1024, torch.Generator().manual_seed(0)):
-        loss, _ = loss_terms(model, batch, 0.01)
+    for batch in objective.batches(torch.Generator().manual_seed(0)):
+        loss, _ = objective.loss(model, batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -223,21 +326,26 @@ def epoch_seconds(encoded, device) -> tuple[float, int, int]:
 
 
 def progress(name: str, path: str, batch_size: int, found: dict) -> None:
-    print(f"{name}, {path}, batch {batch_size}: {found['median']:,.0f} samples/s", flush=True)
+    unit = "positives/s" if path.startswith("ranking") else "samples/s"
+    print(f"{name}, {path}, batch {batch_size}: {found['median']:,.0f} {unit}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ratings", type=int, default=10_000_000)
     parser.add_argument("--folder", type=Path, default=Path(__file__).parent / "data")
+    parser.add_argument("--config", type=Path, default=CONFIG, help="its ranking sections")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1024, 8192, 65536])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1024, 8192, 65536],
+                        help="batch sizes of the fast, sparse_adam case")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks per case")
     parser.add_argument("--seconds", type=float, default=1.0, help="least length of a block")
     parser.add_argument("--epoch", action="store_true", help="also time one full FM epoch")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch's")
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    ranking = ranking_sections(args.config)
     folder = args.folder / f"synthetic-{args.ratings}"
     encoded_folder, encode_s, encode_rss = prepare(folder, args.ratings)
     encoded = open_encoded(encoded_folder)
@@ -247,23 +355,45 @@ def main() -> None:
     )
 
     timing = {"repeats": args.repeats, "seconds": args.seconds}
+    make = Makers(encoded, device)
     results = []  # (model, path, batch, measure()'s dict)
+
+    def run_fast(name: str, path: str, config: TrainConfig, hparams: dict) -> None:
+        found = fast(encoded, name, config, hparams, device, make, timing)
+        if config.objective == "ranking":
+            path = f"{path}, {found['negatives']} negatives"
+        results.append((name, path, config.batch_size, found))
+        progress(*results[-1])
+
     for name in HPARAMS:
         for workers in (0, 4):
             found = reference(encoded_folder, encoded, name, 1024, workers, timing)
             results.append((name, f"per-sample DataLoader, {workers} workers", 1024, found))
             progress(*results[-1])
+        seed = HPARAMS[name] | {"fields": SEED_FIELDS}
         for batch_size in args.batches:
-            found = fast(encoded, name, batch_size, device, timing)
-            results.append((name, f"fast ({device.type})", batch_size, found))
-            progress(*results[-1])
+            config = TrainConfig(batch_size=batch_size, optimizer="sparse_adam")
+            run_fast(name, "fast, sparse_adam", config, seed)
+        run_fast(name, "fast, adam", TrainConfig(batch_size=1024, optimizer="adam"), seed)
+        bags = HPARAMS[name] | {"fields": BAG_FIELDS, "pooling": "sqrt"}
+        for batch_size in (1024, 8192):
+            config = TrainConfig(batch_size=batch_size, optimizer="adam")
+            run_fast(name, "fast, history+raters, adam", config, bags)
+        run_fast(name, "ranking", *ranking[name])
     epoch = epoch_seconds(encoded, device) if args.epoch else None
 
     print(f"\n{encoded.meta['rows']:,} ratings ({n_train:,} train), device {device}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")  # fmt: skip
     print(f"encode: {encode_s:.1f} s, peak RSS {encode_rss:.2f} GB")
-    print(f"samples/s: median of {args.repeats} blocks of at least {args.seconds:g} s "
-          "(range: slowest-fastest block); ms per step: one more block, by phase")  # fmt: skip
+    print(f"samples/s (ranking: positives/s): median of {args.repeats} blocks of at least "
+          f"{args.seconds:g} s (range: slowest-fastest block); ms per step: one more block, "
+          "by phase")  # fmt: skip
+    for name, (config, hparams) in ranking.items():
+        print(f"ranking {name}: {args.config.name}'s {name}.ranking: fields "
+              f"{','.join(hparams['fields'])}, {config.loss} loss, {config.negatives} "
+              f"{config.sampler} negatives per batch (every movie if 0 or the catalogue's "
+              f"size or more), positives of {config.positives:g}+ stars, {config.optimizer}; "
+              "x ref: positives/s over the reference's samples/s")  # fmt: skip
     print(f"{'model':<7} {'path':<34} {'batch':>6} {'samples/s':>11} {'range':>17} {'× ref':>6} "
           + " ".join(f"{phase:>8}" for phase in PHASES))  # fmt: skip
     for name, path, batch_size, found in results:
@@ -277,7 +407,7 @@ def main() -> None:
     if epoch is not None:
         seconds, rows, steps = epoch
         print(f"one FM epoch at batch 1024 ({rows:,} rows in {steps:,} steps, with loading "
-              f"the table): {seconds:.2f} s")  # fmt: skip
+              f"the table; seed fields, sparse_adam): {seconds:.2f} s")  # fmt: skip
 
 
 if __name__ == "__main__":

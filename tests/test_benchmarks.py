@@ -5,40 +5,51 @@ are not judged here (see the README's Speed section)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+ROOT = Path(__file__).parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 
 def run(script: str, *args: str) -> list[str]:
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args],
-        capture_output=True, text=True, timeout=600, cwd=BENCHMARKS.parent,
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.splitlines()
 
 
-def table(lines: list[str], header: str) -> list[list[str]]:
+def table(lines: list[str], header: str, first=("fm ", "deepfm ")) -> list[list[str]]:
     """The rows (split on spaces) under the line that starts with `header`."""
     start = next(i for i, line in enumerate(lines) if line.startswith(header))
-    return [line.split() for line in lines[start + 1 :] if line.startswith(("fm ", "deepfm "))]
+    return [line.split() for line in lines[start + 1 :] if line.startswith(first)]
 
 
 def number(text: str) -> float:
     return float(text.replace(",", "").rstrip("x"))
 
 
+def sizes(encoded: Path) -> dict[str, int]:
+    meta = json.loads((encoded / "meta.json").read_text())
+    return {f["name"]: f["vocab_size"] for f in meta["fields"] if "vocab_size" in f}
+
+
 @pytest.fixture(scope="module")
 def train_speed(tmp_path_factory) -> tuple[Path, list[str]]:
     folder = tmp_path_factory.mktemp("benchmarks")
     args = ["--ratings", "30000", "--folder", str(folder), "--batches", "512", "4096"]
-    lines = run("train_speed.py", *args, "--repeats", "3", "--seconds", "0.05", "--epoch")
+    # one thread: on a shared machine two threads per op wait for each other (3-4x slower)
+    args += ["--repeats", "3", "--seconds", "0.05", "--epoch", "--threads", "1"]
+    lines = run("train_speed.py", *args)
     return folder / "synthetic-30000" / "encoded", lines
 
 
@@ -47,16 +58,24 @@ def test_train_speed_prints_every_case_with_its_ratio_and_phases(train_speed):
     assert (encoded / "meta.json").exists()
     rows = table(lines, "model ")
     cases = [(row[0], " ".join(row[1:-8]), int(row[-8])) for row in rows]
-    expected = [
-        (name, path, batch)
-        for name in ("fm", "deepfm")
-        for path, batch in [
-            ("per-sample DataLoader, 0 workers", 1024),
-            ("per-sample DataLoader, 4 workers", 1024),
-            ("fast (cpu)", 512),
-            ("fast (cpu)", 4096),
+    candidates = sizes(encoded)["item"] - 1  # every movie: the most negatives a batch has
+    expected = []
+    for name in ("fm", "deepfm"):
+        ranking = CONFIG[name]["ranking"]
+        negatives = ranking["negatives"] if 0 < ranking["negatives"] < candidates else candidates
+        expected += [
+            (name, path, batch)
+            for path, batch in [
+                ("per-sample DataLoader, 0 workers", 1024),
+                ("per-sample DataLoader, 4 workers", 1024),
+                ("fast, sparse_adam", 512),
+                ("fast, sparse_adam", 4096),
+                ("fast, adam", 1024),
+                ("fast, history+raters, adam", 1024),
+                ("fast, history+raters, adam", 8192),
+                (f"ranking, {negatives} negatives", ranking["batch_size"]),
+            ]
         ]
-    ]
     assert cases == expected
     for name in ("fm", "deepfm"):
         mine = [row for row in rows if row[0] == name]
@@ -68,6 +87,11 @@ def test_train_speed_prints_every_case_with_its_ratio_and_phases(train_speed):
             assert ratio == pytest.approx(rate / base, abs=0.051)  # printed to 0.1
             for ms in row[-4:]:  # gather, forward, backward, step: ms to 0.01, not judged
                 assert re.fullmatch(r"\d+\.\d\d", ms), row
+        # the ranking case says which settings of the config it ran
+        ranking = CONFIG[name]["ranking"]
+        said = next(line for line in lines if line.startswith(f"ranking {name}: "))
+        assert f"fields {','.join(ranking['fields'])}, {ranking['loss']} loss, " in said
+        assert f"{ranking['negatives']} {ranking['sampler']} negatives per batch" in said
     # the epoch's time is not judged (30,000 ratings can take less than the printed 0.01 s);
     # what it covered is: every train row once, in ceil(rows / 1024) steps
     n_train = json.loads((encoded / "meta.json").read_text())["splits"]["train"]
@@ -75,15 +99,49 @@ def test_train_speed_prints_every_case_with_its_ratio_and_phases(train_speed):
     assert f"({n_train:,} rows in {-(-n_train // 1024):,} steps," in epoch
 
 
-def test_recommend_speed_times_both_models_on_the_encoded_data(train_speed):
+@pytest.mark.parametrize("users", ["40", "0"])
+def test_recommend_speed_times_four_models_on_the_encoded_data(train_speed, users):
     encoded, _ = train_speed
-    lines = run("recommend_speed.py", "--encoded", str(encoded), "--users", "40")
-    meta = json.loads((encoded / "meta.json").read_text())
-    sizes = {f["name"]: f["vocab_size"] for f in meta["fields"] if "vocab_size" in f}
-    header = f"{sizes['user'] - 1:,} users × {sizes['item'] - 1:,} movies, device cpu"
+    lines = run("recommend_speed.py", "--encoded", str(encoded), "--users", users, "--threads", "1")
+    n_users, n_items = sizes(encoded)["user"] - 1, sizes(encoded)["item"] - 1
+    header = f"{n_users:,} users × {n_items:,} movies, device cpu"
     assert any(line.startswith(header) for line in lines), lines
     rows = table(lines, "model ")
-    assert [row[0] for row in rows] == ["fm", "deepfm"]
-    for _, timed, rate, total in rows:  # the rates and times are not judged
-        assert int(timed) == 40
-        assert re.fullmatch(r"[\d,]+", rate) and re.fullmatch(r"[\d,]+", total), (rate, total)
+    assert [row[:2] for row in rows] == [
+        ["fm", "stars"], ["deepfm", "stars"], ["fm", "ranking"], ["deepfm", "ranking"]
+    ]  # fmt: skip
+    for _, _, timed, rate, total in rows:  # the rates and times are not judged
+        assert number(timed) == (int(users) or n_users)  # 0: every user
+        assert re.fullmatch(r"[\d,]+", rate) and re.fullmatch(r"[\d,]+\.\d\d", total), rows
+
+
+def test_batch_lr_trains_each_setting_of_the_stars_section(train_speed):
+    encoded, _ = train_speed
+    args = ["--encoded", str(encoded), "--batches", "4096", "--max-epochs", "2"]
+    lines = run("batch_lr.py", *args)
+    stars = CONFIG["fm"]["stars"]
+    assert lines[0].startswith(f"fm stars on ml-10m, seed {CONFIG['seeds'][0]}, config batch "
+                               f"{stars['batch_size']}, lr {stars['lr']}")  # fmt: skip
+    assert f"fields {','.join(stars['fields'])}" in lines[0]
+    rows = table(lines, " batch", first=" ")
+    lrs = sorted({stars["lr"], stars["lr"] * math.sqrt(4096 / stars["batch_size"])})
+    assert [(int(row[0]), float(row[1])) for row in rows] == [
+        (4096, pytest.approx(lr, rel=1e-3)) for lr in lrs
+    ]
+    n_train = json.loads((encoded / "meta.json").read_text())["splits"]["train"]
+    for _, _, steps, epochs, best, rmse, seconds in rows:  # RMSE and time not judged
+        assert int(steps) == -(-n_train // 4096)
+        assert int(epochs) <= 2 and 1 <= int(best) <= int(epochs)
+        assert re.fullmatch(r"\d+\.\d{4}", rmse) and re.fullmatch(r"\d+\.\d", seconds)
+
+
+def test_encode_scale_prints_every_step(tmp_path):
+    lines = run("encode_scale.py", "--ratings", "30000", "--folder", str(tmp_path))
+    meta = json.loads((tmp_path / "encoded" / "meta.json").read_text())
+    assert meta["rows"] == 30000
+    users = sizes(tmp_path / "encoded")["user"] - 1  # with a code: rated in train
+    assert re.fullmatch(r"30,000 ratings, [\d,]+ users", lines[0]), lines[0]
+    assert number(lines[0].split()[2]) >= users
+    steps = [line[:22].strip() for line in lines[2:7]]  # the step column
+    assert steps == ["generate", "parse", "users", "encode", "parse + users + encode"]
+    assert re.fullmatch(r"budget 60 s, 3 GB: (within|EXCEEDED)", lines[7]), lines[7]
