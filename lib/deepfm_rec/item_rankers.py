@@ -393,7 +393,8 @@ class EASE(ItemRanker):
             self.p = None  # free the last λ's P before building the next
             a = self.gram.clone()
             a.diagonal().add_(lam)
-            _, info = torch.linalg.cholesky_ex(a, out=(a, torch.empty((), dtype=torch.int32)))
+            info = torch.empty((), dtype=torch.int32, device=self.device)
+            torch.linalg.cholesky_ex(a, out=(a, info))  # L, in place
             if int(info):
                 raise ValueError(f"EASE: XᵀX + {lam}·I is not positive definite in float32")
             torch.cholesky_inverse(a, out=a)  # P, in place
