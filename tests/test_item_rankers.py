@@ -223,14 +223,21 @@ def test_ease_caps_the_catalogue_to_the_budget(encoded_small):
     assert float(test["ndcg"].iloc[0]) > 0.15
 
 
-def test_itemknn_blocks_do_not_change_the_lists(encoded_small):
-    whole = ItemKNN(encoded_small, 50, memory_budget=BUDGET)
-    # bytes per movie of a block: 4 · 611 users + 12 · 9009 movies; 1000 movies: 10 blocks
-    blocks = ItemKNN(encoded_small, 50, memory_budget=1000 * (4 * 611 + 12 * 9009))
-    assert whole.block == whole.n_modelled == 9009 and blocks.block == 1000
+def test_itemknn_blocks_do_not_change_the_lists(encoded_tiny):
+    whole = ItemKNN(encoded_tiny, 50, memory_budget=BUDGET)
+    n, users = whole.n_modelled, whole.n_users
+    assert whole.block == n > 2000
+    # a block holds 4 bytes per user and 12 per movie for each of its movies: 300 a block
+    blocks = ItemKNN(encoded_tiny, 50, memory_budget=300 * (4 * users + 12 * n))
+    assert blocks.block == 300 and n % 300  # a shorter last block too
     assert torch.equal(whole.neighbour_items, blocks.neighbour_items)
     assert torch.equal(whole.neighbour_sims, blocks.neighbour_sims)
-    assert blocks.coverage()["items_used"] == blocks.coverage()["items_total"]
+    assert blocks.coverage()["items_used"] == blocks.coverage()["items_total"] == n
+    # nor does the length kept: ties at the cut go to the lower code, not to topk's whim
+    short = ItemKNN(encoded_tiny, 10, memory_budget=BUDGET)
+    assert torch.equal(short.neighbour_items, whole.neighbour_items[:, :10])
+    tied = whole.neighbour_sims[:, 9] == whole.neighbour_sims[:, 10]
+    assert tied.sum() > 100  # many movies have a tie across the cut at 10
 
 
 def test_fit_passes_exclude_to_test_only_and_records_the_cap(encoded_tiny, monkeypatch):
