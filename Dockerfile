@@ -44,7 +44,8 @@ RUN --mount=type=secret,id=cacert \
         matplotlib==3.11.2 \
         tqdm==4.70.1 \
         snakemake==9.27.1 \
-        snakemake-executor-plugin-slurm==2.8.0
+        snakemake-executor-plugin-slurm==2.8.0 \
+        optuna==5.0.0
 # The project package (.dockerignore lets only pyproject.toml, README.md and lib/ in).
 COPY . /src
 RUN --mount=type=secret,id=cacert \

@@ -1,6 +1,6 @@
 """What reruns after a change, on real runs of the small study (no dry runs).
 
-One study runs once; then a DeepFM setting changes, then FM is forced. Each time only
+One study runs once; then a DeepFM stars setting changes, then FM is forced. Each time only
 the changed rule and what depends on it (as Snakemake's `--forcerun` dry run lists it)
 run, and no other output is touched.
 """
@@ -75,39 +75,41 @@ def project(tmp_path_factory) -> Path:
 
 def test_a_deepfm_setting_reruns_train_deepfm_and_its_dependents_only(project):
     before, scores = stamps(project), metrics(project)
-    expected = downstream_of(project, "train_deepfm")
+    stars = {**SMALL["deepfm"]["stars"], "dropout": 0.3}
     (project / "config" / "small.yaml").write_text(
-        yaml.safe_dump({**SMALL, "deepfm": {**SMALL["deepfm"], "dropout": 0.3}})
+        yaml.safe_dump({**SMALL, "deepfm": {**SMALL["deepfm"], "stars": stars}})
     )
     ran = run(project)
-    assert ran == expected
-    assert ran["train_deepfm"] == SEEDS and ran["evaluate"] == SEEDS  # one per seed
-    assert not {"download", "synthesize_users", "encode", "baselines", "train_fm"} & set(ran)
+    # the stars DeepFM of each seed and what reads it: not the ranking DeepFM
+    assert ran == {"train_deepfm": SEEDS, "evaluate": SEEDS, "profile": 1, "report": 1}
     changed = touched(before, stamps(project))
-    assert {f"{DATA}/deepfm/seed42/model.pt", "results/report.html"} <= changed
+    assert {f"{DATA}/deepfm/stars/seed42/model.pt", "results/report.html"} <= changed
     assert_untouched(
-        before, changed, f"{DATA}/fm/", f"{DATA}/encoded/", f"{DATA}/users", f"{DATA}/baselines",
-        "resources/",
+        before, changed, f"{DATA}/fm/", f"{DATA}/deepfm/ranking/", f"{DATA}/encoded/",
+        f"{DATA}/users", f"{DATA}/baselines", "resources/",
     )  # fmt: skip
     after = metrics(project)
-    pd.testing.assert_frame_equal(after.loc["fm"], scores.loc["fm"])  # FM did not move
-    assert (after.loc["deepfm", "rmse"] != scores.loc["deepfm", "rmse"]).all()
+    unchanged = [name for name in after.index.levels[0] if name != "deepfm (stars)"]
+    pd.testing.assert_frame_equal(after.loc[unchanged], scores.loc[unchanged])  # did not move
+    assert (after.loc["deepfm (stars)", "rmse"] != scores.loc["deepfm (stars)", "rmse"]).all()
     again = snakemake(project, "-n", "--configfile", "config/small.yaml").stdout
     assert "Nothing to be done" in again
 
 
 def test_forcing_train_fm_reruns_fm_and_its_dependents_only(project):
     before, scores = stamps(project), metrics(project)
+    expected = downstream_of(project, "train_fm")
     ran = run(project, "--forcerun", "train_fm")
-    assert ran["train_fm"] == SEEDS and ran["evaluate"] == SEEDS and ran["report"] == 1
+    assert ran == expected  # both objectives of every seed, and what reads them
+    assert ran["train_fm"] == 2 * SEEDS and ran["evaluate"] == 2 * SEEDS and ran["report"] == 1
     # profile is not among them: profile.models is [deepfm]
     forbidden = {"download", "synthesize_users", "encode", "baselines", "train_deepfm", "profile"}
     assert not forbidden & set(ran), ran
     changed = touched(before, stamps(project))
-    assert {f"{DATA}/fm/seed42/model.pt", f"{DATA}/fm/seed42/metrics.json"} <= changed
+    assert {f"{DATA}/fm/stars/seed42/model.pt", f"{DATA}/fm/ranking/seed43/metrics.json"} <= changed
     assert_untouched(
         before, changed, f"{DATA}/deepfm/", f"{DATA}/encoded/", f"{DATA}/users",
         f"{DATA}/baselines", "resources/",
     )  # fmt: skip
-    # the same config and seeds on the CPU: the retrained FM scores exactly as before
+    # the same config and seeds on the CPU: the retrained FMs score exactly as before
     pd.testing.assert_frame_equal(metrics(project), scores, check_exact=True)

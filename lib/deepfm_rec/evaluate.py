@@ -19,6 +19,7 @@ from loguru import logger
 from deepfm_rec.data.batches import DEFAULT_MEMORY_BUDGET, BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.inference import load_model, predict
+from deepfm_rec.item_rankers import fit_item_rankers
 from deepfm_rec.ranking import PopularityRanker, rank_and_score, relevant_items
 from deepfm_rec.recommend import Recommender
 
@@ -209,5 +210,7 @@ def write_baselines(
     ranking = rank_and_score(PopularityRanker(encoded), relevant, tuple(ks), exclude)
     records.append({"model": "popularity", "kind": "baseline",
                     "ranking": ranking.to_dict("records")})  # fmt: skip
+    records += fit_item_rankers(encoded, ks=ks, threshold=threshold, memory_budget=memory_budget,
+                                k=k, exclude=exclude)  # fmt: skip
     Path(out).write_text(json.dumps(records, indent=2) + "\n")
     return records

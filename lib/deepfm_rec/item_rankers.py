@@ -34,8 +34,13 @@ from loguru import logger
 
 from deepfm_rec.data.batches import gather_bags
 from deepfm_rec.data.encoding import Encoded, open_encoded
-from deepfm_rec.ranking import CandidateRanker, Relevant, rank_and_score, relevant_items
-from deepfm_rec.recommend import rated_items
+from deepfm_rec.ranking import (
+    CandidateRanker,
+    Relevant,
+    rank_and_score,
+    rated_items,
+    relevant_items,
+)
 
 DEFAULT_LAMBDAS = (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
 DEFAULT_NEIGHBOURS = (20, 50, 100, 200)
@@ -475,7 +480,7 @@ def fit_item_rankers(
     Tuning: ItemKNN's neighbours over `neighbours`, EASE's λ over `lambdas`, each by NDCG@k
     over the valid users (relevant: valid ratings ≥ threshold stars; candidates: movies
     not rated in train). Test: the ranking metrics at `ks` of the chosen model, candidates
-    the movies not rated in `exclude` (see deepfm_rec.recommend.exclusion_splits).
+    the movies not rated in `exclude` (see deepfm_rec.ranking.exclusion_splits).
 
     Returns:
         One record per ranker, in the form of write_baselines' popularity record:

@@ -117,14 +117,16 @@ class NegativeSampler:
         if not self.sampled:
             items, log_q = self.all, None
         else:
-            if self.method == "uniform":
-                weights = torch.ones_like(self.weights)
-            else:
-                weights = self.weights
+            uniform = self.method == "uniform"
+            weights = torch.ones_like(self.weights) if uniform else self.weights
             drawn = torch.multinomial(weights, self.count, replacement=False,
                                       generator=self.generator)  # fmt: skip
             items = drawn + 1
-            log_q = torch.log(self.count * weights[drawn] / weights.sum()).float()
+            # log of each drawn movie's chance to be among the S: S / C when uniform; for
+            # popularity, 1 - (1 - p)^S, the chance that S draws of p hit it (S·p would
+            # exceed 1 for the most-rated movies and correct them too much)
+            p = weights[drawn] / weights.sum()
+            log_q = torch.log(-torch.expm1(self.count * torch.log1p(-p))).float()
         # each distinct user's rated movies among the negatives, as (user, column) pairs:
         # a batch has several rows of most of its users
         distinct, inverse = torch.unique(users, return_inverse=True)
@@ -201,7 +203,6 @@ class Ranking:
         items, rated, log_q = self.sampler(users)
         right = self.sides.vectors(model.embedding, "item", items)  # (S, F, 1 + D)
         negative = model.grid_scores(left, right)  # (B, S)
-        kept = (~rated).sum(dim=1).clamp(min=1)  # (B,) negatives of each row
         if self.config.loss == "softmax":
             # in place: each (B, S) pass costs as much as the matrix product here
             if log_q is not None:
@@ -210,11 +211,12 @@ class Ranking:
             # the (B, S) logits: logsumexp(all) = logaddexp(positive, logsumexp(negatives))
             negative = negative.masked_fill_(rated, -math.inf).logsumexp(dim=1)
             loss = (torch.logaddexp(positive, negative) - positive).mean()
-        elif self.config.loss == "bpr":
+        elif self.config.loss == "bpr":  # the mean over a row's negatives it keeps
             pairs = F.softplus(negative - positive[:, None]).masked_fill(rated, 0)
-            loss = (pairs.sum(dim=1) / kept).mean()
+            loss = (pairs.sum(dim=1) / (~rated).sum(dim=1).clamp(min=1)).mean()
         else:
-            negatives = F.softplus(negative).masked_fill(rated, 0).sum(dim=1) / kept
+            negatives = F.softplus(negative).masked_fill(rated, 0).sum(dim=1)
+            negatives = negatives / (~rated).sum(dim=1).clamp(min=1)
             loss = (F.softplus(-positive) + negatives).mean()
         if self.config.l2:
             loss = loss + self.config.l2 * l2_penalty(field_rows)

@@ -266,13 +266,25 @@ def _headline(summary: pd.DataFrame, table: pd.DataFrame, meta: dict, k: int) ->
 
 
 def _baseline_notes(records: list[dict]) -> str:
-    """How each tuned ranking baseline was set (its params), one line each."""
-    notes = [
-        f"<b>{html.escape(r['model'])}</b>: "
-        + ", ".join(f"{html.escape(str(k))} {html.escape(str(v))}" for k, v in r["params"].items())
-        for r in records
-        if r["kind"] == "baseline" and "ranking" in r and r.get("params")
-    ]
+    """How ItemKNN and EASE were tuned (the valid NDCG of each grid value) and how many
+    movies they model, one line each."""
+    notes = []
+    for record in records:
+        params = record.get("params", {})
+        if record["kind"] != "baseline" or "tuning" not in params:
+            continue
+        name = "neighbours" if "neighbours" in params else "lambda"
+        grid = ", ".join(f"{t['value']:g} ({t['valid_ndcg']:.4f})" for t in params["tuning"])
+        scope = (
+            f"all {params['items_total']} movies"
+            if params["items_used"] == params["items_total"]
+            else f"the {params['items_used']} most-rated of {params['items_total']} movies "
+            "(the memory budget), the others after them by popularity"
+        )
+        notes.append(
+            f"<b>{html.escape(record['model'])}</b>: {name} {params[name]:g}, chosen by "
+            f"{html.escape(params['tuned_on'])} among {grid}; models {scope}."
+        )
     return f"<p>{'<br>'.join(notes)}</p>" if notes else ""
 
 

@@ -41,7 +41,7 @@ def small_project(path: Path) -> Path:
 def check_report(project: Path, versions: dict) -> pd.DataFrame:
     """The study's outputs are there and the report shows the image's stack."""
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
-    assert {"fm", "deepfm"} <= set(metrics["model"])
+    assert {"fm (stars)", "deepfm (ranking)"} <= set(metrics["model"])
     page = (project / "results" / "report.html").read_text()
     for _, row in metrics.dropna(subset=["rmse"]).iterrows():  # rating rows (not top-K only)
         assert f"{row['rmse']:.4f}" in page and f"{row['mae']:.4f}" in page
