@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deepfm_rec.data.encoding import encode, open_encoded
+from data_helpers import encode_for_tests
 from deepfm_rec.data.layouts import read_tables
 from deepfm_rec.data.sources import fetch
 from deepfm_rec.data.users import build_users
@@ -15,15 +15,6 @@ from workflow_helpers import FAST, copy_project, edit_config, snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED = ROOT / "resources" / "embedded" / "ml-latest-small"
-
-
-def encode_for_tests(tables, users, out: Path, seed: int):
-    """Encode with a 10%/10% split and placeholder provenance, and open the result."""
-    provenance = {"dataset": "ml-latest-small", "checksum": "x", "source": "test",
-                  "checksum_kind": "test"}  # fmt: skip
-    encode(tables, users, out, seed=seed, valid_fraction=0.1, test_fraction=0.1,
-           provenance=provenance)  # fmt: skip
-    return open_encoded(out)
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,7 @@ import torch
 import deepfm_rec.item_rankers as item_rankers
 from deepfm_rec.data.encoding import SPLITS, Encoded
 from deepfm_rec.item_rankers import EASE, ItemKNN, fit_item_rankers, most_rated, train_counts
-from deepfm_rec.ranking import PopularityRanker, rank_and_score, relevant_items
-from deepfm_rec.recommend import rated_items
+from deepfm_rec.ranking import PopularityRanker, rank_and_score, rated_items, relevant_items
 
 BUDGET = 8e9
 S6, S3 = np.sqrt(6), np.sqrt(3)
@@ -137,7 +136,8 @@ def test_records_have_the_baseline_form(fitted, encoded_small):
         assert record["kind"] == "baseline"
         assert [row["k"] for row in record["ranking"]] == [1, 10, 20]
         assert {row["users"] for row in record["ranking"]} == {test_users}
-        assert set(record["ranking"][0]) == {"k", "users", "hr", "precision", "recall", "ndcg"}
+        assert set(record["ranking"][0]) == {"k", "users", "hr", "precision", "recall", "ndcg",
+                                         "coverage", "popularity"}  # fmt: skip
         params = record["params"]
         assert params["items_used"] == params["items_total"] == n_total  # 8 GB: all of them
         assert params["tuned_on"] == "valid ndcg@10"

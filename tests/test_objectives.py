@@ -17,8 +17,8 @@ from deepfm_rec.recommend import Recommender
 from deepfm_rec.train import TrainConfig, train
 
 FIELDS = ["user", "item", "history", "genres", "raters"]
-RANKING = TrainConfig(objective="ranking", lr=0.005, l2=0.0, batch_size=512, max_epochs=3,
-                      negatives=200, sampler="popularity", positives=4.0, patience=2)  # fmt: skip
+RANKING = TrainConfig(objective="ranking", lr=0.006, l2=0.01, batch_size=1024, max_epochs=3,
+                      negatives=1000, sampler="popularity", positives=4.0, patience=2)  # fmt: skip
 
 
 def train_movies(encoded) -> dict[int, set[int]]:
