@@ -87,6 +87,30 @@ def missing_member(tmp_path):
     return "ml-32m", zip_folder(archive, FIXTURES / "ml-20m", "ml-32m", skip=("movies.csv",))
 
 
+def link_out_of_the_folder(tmp_path):
+    """tags.csv of an ml-20m folder is a link to a file outside it (/etc/shadow, say)."""
+    folder = shutil.copytree(FIXTURES / "ml-20m", tmp_path / "ml-20m")
+    (tmp_path / "secret").write_text("root:$6$not-for-the-results:19000:0:99999:7:::\n")
+    (folder / "tags.csv").unlink()
+    (folder / "tags.csv").symlink_to(tmp_path / "secret")
+    return "ml-20m", folder
+
+
+def zip_bomb(tmp_path):
+    """A deflated ml-32m zip whose README.txt is 10 MB of zeros (1000 times its packed size)."""
+    archive = zip_folder(tmp_path / "ml-32m.zip", FIXTURES / "ml-20m", "ml-32m")
+    with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ml-32m/README.txt", bytes(10_000_000))
+    return "ml-32m", archive
+
+
+def member_twice(tmp_path):
+    archive = zip_folder(tmp_path / "ml-32m.zip", FIXTURES / "ml-20m", "ml-32m")
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("ml-32m/ratings.csv", "userId,movieId,rating,timestamp\n1,1,5.0,1\n")
+    return "ml-32m", archive
+
+
 BAD_INPUT = {
     "corrupt zip": (corrupt_zip, r"ml-32m.zip: corrupt or truncated zip"),
     "truncated zip": (truncated_zip, r"ml-32m.zip: corrupt or truncated zip"),
@@ -111,6 +135,18 @@ BAD_INPUT = {
     "empty ratings file": (
         lambda t: ("ml-10m", broken_ratings(t, 0, None)),
         r"ratings.dat: no ratings (the file is empty)",
+    ),
+    "a link out of the source folder": (
+        link_out_of_the_folder,
+        r"ml-20m/tags.csv: a link to ",
+    ),
+    "a zip bomb": (
+        zip_bomb,
+        r"ml-32m.zip: ml-32m/README.txt unpacks to 10,000,000 bytes from ",
+    ),
+    "a file twice in the zip": (
+        member_twice,
+        r"ml-32m.zip: ml-32m/ratings.csv is in it 2 times; which one is the data?",
     ),
     "source path that does not exist": (
         lambda t: ("ml-1m", t / "nowhere" / "ml-1m.zip"),

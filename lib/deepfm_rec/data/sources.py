@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,14 +38,17 @@ SOURCE_FILE = "source.json"
 class DatasetSpec:
     """One upstream dataset: its parser, the folder inside its zip, its published md5.
 
-    `files` are the files the parser needs; `file_md5` pins individual files where the
-    project knows them (the embedded copy of ml-latest-small).
+    `files` are the files the parser needs; `optional` the dataset's other files that are
+    taken where present (tags, the README and license). Nothing else in a source folder
+    or zip is read. `file_md5` pins individual files where the project knows them (the
+    embedded copy of ml-latest-small).
     """
 
     name: str
     layout: str
     folder: str
     files: tuple[str, ...]
+    optional: tuple[str, ...] = ()
     md5: str | None = None
     file_md5: dict[str, str] = field(default_factory=dict)
 
@@ -51,8 +56,19 @@ class DatasetSpec:
     def url(self) -> str:
         return f"{BASE_URL}/{self.name}.zip"
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every file of the dataset that is read: the required ones, then the optional."""
+        return (*self.files, *self.optional)
+
 
 _CSV = ("ratings.csv", "movies.csv")
+_CSV_OPTIONAL = ("tags.csv", "links.csv", "README.txt")
+# A zip's dataset files unpack to at most MAX_UNPACKED bytes, each at most MAX_RATIO
+# times its packed size: MovieLens' files pack about 3:1 (ml-32m's unpack to about 1 GB),
+# a zip bomb of zeros 1000:1.
+MAX_UNPACKED = 4 << 30
+MAX_RATIO = 100
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
@@ -61,6 +77,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "ml-100k",
             "ml-100k",
             ("u.data", "u.item", "u.user"),
+            ("u.genre", "README"),
             md5="0e33842e24a9c977be4e0107933c0723",
         ),
         DatasetSpec(
@@ -68,6 +85,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "ml-1m",
             "ml-1m",
             ("ratings.dat", "movies.dat", "users.dat"),
+            ("README",),
             md5="c4d9eecfca2ab87c1945afe126590906",
         ),
         DatasetSpec(
@@ -75,11 +93,16 @@ DATASETS: dict[str, DatasetSpec] = {
             "ml-10m",
             "ml-10M100K",
             ("ratings.dat", "movies.dat"),
+            ("tags.dat", "README.html"),
             md5="ce571fd55effeba0271552578f2648bd",
         ),
-        DatasetSpec("ml-20m", "csv", "ml-20m", _CSV, md5="cd245b17a1ae2cc31bb14903e1204af3"),
-        DatasetSpec("ml-25m", "csv", "ml-25m", _CSV, md5="6b51fb2759a8657d3bfcbfc42b592ada"),
-        DatasetSpec("ml-32m", "csv", "ml-32m", _CSV),
+        DatasetSpec(
+            "ml-20m", "csv", "ml-20m", _CSV, _CSV_OPTIONAL, md5="cd245b17a1ae2cc31bb14903e1204af3"
+        ),
+        DatasetSpec(
+            "ml-25m", "csv", "ml-25m", _CSV, _CSV_OPTIONAL, md5="6b51fb2759a8657d3bfcbfc42b592ada"
+        ),
+        DatasetSpec("ml-32m", "csv", "ml-32m", _CSV, _CSV_OPTIONAL),
         # generated offline by deepfm_rec.data.synthetic, in the ml-10m layout
         DatasetSpec("synthetic", "ml-10m", "synthetic", ("ratings.dat", "movies.dat")),
         DatasetSpec(
@@ -87,6 +110,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "csv",
             "ml-latest-small",
             _CSV,
+            (*_CSV_OPTIONAL, "LICENSE.md"),
             file_md5={
                 "ratings.csv": "ac0cf1d26aed3a5b6777a295231976ad",
                 "movies.csv": "b252328d16b085936b56eefad880ef9d",
@@ -123,8 +147,17 @@ def _folder_digest(file_md5: dict[str, str]) -> str:
     return hashlib.md5(lines.encode()).hexdigest()
 
 
-def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path | None) -> dict:
-    """Check (and copy into `dest`, unless None) a dataset folder; its folder digest."""
+def _dataset_files(spec: DatasetSpec, folder: Path) -> list[Path]:
+    """The dataset's files in a folder (spec.names, where present); nothing else in it is
+    read. A file that is a link out of the folder is refused: a link to /etc/shadow named
+    tags.csv would otherwise be copied into resources/."""
+    present = [folder / name for name in spec.names if os.path.lexists(folder / name)]
+    for path in present:
+        if not path.resolve().is_relative_to(folder.resolve()):
+            raise DataError(
+                f"{path}: a link to {path.resolve()}, outside the source folder; put the "
+                "file itself in the folder"
+            )
     missing = [name for name in spec.files if not (folder / name).is_file()]
     if missing:
         get = "generate" if spec.name == "synthetic" else "download"
@@ -132,8 +165,13 @@ def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path | None) -> dict:
             f"{folder}: missing file(s) {', '.join(missing)} for {spec.name}; config key "
             f"'source' must be the {spec.name} folder or zip, or null to {get} it"
         )
+    return [path for path in present if path.is_file()]
+
+
+def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path | None) -> dict:
+    """Check (and copy into `dest`, unless None) a dataset folder; its folder digest."""
     file_md5 = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    for path in sorted(_dataset_files(spec, folder)):
         file_md5[path.name] = md5sum(path)
         expected = spec.file_md5.get(path.name)
         if expected and file_md5[path.name] != expected:
@@ -151,7 +189,34 @@ def parse_md5_sidecar(text: str, source: str) -> str:
     return match.group(1).lower()
 
 
+def _check_members(archive: Path, spec: DatasetSpec, members: list[zipfile.ZipInfo]) -> None:
+    """The zip's members that are the dataset's files (`<folder>/<name>`, exactly): each
+    once, the required ones present, and not a zip bomb. zipfile stops a member at its
+    declared size (a longer stream fails its CRC), so the declared sizes bound the output."""
+    names = Counter(info.filename for info in members)
+    for name, count in names.items():
+        if count > 1:
+            raise DataError(f"{archive}: {name} is in it {count} times; which one is the data?")
+    missing = [name for name in spec.files if f"{spec.folder}/{name}" not in names]
+    if missing:
+        raise DataError(f"{archive}: missing {', '.join(f'{spec.folder}/{n}' for n in missing)}")
+    for info in members:
+        if info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise DataError(
+                f"{archive}: {info.filename} unpacks to {info.file_size:,} bytes from "
+                f"{info.compress_size:,}, more than {MAX_RATIO} times its packed size "
+                "(a zip bomb?)"
+            )
+    total = sum(info.file_size for info in members)
+    if total > MAX_UNPACKED:
+        raise DataError(
+            f"{archive}: the dataset's files unpack to {total:,} bytes, more than the "
+            f"{MAX_UNPACKED:,} accepted"
+        )
+
+
 def _extract_zip(spec: DatasetSpec, archive: Path, dest: Path, expected: str | None) -> dict:
+    """Check and unpack the dataset's files of a zip (spec.names in spec.folder) into `dest`."""
     with open(archive, "rb") as file:
         head = file.read(16)
     if head[:2] != b"PK":  # every zip record starts so; a cut-off zip still does
@@ -166,18 +231,11 @@ def _extract_zip(spec: DatasetSpec, archive: Path, dest: Path, expected: str | N
         raise DataError(f"{archive}: md5 mismatch: got {checksum}, expected {expected}")
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = {
-                Path(info.filename).name: info
-                for info in zf.infolist()
-                if Path(info.filename).parent.name == spec.folder
-            }
-            missing = [name for name in spec.files if name not in members]
-            if missing:
-                raise DataError(
-                    f"{archive}: missing {', '.join(f'{spec.folder}/{n}' for n in missing)}"
-                )
-            for name, info in members.items():
-                with zf.open(info) as src, open(dest / name, "wb") as out:
+            wanted = {f"{spec.folder}/{name}": name for name in spec.names}
+            members = [info for info in zf.infolist() if info.filename in wanted]
+            _check_members(archive, spec, members)
+            for info in members:
+                with zf.open(info) as src, open(dest / wanted[info.filename], "wb") as out:
                     shutil.copyfileobj(src, out)
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error, OSError) as error:
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:
