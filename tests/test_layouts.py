@@ -338,6 +338,26 @@ def test_bad_line_in_other_files_is_named(layout, name, number, line, expected, 
     assert expected in message
 
 
+HUGE = 10_000_000  # characters of one field
+
+
+@pytest.mark.parametrize(
+    ("layout", "name", "line", "value", "expected"),
+    [
+        ("ml-10m", "ratings.dat", "1::{}::4.0::838983525", "x" * HUGE, "MovieID is not a number"),
+        ("ml-1m", "users.dat", "2::{}::56::16::70072", "x" * HUGE, "Gender"),
+        ("csv", "tags.csv", "2,{},pixar,1445714994", "1.5" + "0" * HUGE, "movieId is not a whole"),
+    ],
+)
+def test_a_huge_value_is_quoted_by_its_start_and_length(layout, name, line, value, expected,
+                                                         tmp_path):  # fmt: skip
+    folder = _copy(layout, tmp_path)
+    _replace_line(folder / name, 2, line.format(value))
+    message = _error(layout, folder)
+    assert f"{name}:2: {expected}" in message
+    assert f" {value[:80]!r}… ({len(value):,} characters)" in message and len(message) < 300
+
+
 def test_an_unclosed_quote_in_a_full_size_ratings_file_is_named(raw_small, tmp_path):
     """In the embedded ratings.csv (100,836 lines) the open field outgrows the csv module's
     field limit before the file ends: the error still names the line the quote opens on."""

@@ -58,6 +58,14 @@ class Tables:
     users: pd.DataFrame | None = None
 
 
+def quote(value: object, limit: int = 80) -> str:
+    """A value for an error message: a str by its repr, a number as it is; a long value by
+    its first `limit` characters and its length (a 10 MB field must not make a 10 MB line)."""
+    text = str(value)
+    shown = repr(text[:limit]) if isinstance(value, str) else text[:limit]
+    return shown if len(text) <= limit else f"{shown}… ({len(text):,} characters)"
+
+
 def _require(path: Path) -> Path:
     if not path.is_file():
         raise DataError(f"{path}: missing file (expected in the dataset folder)")
@@ -71,7 +79,7 @@ def _numeric(df: pd.DataFrame, column: str, path: Path, first_line: int) -> pd.S
     if bad.any():
         row = int(bad.argmax())
         raise DataError(
-            f"{path}:{row + first_line}: {column} is not a number: {df[column].iloc[row]!r}"
+            f"{path}:{row + first_line}: {column} is not a number: {quote(df[column].iloc[row])}"
         )
     return values
 
@@ -87,7 +95,7 @@ def _integer(df: pd.DataFrame, column: str, path: Path, first_line: int) -> pd.S
         if bad.any():
             row = int(bad.argmax())
             raise DataError(
-                f"{path}:{row + first_line}: {column} {problem}: {df[column].iloc[row]}"
+                f"{path}:{row + first_line}: {column} {problem}: {quote(df[column].iloc[row])}"
             )
     return values.astype("int64")
 
@@ -101,7 +109,7 @@ def _check_values(
     if bad.any():
         row = int(bad.argmax())
         raise DataError(
-            f"{path}:{row + first_line}: {name} {values.iloc[row]!r} is not one of "
+            f"{path}:{row + first_line}: {name} {quote(values.iloc[row])} is not one of "
             f"{', '.join(map(str, allowed))}"
         )
 

@@ -27,7 +27,7 @@ from loguru import logger
 from tqdm import tqdm
 
 from deepfm_rec.data.errors import DataError
-from deepfm_rec.data.layouts import read_tables
+from deepfm_rec.data.layouts import quote, read_tables
 from deepfm_rec.data.synthetic import generate
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
@@ -185,7 +185,7 @@ def parse_md5_sidecar(text: str, source: str) -> str:
     """The md5 in a sidecar file: GNU (`<md5>  <name>`) or BSD (`MD5 (<name>) = <md5>`)."""
     match = re.search(r"\b([0-9a-fA-F]{32})\b", text)
     if not match:
-        raise DataError(f"{source}: no md5 checksum found in {text[:80]!r}")
+        raise DataError(f"{source}: no md5 checksum found in {quote(text)}")
     return match.group(1).lower()
 
 
