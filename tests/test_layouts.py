@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from loguru import logger
 
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import ML1M_OCCUPATIONS, PARSERS, read_tables
@@ -223,6 +224,33 @@ def test_dat_title_and_tag_may_contain_the_separator(tmp_path):
     assert _titles(tables)[2] == "Jumanji:: The Game (1995)"
     assert _genres(tables)[2] == ["Adventure", "Children"]
     assert tables.tags["tag"].iloc[0] == "a::b"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_pair_rated_again_keeps_its_latest_rating(layout, tmp_path):
+    """Rated again later, rated at the same time on a later line, rated earlier: the pair
+    keeps the second (the latest, the later of the two lines), with a warning."""
+    folder = _copy(layout, tmp_path)
+    _, name, sep, _ = LAYOUTS[layout]
+    lines = (folder / name).read_text().splitlines()
+    user, item, _, time = lines[layout == "csv"].split(sep)
+    again = [(2, int(time) + 10), (4, int(time) + 10), (5, int(time) - 10)]
+    lines += [sep.join([user, item, str(stars), str(when)]) for stars, when in again]
+    (folder / name).write_text("\n".join(lines) + "\n")
+    warnings: list[str] = []
+    sink = logger.add(warnings.append, level="WARNING", format="{message}")
+    try:
+        ratings = read_tables(folder, layout).ratings
+    finally:
+        logger.remove(sink)
+    assert len(ratings) == len(lines) - (layout == "csv") - 3
+    assert not ratings.duplicated(["user", "item"]).any()
+    pair = ratings[(ratings["user"] == int(user)) & (ratings["item"] == int(item))]
+    assert pair[["rating", "timestamp"]].to_numpy().tolist() == [[4.0, int(time) + 10]]
+    assert [w.strip() for w in warnings] == [
+        f"{folder / name}: 3 duplicate ratings of a (user, movie) pair dropped; each pair "
+        "keeps its latest rating"
+    ]
 
 
 def test_unknown_layout():

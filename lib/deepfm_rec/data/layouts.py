@@ -11,7 +11,8 @@ Canonical tables (pandas DataFrames):
 Validation policy: every parser raises DataError, naming the file and line, for a line
 with the wrong number of fields, a value that is not a number where one is expected (or
 not a whole number where an id or a timestamp is), a rating outside 0.5-5 stars, an
-empty ratings file and a missing required file.
+empty ratings file and a missing required file. A (user, movie) pair rated more than
+once keeps its latest rating, with a warning.
 Ratings files (up to tens of millions of lines) are parsed by pandas' C reader; the
 small text files (movies, tags, users) line by line.
 """
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from loguru import logger
 
 from deepfm_rec.data.errors import DataError
 
@@ -115,6 +117,8 @@ def _check_values(
 
 
 def _check_ratings(ratings: pd.DataFrame, path: Path, first_line: int) -> pd.DataFrame:
+    """The ratings, checked, with one rating per (user, movie) pair: the latest (on a tie in
+    time, the later line), so that a pair cannot be both trained on and tested."""
     if ratings.empty:
         raise DataError(f"{path}: no ratings (the file is empty)")
     bad = ~ratings["rating"].between(0.5, 5.0).to_numpy()
@@ -124,6 +128,16 @@ def _check_ratings(ratings: pd.DataFrame, path: Path, first_line: int) -> pd.Dat
             f"{path}:{row + first_line}: rating {ratings['rating'].iloc[row]} "
             "is outside the 0.5-5 star scale"
         )
+    by_time = ratings.sort_values("timestamp", kind="stable")  # ties stay in line order
+    earlier = by_time.duplicated(["user", "item"], keep="last").sort_index().to_numpy()
+    if earlier.any():
+        logger.warning(
+            "{}: {} duplicate ratings of a (user, movie) pair dropped; each pair keeps its "
+            "latest rating",
+            path,
+            int(earlier.sum()),
+        )
+        ratings = ratings[~earlier].reset_index(drop=True)
     return ratings
 
 
