@@ -247,7 +247,7 @@ def test_a_pair_rated_again_keeps_its_latest_rating(layout, tmp_path):
     assert not ratings.duplicated(["user", "item"]).any()
     pair = ratings[(ratings["user"] == int(user)) & (ratings["item"] == int(item))]
     assert pair[["rating", "timestamp"]].to_numpy().tolist() == [[4.0, int(time) + 10]]
-    assert [w.strip() for w in warnings] == [
+    assert [w.strip() for w in warnings if w.startswith(f"{folder / name}:")] == [
         f"{folder / name}: 3 duplicate ratings of a (user, movie) pair dropped; each pair "
         "keeps its latest rating"
     ]
@@ -277,6 +277,8 @@ BAD_RATINGS = {
         lambda f: [*f[:3], "99999999999999999999999"],
         "is out of the int64 range: 99999999999999999999999",
     ),
+    "user negative": (lambda f: ["-3", *f[1:]], "is negative: -3"),
+    "item negative": (lambda f: [f[0], "-1", *f[2:]], "is negative: -1"),
     "rating above 5": (lambda f: [*f[:2], "7", f[3]], "rating 7.0 is outside the 0.5-5"),
     "rating below 0.5": (lambda f: [*f[:2], "0", f[3]], "rating 0.0 is outside the 0.5-5"),
 }
@@ -353,6 +355,18 @@ BAD_LINES = [
     ("csv", "tags.csv", 2, '2,1,"pixar,1445714994', "a quote opened on this line"),
     ("csv", "movies.csv", 3, '11,"American President, The (1995),Comedy', "quote opened"),
     ("csv", "ratings.csv", 3, '1,"11,2.0,1112484587', "a quote opened on this line"),
+    ("csv", "movies.csv", 12, '176601,"Black Mirror,(no genres listed)', "a quote opened on"),
+    # a movie id listed twice
+    (
+        "csv",
+        "movies.csv",
+        4,
+        "1,Toy Story again (1995),Comedy",
+        "movie 1 is listed again (first on line 2)",
+    ),
+    ("ml-1m", "movies.dat", 3, "1::Toy Story again (1995)::Comedy", "movie 1 is listed again"),
+    ("ml-100k", "u.item", 3, "1|Toy Story again (1995)||||" + "|".join("0" * 19), "movie 1 is "),
+    ("ml-10m", "tags.dat", 2, "-15::4973::Paris::1162160236", "UserID is negative: '-15'"),
 ]
 
 
@@ -384,6 +398,37 @@ def test_a_huge_value_is_quoted_by_its_start_and_length(layout, name, line, valu
     message = _error(layout, folder)
     assert f"{name}:2: {expected}" in message
     assert f" {value[:80]!r}… ({len(value):,} characters)" in message and len(message) < 300
+
+
+def test_a_quoted_line_break_is_part_of_its_field(tmp_path):
+    """A title may span lines inside its quotes (valid CSV); the lines of later rows are
+    still named right."""
+    folder = _copy("csv", tmp_path)
+    _replace_line(folder / "movies.csv", 3, '11,"American President,\nThe (1995)",Comedy|Drama')
+    tables = read_tables(folder, "csv")
+    assert _titles(tables)[11] == "American President,\nThe (1995)"
+    assert len(tables.movies) == 11 and _genres(tables)[73] == ["Drama", "War"]
+    _replace_line(folder / "movies.csv", 6, "x5,Father of the Bride Part II (1995),Comedy")
+    assert "movies.csv:6: movieId is not a number: 'x5'" in _error("csv", folder)
+
+
+def test_rated_movies_missing_from_the_movies_file_are_a_warning(tmp_path):
+    folder = _copy("csv", tmp_path)
+    lines = (folder / "movies.csv").read_text().splitlines(keepends=True)
+    (folder / "movies.csv").write_text(
+        "".join(line for line in lines if not line.startswith("11,"))
+    )
+    warnings: list[str] = []
+    sink = logger.add(warnings.append, level="WARNING", format="{message}")
+    try:
+        tables = read_tables(folder, "csv")
+    finally:
+        logger.remove(sink)
+    assert 11 in set(tables.ratings["item"]) and 11 not in set(tables.movies["item"])
+    assert [w.strip() for w in warnings] == [
+        f"{folder / 'movies.csv'}: rated movies not in it: 2 (ids 11, 200001); they get no title "
+        "or genres"
+    ]
 
 
 def test_an_unclosed_quote_in_a_full_size_ratings_file_is_named(raw_small, tmp_path):
