@@ -181,3 +181,20 @@ def test_bad_input_fails_with_one_clear_line_and_leaves_nothing(tmp_path, case):
     assert [p.name for p in (project / "resources").iterdir()] == ["embedded"]
     assert not (project / "results" / dataset / "users.tsv").exists()
     assert not (project / "results" / dataset / "encoded").exists()
+
+
+def test_ratings_that_never_reach_the_relevance_threshold_name_its_key(tmp_path):
+    """All ratings 3 stars: no test movie is relevant, so no ranking can be scored."""
+    folder = shutil.copytree(FIXTURES / "ml-20m", tmp_path / "ml-20m")
+    ratings = pd.read_csv(folder / "ratings.csv").assign(rating=3.0)
+    ratings.to_csv(folder / "ratings.csv", index=False)
+    project = copy_project(tmp_path / "project")
+    edit_config(project, {**TINY, "dataset": "ml-20m", "source": str(folder)})
+    result = snakemake(project, "results/ml-20m/baselines.json", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout, result.stdout[-3000:]
+    assert set(error_messages(result.stdout)) == {
+        "DataError: no test rating (of a user with train ratings) reaches config key "
+        "'ranking.threshold' (4.0 stars; test ratings span 3.0-3.0 stars): no movie is "
+        "relevant to rank; lower the threshold"
+    }, result.stdout[-3000:]
+    assert not (project / "results" / "ml-20m" / "baselines.json").exists()
