@@ -129,6 +129,10 @@ def test_lint_is_clean(project):
         ({"seeed": 1}, "seeed"),
         ({"split": {"test": 0.9}}, "test"),
         ({"dataset": "ml-7m"}, "ml-7m"),
+        # torch.manual_seed takes no more than 2^64 - 1, and the schema says 2^32 - 1
+        ({"seed": 2**64 + 1}, "18446744073709551617 is greater than the maximum of 4294967295"),
+        ({"seeds": [42, 2**32]}, "4294967296 is greater than the maximum of 4294967295"),
+        ({"synthetic": {"seed": 2**32}}, "4294967296 is greater than the maximum"),
     ],
 )
 def test_config_errors_fail_before_any_job_naming_the_key(tmp_path, change, message):
