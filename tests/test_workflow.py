@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import stat
 import zipfile
 from itertools import product
 
@@ -114,6 +116,19 @@ def test_snakemake_report_archive(project):
     names = zipfile.ZipFile(project / "results" / "snakemake-report.zip").namelist()
     assert any(n.endswith("curves.png") for n in names)
     assert any(n.endswith("metrics.tsv") for n in names)
+
+
+def test_the_data_folders_are_as_readable_as_the_umask_says(tmp_path):
+    """Not mkdtemp's 0700: on a shared cluster the group reads the results."""
+    project = copy_project(tmp_path)
+    umask = os.umask(0o027)
+    try:
+        snakemake(project, "results/ml-latest-small/encoded")
+    finally:
+        os.umask(umask)
+    for folder in ("resources/ml-latest-small", "results/ml-latest-small/encoded"):
+        modes = {stat.S_IMODE(p.stat().st_mode) for p in (project / folder).iterdir()}
+        assert stat.S_IMODE((project / folder).stat().st_mode) == 0o750 and modes == {0o640}
 
 
 def test_lint_is_clean(project):

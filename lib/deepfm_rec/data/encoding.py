@@ -31,8 +31,6 @@ Invariants are checked once, here, when written; readers trust them.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from loguru import logger
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import Tables, read_tables
 from deepfm_rec.data.sources import read_provenance, spec_for
+from deepfm_rec.data.staging import staged
 from deepfm_rec.data.users import read_users
 
 FORMAT_VERSION = 2
@@ -401,10 +400,7 @@ def encode(
         **provenance,
     }
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged(out) as staging:
         for name, array in arrays.items():
             np.save(staging / f"{name}.npy", array)
         pd.DataFrame(
@@ -416,11 +412,6 @@ def encode(
             genres=lambda d: d["genres"].map(lambda g: "|".join(g) if isinstance(g, list) else "")
         ).to_csv(staging / "items.tsv", sep="\t", index=False)
         (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info("encoded {} rows ({}) into {}", n, meta["splits"], out)
     return meta
 

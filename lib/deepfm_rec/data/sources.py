@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import quote, read_tables
+from deepfm_rec.data.staging import staged
 from deepfm_rec.data.synthetic import generate
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
@@ -177,7 +178,7 @@ def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path | None) -> dict:
         if expected and file_md5[path.name] != expected:
             raise DataError(f"{path}: md5 mismatch: got {file_md5[path.name]}, expected {expected}")
         if dest is not None:
-            shutil.copy2(path, dest / path.name)
+            shutil.copyfile(path, dest / path.name)  # its mode from the umask, not the source
     return {"checksum": _folder_digest(file_md5), "checksum_kind": "md5 of file md5s"}
 
 
@@ -301,12 +302,11 @@ def fetch(
     """
     spec = spec_for(dataset)
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # Everything is written under a scratch folder beside dest, removed whatever happens;
-    # only a complete, verified folder is moved into place.
-    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent) as scratch:
-        staging = Path(scratch) / "out"
-        staging.mkdir()
+    # Only a complete, verified folder is moved into place; a download is kept in scratch.
+    with (
+        staged(dest) as staging,
+        tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent) as scratch,
+    ):
         if source is None and dataset == "synthetic":
             origin = f"generated: {json.dumps(synthetic, sort_keys=True)}"
             truth = generate(staging, **(synthetic or {}))
@@ -340,9 +340,6 @@ def fetch(
                 raise DataError(f"config key 'source': {path} does not exist")
         provenance = {"dataset": dataset, "source": origin, **provenance}
         (staging / SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        staging.rename(dest)
     logger.info(
         "{}: {} {} from {}", dataset, provenance["checksum_kind"], provenance["checksum"], origin
     )
