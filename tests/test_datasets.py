@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from workflow_helpers import FAST, copy_project, edit_config, error_messages, snakemake
+from workflow_helpers import (
+    FAST,
+    copy_project,
+    edit_config,
+    error_messages,
+    require_or_skip,
+    snakemake,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -198,3 +206,27 @@ def test_ratings_that_never_reach_the_relevance_threshold_name_its_key(tmp_path)
         "relevant to rank; lower the threshold"
     }, result.stdout[-3000:]
     assert not (project / "results" / "ml-20m" / "baselines.json").exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(tmp_path):
+    """results/ on a 1 MB file system: users.tsv fits, the encoded arrays do not (numpy
+    said "OSError: 100836 requested and 87008 written", in a traceback)."""
+    project = copy_project(tmp_path / "project")
+    results = project / "results"
+    results.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(results)]
+    mounted = subprocess.run(mount, capture_output=True, text=True)
+    require_or_skip(
+        mounted.returncode == 0, f"cannot mount a tmpfs: {mounted.stderr}", "DEEPFM_REQUIRE_MOUNT"
+    )
+    try:
+        result = snakemake(project, "results/ml-latest-small/encoded", check=False)
+        left = sorted(p.name for p in (results / "ml-latest-small").iterdir())
+    finally:
+        subprocess.run(["umount", str(results)], check=True)
+    assert result.returncode != 0 and "Traceback" not in result.stdout, result.stdout[-3000:]
+    assert {line for line in result.stdout.splitlines() if line.startswith("OSError")} == {
+        "OSError: the disk is full (No space left on device) writing "
+        "results/ml-latest-small/encoded; free space or quota"
+    }, result.stdout[-3000:]
+    assert left == ["users.tsv"]  # no scratch folder

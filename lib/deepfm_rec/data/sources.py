@@ -8,7 +8,6 @@ when a check fails.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -26,7 +25,7 @@ from pathlib import Path
 from loguru import logger
 from tqdm import tqdm
 
-from deepfm_rec.data.errors import DataError
+from deepfm_rec.data.errors import DISK_FULL, DataError
 from deepfm_rec.data.layouts import quote, read_tables
 from deepfm_rec.data.staging import staged
 from deepfm_rec.data.synthetic import generate
@@ -239,7 +238,7 @@ def _extract_zip(spec: DatasetSpec, archive: Path, dest: Path, expected: str | N
                 with zf.open(info) as src, open(dest / wanted[info.filename], "wb") as out:
                     shutil.copyfileobj(src, out)
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error, OSError) as error:
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
             raise  # the disk is full, the zip may be fine
         raise DataError(f"{archive}: corrupt or truncated zip: {error}; fetch it again") from error
     except (NotImplementedError, RuntimeError) as error:  # deflate64, encrypted members
@@ -259,6 +258,8 @@ def _download(url: str, target: Path, dataset: str, timeout: float = 15.0) -> No
                     out.write(block)
                     bar.update(len(block))
     except (urllib.error.URLError, TimeoutError, OSError) as error:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            raise  # writing the download failed, not the network
         reason = getattr(error, "reason", error)
         raise DataError(
             f"cannot download {url}: {reason}. Offline? Fetch {dataset}.zip elsewhere and set "

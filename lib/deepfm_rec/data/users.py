@@ -17,6 +17,7 @@ from loguru import logger
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import ML1M_OCCUPATIONS, read_tables
 from deepfm_rec.data.sources import spec_for
+from deepfm_rec.data.staging import writing
 
 COLUMNS = ["user", "gender", "age", "occupation", "origin"]
 MODES = ("auto", "real", "synthetic", "none")
@@ -80,7 +81,8 @@ def write_users(raw: str | Path, out: str | Path, *, dataset: str, mode: str, se
     """Parse the fetched dataset in `raw` and write its users table (COLUMNS) as TSV."""
     tables = read_tables(Path(raw), spec_for(dataset).layout)
     users = build_users(tables.ratings["user"].unique(), tables.users, mode, seed)
-    users.to_csv(out, sep="\t", index=False)
+    with writing(out):
+        users.to_csv(out, sep="\t", index=False)
     origin = ", ".join(sorted(set(users["origin"]))) or "none"
     logger.info("{}: {} users, demographics {}", dataset, len(users), origin)
 
