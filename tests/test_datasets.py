@@ -230,3 +230,16 @@ def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(tmp_path):
         "results/ml-latest-small/encoded; free space or quota"
     }, result.stdout[-3000:]
     assert left == ["users.tsv"]  # no scratch folder
+
+
+def test_an_encoded_array_deleted_after_encode_is_one_line_naming_it(tmp_path):
+    """Snakemake does not look inside a directory output: the next rule reads the damage."""
+    project = copy_project(tmp_path / "project")
+    snakemake(project, "results/ml-latest-small/encoded")
+    (project / "results/ml-latest-small/encoded/label.npy").unlink()
+    result = snakemake(project, "results/ml-latest-small/baselines.json", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout, result.stdout[-3000:]
+    assert set(error_messages(result.stdout)) == {
+        "DataError: results/ml-latest-small/encoded/label.npy: missing; encode it again "
+        "(snakemake --forcerun encode)"
+    }, result.stdout[-3000:]

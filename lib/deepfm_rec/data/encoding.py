@@ -17,7 +17,8 @@ Layout of an encoded folder (N rating rows):
     label.npy            float32 (N,) the rating in stars.
     split.npy            uint8 (N,) 0 train, 1 valid, 2 test.
     items.tsv            code, item id, title, genres of every movie with a code.
-    meta.json            fields, sizes, split sizes, train mean, provenance, seed.
+    meta.json            fields, sizes, split sizes, train mean, provenance, seed, and
+                         the dtype and shape of every array above.
 
 Every field has an owner: `user` (the same on all of a user's rows: user, gender,
 occupation, age, history), `item` (the same on all of a movie's rows: item, genres,
@@ -76,10 +77,32 @@ class Encoded:
 
 
 def open_encoded(folder: Path) -> Encoded:
-    """Open an encoded folder with every array memory-mapped read-only."""
+    """Open an encoded folder with every array memory-mapped read-only.
+
+    Each array meta.json records must be there with the dtype and shape encode wrote; a
+    missing, truncated or replaced one is a DataError naming it (the folder is damaged).
+    """
     folder = Path(folder)
-    meta = json.loads((folder / "meta.json").read_text())
-    arrays = {p.name[:-4]: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
+    again = "encode it again (snakemake --forcerun encode)"
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        recorded = meta["arrays"]
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(f"{folder / 'meta.json'}: no list of arrays ({error}); {again}") from None
+    arrays = {}
+    for name, wrote in recorded.items():
+        path = folder / f"{name}.npy"
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as error:
+            problem = f"not a whole .npy array ({error})" if path.exists() else "missing"
+            raise DataError(f"{path}: {problem}; {again}") from None
+        if [str(array.dtype), list(array.shape)] != [wrote["dtype"], wrote["shape"]]:
+            raise DataError(
+                f"{path}: {array.dtype} {array.shape}, but encode wrote {wrote['dtype']} "
+                f"{tuple(wrote['shape'])}; {again}"
+            )
+        arrays[name] = array
     return Encoded(folder=folder, meta=meta, arrays=arrays)
 
 
@@ -403,6 +426,10 @@ def encode(
     with staged(out) as staging:
         for name, array in arrays.items():
             np.save(staging / f"{name}.npy", array)
+        # what open_encoded checks each array against
+        meta["arrays"] = {
+            n: {"dtype": str(a.dtype), "shape": list(a.shape)} for n, a in arrays.items()
+        }
         pd.DataFrame(
             {
                 "code": np.arange(1, len(item_vocab) + 1),
