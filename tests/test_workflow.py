@@ -173,6 +173,23 @@ def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path):
     assert not (project / "results").exists()
 
 
+def test_a_number_that_yaml_reads_as_text_names_the_line_and_how_to_write_it(tmp_path):
+    """PyYAML reads YAML 1.1, where lr: 1e-3 is the string '1e-3'."""
+    project = copy_project(tmp_path)
+    config = project / "config" / "config.yaml"
+    lines = config.read_text().splitlines(keepends=True)
+    line = next(i for i, text in enumerate(lines, 1) if text.strip().startswith("lr:"))
+    lines[line - 1] = "    lr: 1e-3\n"  # the first lr: fm's stars section's
+    config.write_text("".join(lines))
+    result = snakemake(project, "-n", check=False)
+    assert result.returncode != 0
+    assert (
+        f"config/config.yaml, line {line}: fm.stars.lr: 1e-3 is text to YAML 1.1 (PyYAML), "
+        "whose numbers in exponent form need a dot and a signed exponent; write 0.001"
+    ) in result.stdout, result.stdout[-2000:]
+    assert not (project / "results").exists()
+
+
 def test_the_schema_defaults_are_the_shipped_config():
     """A key left out of config.yaml means what config.yaml ships (and config/README.md
     documents): the schema fills in exactly the shipped study."""
