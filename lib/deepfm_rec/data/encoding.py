@@ -343,16 +343,13 @@ def encode(
     )
 
     # tags: one bag per rated (user, movie) pair; vocabulary from train rows' tags.
-    row_key = user_raw.astype(np.int64) * (1 << 32) + item_raw.astype(np.int64)
     tags = tables.tags.assign(tag=tables.tags["tag"].astype(str).str.strip().str.lower())
     tags = tags[tags["tag"] != ""]
-    tag_key = tags["user"].to_numpy(np.int64) * (1 << 32) + tags["item"].to_numpy(np.int64)
-    order = np.argsort(row_key, kind="stable")
-    pos = np.searchsorted(row_key[order], tag_key)
-    pos = np.minimum(pos, n - 1)
-    hit = row_key[order][pos] == tag_key
-    tag_row = order[pos[hit]]
-    tags = tags[hit].assign(row=tag_row)
+    # joined on both ids (a key packed as user * 2^32 + movie collides once an id does not
+    # fit in 32 bits); a tag of a pair nobody rated is dropped
+    rows = pd.DataFrame({"user": user_raw, "item": item_raw, "row": np.arange(n)})
+    tags = tags.merge(rows, on=["user", "item"])
+    tag_row = tags["row"].to_numpy()
     tag_vocab = np.unique(tags.loc[train[tag_row], "tag"].to_numpy(str)).astype(str)
     tags = tags.assign(code=_codes(tags["tag"].to_numpy(str), tag_vocab))
     tags = tags[tags["code"] > 0].drop_duplicates(["row", "code"]).sort_values(["row", "code"])
