@@ -55,4 +55,5 @@ rule all:
 
 
 onsuccess:
-    print("deepfm-rec: the report is results/report.html")
+    if report_written():
+        print(f"deepfm-rec: the report is {REPORT}")

@@ -40,7 +40,8 @@ def test_each_layout_runs_download_to_report(tmp_path, dataset, source, origin):
     project = copy_project(tmp_path)
     edit_config(project, {**TINY, "dataset": dataset, "source": source and str(source),
                           "synthetic": {"n_ratings": 3000}})  # fmt: skip
-    snakemake(project, "results/report.html")
+    ran = snakemake(project, "results/report.html")
+    assert "deepfm-rec: the report is results/report.html" in ran.stdout
     meta = json.loads((project / f"results/{dataset}/encoded/meta.json").read_text())
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
     assert list(metrics["model"]) == ["fm", "deepfm", "global_mean", "bias", "popularity"]

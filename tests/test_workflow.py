@@ -131,6 +131,12 @@ def test_the_data_folders_are_as_readable_as_the_umask_says(tmp_path):
         assert stat.S_IMODE((project / folder).stat().st_mode) == 0o750 and modes == {0o640}
 
 
+def test_a_run_that_builds_no_report_does_not_point_to_one(tmp_path):
+    project = copy_project(tmp_path)
+    result = snakemake(project, "resources/ml-latest-small")
+    assert "the report is" not in result.stdout and "Finished job" in result.stdout
+
+
 def test_lint_is_clean(project):
     result = snakemake(project, "--lint", check=False)
     assert result.returncode == 0 and "Lints for" not in result.stdout, result.stdout
