@@ -5,12 +5,20 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from loguru import logger
 
 from deepfm_rec.data.errors import DataError
-from deepfm_rec.data.layouts import ML1M_OCCUPATIONS, PARSERS, read_tables
+from deepfm_rec.data.layouts import (
+    ML1M_OCCUPATIONS,
+    PARSERS,
+    read_canonical,
+    read_tables,
+    write_canonical,
+)
 from deepfm_rec.data.sources import DATASETS
+from workflow_helpers import ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -60,6 +68,26 @@ def _genres(tables) -> dict[int, list[str]]:
 
 def _titles(tables) -> dict[int, str]:
     return dict(zip(tables.movies["item"], tables.movies["title"], strict=True))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_canonical_tables_read_back_as_written(layout, tmp_path):
+    """What download writes (parquet) is what the later rules read, dtypes and lists too."""
+    tables = read_tables(LAYOUTS[layout][0], layout)
+    write_canonical(tables, tmp_path)
+    again = read_canonical(tmp_path)
+    _check_canonical(again)
+    for name in ("ratings", "movies", "tags", "users"):
+        if getattr(tables, name) is None:
+            assert getattr(again, name) is None and not (tmp_path / f"{name}.parquet").exists()
+        else:
+            pd.testing.assert_frame_equal(getattr(again, name), getattr(tables, name))
+
+
+def test_a_folder_without_canonical_tables_says_to_fetch_again():
+    """resources/{dataset} of an older version held the raw files only."""
+    with pytest.raises(DataError, match=r"ml-20m: no ratings.parquet .*--forcerun download"):
+        read_canonical(LAYOUTS["csv"][0])
 
 
 def test_every_dataset_layout_has_a_parser():
@@ -431,10 +459,11 @@ def test_rated_movies_missing_from_the_movies_file_are_a_warning(tmp_path):
     ]
 
 
-def test_an_unclosed_quote_in_a_full_size_ratings_file_is_named(raw_small, tmp_path):
+def test_an_unclosed_quote_in_a_full_size_ratings_file_is_named(tmp_path):
     """In the embedded ratings.csv (100,836 lines) the open field outgrows the csv module's
     field limit before the file ends: the error still names the line the quote opens on."""
-    folder = shutil.copytree(raw_small, tmp_path / "ml-latest-small")
+    embedded = ROOT / "resources" / "embedded" / "ml-latest-small"
+    folder = shutil.copytree(embedded, tmp_path / "ml-latest-small")
     _replace_line(folder / "ratings.csv", 11, '1,"50,4.0,964982931')
     message = _error("csv", folder)
     assert "ratings.csv:11: " in message and "quote" in message

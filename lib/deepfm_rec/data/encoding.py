@@ -40,8 +40,8 @@ import pandas as pd
 from loguru import logger
 
 from deepfm_rec.data.errors import DataError
-from deepfm_rec.data.layouts import Tables, read_tables
-from deepfm_rec.data.sources import read_provenance, spec_for
+from deepfm_rec.data.layouts import Tables, read_canonical
+from deepfm_rec.data.sources import read_provenance
 from deepfm_rec.data.staging import staged
 from deepfm_rec.data.users import read_users
 
@@ -445,15 +445,15 @@ def encode_dataset(
     users: str | Path,
     out: str | Path,
     *,
-    dataset: str,
     seed: int,
     valid_fraction: float,
     test_fraction: float,
     split_method: str = "random",
     implicit: str = "train",
 ) -> dict:
-    """Parse the fetched dataset in `raw`, join the users table and encode it into `out`."""
-    tables = read_tables(Path(raw), spec_for(dataset).layout)
+    """Encode the dataset fetched into `raw` (its canonical tables), joined with the users
+    table, into `out`."""
+    tables = read_canonical(Path(raw))
     return encode(
         tables,
         read_users(users),

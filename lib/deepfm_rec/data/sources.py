@@ -1,9 +1,12 @@
 """Where each MovieLens dataset comes from, and fetching it with verified checksums.
 
 `fetch` takes a dataset from the GroupLens site, a local zip or an unpacked folder,
-checks its checksum, parses it once (so malformed data fails here) and leaves its raw
-files in one folder, with `source.json` recording the checksum. Nothing is left behind
-when a check fails.
+checks its checksum and parses it, once: malformed data fails here, and the later rules
+read the canonical tables it writes (ratings, movies, tags and users .parquet; see
+layouts.read_canonical) instead of parsing the raw files again. Its folder also holds
+the dataset's README and license and the raw files no table holds (links.csv) as they
+came, and `source.json` recording the checksum. Nothing is left behind when a check
+fails.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from loguru import logger
 from tqdm import tqdm
 
 from deepfm_rec.data.errors import DISK_FULL, DataError
-from deepfm_rec.data.layouts import quote, read_tables
+from deepfm_rec.data.layouts import Tables, quote, read_tables, write_canonical
 from deepfm_rec.data.staging import staged
 from deepfm_rec.data.synthetic import generate
 
@@ -38,10 +41,10 @@ SOURCE_FILE = "source.json"
 class DatasetSpec:
     """One upstream dataset: its parser, the folder inside its zip, its published md5.
 
-    `files` are the files the parser needs; `optional` the dataset's other files that are
-    taken where present (tags, the README and license). Nothing else in a source folder
-    or zip is read. `file_md5` pins individual files where the project knows them (the
-    embedded copy of ml-latest-small).
+    `files` are the files the parser needs, `optional` those it reads where present (tags),
+    `kept` those copied into the fetched folder as they are where present (the README
+    and license, links.csv). Nothing else in a source folder or zip is read. `file_md5`
+    pins individual files where the project knows them (the embedded ml-latest-small).
     """
 
     name: str
@@ -49,6 +52,7 @@ class DatasetSpec:
     folder: str
     files: tuple[str, ...]
     optional: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
     md5: str | None = None
     file_md5: dict[str, str] = field(default_factory=dict)
 
@@ -58,12 +62,12 @@ class DatasetSpec:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """Every file of the dataset that is read: the required ones, then the optional."""
-        return (*self.files, *self.optional)
+        """Every file of the dataset that is read: required, optional, kept."""
+        return (*self.files, *self.optional, *self.kept)
 
 
 _CSV = ("ratings.csv", "movies.csv")
-_CSV_OPTIONAL = ("tags.csv", "links.csv", "README.txt")
+_CSV_KEPT = ("links.csv", "README.txt")
 # A zip's dataset files unpack to at most MAX_UNPACKED bytes, each at most MAX_RATIO
 # times its packed size: MovieLens' files pack about 3:1 (ml-32m's unpack to about 1 GB),
 # a zip bomb of zeros 1000:1.
@@ -77,7 +81,8 @@ DATASETS: dict[str, DatasetSpec] = {
             "ml-100k",
             "ml-100k",
             ("u.data", "u.item", "u.user"),
-            ("u.genre", "README"),
+            ("u.genre",),
+            ("README",),
             md5="0e33842e24a9c977be4e0107933c0723",
         ),
         DatasetSpec(
@@ -85,7 +90,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "ml-1m",
             "ml-1m",
             ("ratings.dat", "movies.dat", "users.dat"),
-            ("README",),
+            kept=("README",),
             md5="c4d9eecfca2ab87c1945afe126590906",
         ),
         DatasetSpec(
@@ -93,16 +98,29 @@ DATASETS: dict[str, DatasetSpec] = {
             "ml-10m",
             "ml-10M100K",
             ("ratings.dat", "movies.dat"),
-            ("tags.dat", "README.html"),
+            ("tags.dat",),
+            ("README.html",),
             md5="ce571fd55effeba0271552578f2648bd",
         ),
         DatasetSpec(
-            "ml-20m", "csv", "ml-20m", _CSV, _CSV_OPTIONAL, md5="cd245b17a1ae2cc31bb14903e1204af3"
+            "ml-20m",
+            "csv",
+            "ml-20m",
+            _CSV,
+            ("tags.csv",),
+            _CSV_KEPT,
+            md5="cd245b17a1ae2cc31bb14903e1204af3",
         ),
         DatasetSpec(
-            "ml-25m", "csv", "ml-25m", _CSV, _CSV_OPTIONAL, md5="6b51fb2759a8657d3bfcbfc42b592ada"
+            "ml-25m",
+            "csv",
+            "ml-25m",
+            _CSV,
+            ("tags.csv",),
+            _CSV_KEPT,
+            md5="6b51fb2759a8657d3bfcbfc42b592ada",
         ),
-        DatasetSpec("ml-32m", "csv", "ml-32m", _CSV, _CSV_OPTIONAL),
+        DatasetSpec("ml-32m", "csv", "ml-32m", _CSV, ("tags.csv",), _CSV_KEPT),
         # generated offline by deepfm_rec.data.synthetic, in the ml-10m layout
         DatasetSpec("synthetic", "ml-10m", "synthetic", ("ratings.dat", "movies.dat")),
         DatasetSpec(
@@ -110,7 +128,8 @@ DATASETS: dict[str, DatasetSpec] = {
             "csv",
             "ml-latest-small",
             _CSV,
-            (*_CSV_OPTIONAL, "LICENSE.md"),
+            ("tags.csv",),
+            (*_CSV_KEPT, "LICENSE.md"),
             file_md5={
                 "ratings.csv": "ac0cf1d26aed3a5b6777a295231976ad",
                 "movies.csv": "b252328d16b085936b56eefad880ef9d",
@@ -168,17 +187,20 @@ def _dataset_files(spec: DatasetSpec, folder: Path) -> list[Path]:
     return [path for path in present if path.is_file()]
 
 
-def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path | None) -> dict:
-    """Check (and copy into `dest`, unless None) a dataset folder; its folder digest."""
+def _check_folder(spec: DatasetSpec, folder: Path) -> dict:
+    """Check a dataset folder's files (and their md5s where the project knows them); the
+    folder digest, and each file's md5."""
     file_md5 = {}
     for path in sorted(_dataset_files(spec, folder)):
         file_md5[path.name] = md5sum(path)
         expected = spec.file_md5.get(path.name)
         if expected and file_md5[path.name] != expected:
             raise DataError(f"{path}: md5 mismatch: got {file_md5[path.name]}, expected {expected}")
-        if dest is not None:
-            shutil.copyfile(path, dest / path.name)  # its mode from the umask, not the source
-    return {"checksum": _folder_digest(file_md5), "checksum_kind": "md5 of file md5s"}
+    return {
+        "checksum": _folder_digest(file_md5),
+        "checksum_kind": "md5 of file md5s",
+        "file_md5": file_md5,
+    }
 
 
 def parse_md5_sidecar(text: str, source: str) -> str:
@@ -267,14 +289,14 @@ def _download(url: str, target: Path, dataset: str, timeout: float = 15.0) -> No
         ) from error
 
 
-def _validate(spec: DatasetSpec, folder: Path, shown_as: str) -> None:
+def _parse(spec: DatasetSpec, folder: Path, shown_as: str) -> Tables:
     """Parse the dataset in `folder`, so bad data fails here, before it becomes an output.
 
-    Messages name the data as the user knows it (`shown_as`: their folder, or the zip or
-    URL and the folder inside it), not the scratch folder it was unpacked into.
+    Messages name the data as the user knows it (`shown_as`: the zip or URL and the folder
+    inside it), not the scratch folder it was unpacked into.
     """
     try:
-        read_tables(folder, spec.layout)
+        return read_tables(folder, spec.layout)
     except DataError as error:
         raise DataError(str(error).replace(str(folder), shown_as)) from None
 
@@ -303,15 +325,20 @@ def fetch(
     """
     spec = spec_for(dataset)
     dest = Path(dest)
-    # Only a complete, verified folder is moved into place; a download is kept in scratch.
+    # Only a complete, verified folder is moved into place; a download, an unpacked zip
+    # and generated data are kept in scratch.
     with (
         staged(dest) as staging,
         tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent) as scratch,
     ):
+        # the dataset's files: unpacked or generated in scratch, or the source folder
+        folder = Path(scratch) / spec.folder
+        folder.mkdir()
         if source is None and dataset == "synthetic":
             origin = f"generated: {json.dumps(synthetic, sort_keys=True)}"
-            truth = generate(staging, **(synthetic or {}))
-            provenance = {**_copy_folder(spec, staging, None), "truth": truth}
+            truth = generate(folder, **(synthetic or {}))
+            provenance = {**_check_folder(spec, folder), "truth": truth}
+            tables = read_tables(folder, spec.layout)
         elif source is None:
             origin = spec.url
             archive = Path(scratch) / f"{dataset}.zip"
@@ -324,21 +351,26 @@ def fetch(
                     archive.with_suffix(".md5").read_text(), f"{spec.url}.md5"
                 )
             try:
-                provenance = _extract_zip(spec, archive, staging, expected)
+                provenance = _extract_zip(spec, archive, folder, expected)
             except DataError as error:  # name the URL, not the scratch copy
                 raise DataError(str(error).replace(str(archive), spec.url)) from None
-            _validate(spec, staging, f"{spec.url}:{spec.folder}")
+            tables = _parse(spec, folder, f"{spec.url}:{spec.folder}")
         else:
             origin = str(source)
             path = Path(source)
-            if path.is_dir():
-                provenance = _copy_folder(spec, path, staging)
-                _validate(spec, staging, str(path))
+            if path.is_dir():  # parsed where it is: its messages name the user's files
+                folder = path
+                provenance = _check_folder(spec, folder)
+                tables = read_tables(folder, spec.layout)
             elif path.is_file():
-                provenance = _extract_zip(spec, path, staging, spec.md5 or _local_md5(path))
-                _validate(spec, staging, f"{path}:{spec.folder}")
+                provenance = _extract_zip(spec, path, folder, spec.md5 or _local_md5(path))
+                tables = _parse(spec, folder, f"{path}:{spec.folder}")
             else:
                 raise DataError(f"config key 'source': {path} does not exist")
+        write_canonical(tables, staging)
+        for name in spec.kept:
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, staging / name)  # its mode from the umask
         provenance = {"dataset": dataset, "source": origin, **provenance}
         (staging / SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     logger.info(
