@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import encode_for_tests
 from deepfm_rec.data.encoding import SPLITS, encode, open_encoded, split_rows
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import Tables
@@ -103,7 +102,9 @@ def test_held_out_rows_change_no_bag(tables_small, encoded_small, tmp_path):
     ratings.loc[held_out, "item"] = np.random.default_rng(0).choice(movies, held_out.sum())
     tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
     users = build_users(ratings["user"].unique(), None, "auto", seed=7)
-    moved = encode_for_tests(tables, users, tmp_path / "moved", seed=7)
+    encode(tables, users, tmp_path / "moved", seed=7, valid_fraction=0.1, test_fraction=0.1,
+           provenance={})  # fmt: skip
+    moved = open_encoded(tmp_path / "moved")
     np.testing.assert_array_equal(moved.arrays["split"], encoded_small.arrays["split"])
     for field in ("history", "raters"):
         assert bags_of(moved, field) == bags_of(encoded_small, field), field
