@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -359,6 +360,15 @@ def test_missing_required_file(layout, name, tmp_path):
     (folder / name).unlink()
     message = _error(layout, folder)
     assert f"{name}: missing file" in message
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, Path.mkdir])
+def test_a_dataset_file_that_is_no_regular_file_is_named(make, tmp_path):
+    folder = _copy("csv", tmp_path)
+    (folder / "tags.csv").unlink()
+    make(folder / "tags.csv")
+    message = _error("csv", folder)
+    assert message.endswith("tags.csv: not a regular file (a folder, a FIFO, a device?)")
 
 
 # Bad lines in the other files: (layout, file, line number, new line, expected message part).

@@ -79,6 +79,8 @@ def quote(value: object, limit: int = 80) -> str:
 
 
 def _require(path: Path) -> Path:
+    if path.exists() and not path.is_file():  # a FIFO would block the read for ever
+        raise DataError(f"{path}: not a regular file (a folder, a FIFO, a device?)")
     if not path.is_file():
         raise DataError(f"{path}: missing file (expected in the dataset folder)")
     return path
