@@ -39,6 +39,7 @@ RUN --mount=type=secret,id=cacert \
         "torch==2.13.0${TORCH_VARIANT}" \
         numpy==2.4.6 \
         pandas==3.1.1 \
+        pyarrow==26.0.1 \
         pyyaml==6.0.4 \
         loguru==0.7.3 \
         matplotlib==3.11.2 \

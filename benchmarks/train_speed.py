@@ -162,8 +162,8 @@ def _encode(raw: Path, folder: Path) -> None:
     fetched = folder / "fetched"
     fetch("ml-10m", raw, fetched)
     write_users(fetched, folder / "users.tsv", dataset="ml-10m", mode="synthetic", seed=0)
-    encode_dataset(fetched, folder / "users.tsv", folder / "encoded", dataset="ml-10m",
-                   seed=0, valid_fraction=0.1, test_fraction=0.1)  # fmt: skip
+    encode_dataset(fetched, folder / "users.tsv", folder / "encoded", seed=0,
+                   valid_fraction=0.1, test_fraction=0.1)  # fmt: skip
 
 
 PHASES = ("gather", "forward", "backward", "step")

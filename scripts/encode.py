@@ -8,7 +8,6 @@ encode_dataset(
     snakemake.input.raw,
     snakemake.input.users,
     snakemake.output[0],
-    dataset=snakemake.params.dataset,
     seed=snakemake.params.seed,
     valid_fraction=snakemake.params.split["valid"],
     test_fraction=snakemake.params.split["test"],

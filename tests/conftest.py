@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from data_helpers import encode_for_tests
-from deepfm_rec.data.layouts import read_tables
+from deepfm_rec.data.layouts import read_canonical
 from deepfm_rec.data.sources import fetch
 from deepfm_rec.data.users import build_users
 from workflow_helpers import FAST, copy_project, edit_config, snakemake
@@ -27,7 +27,7 @@ def raw_small(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tables_small(raw_small):
-    return read_tables(raw_small, "csv")
+    return read_canonical(raw_small)
 
 
 @pytest.fixture(scope="session")

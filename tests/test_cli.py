@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -128,3 +129,36 @@ def test_a_bad_checkpoint_or_device_fails_cleanly(results, tmp_path, case, bad_m
     assert done.returncode == 2 and done.stdout == "", case
     assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "weights_only" not in done.stderr  # torch's advice to load unsafely is not passed on
+
+
+def damage(folder: Path, how: str) -> str:
+    """Damage an encoded folder as a person or a full disk might; the file it names."""
+    if how == "deleted":
+        (folder / "label.npy").unlink()
+        return "label.npy: missing"
+    if how == "truncated":
+        path = folder / "genres.bag.npy"
+        path.write_bytes(path.read_bytes()[:1000])
+        return "genres.bag.npy: not a whole .npy array (mmap length is greater than file size)"
+    if how == "another dtype":
+        user = np.load(folder / "user.npy")
+        np.save(folder / "user.npy", user.astype(np.int64))
+        return f"user.npy: int64 ({len(user)},), but encode wrote int32 ({len(user)},)"
+    assert how == "no list of arrays"  # a meta.json of an older version
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "arrays"}))
+    return "meta.json: no list of arrays ('arrays')"
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated", "another dtype", "no list of arrays"])
+def test_a_damaged_encoded_folder_is_a_usage_error_naming_the_file(results, tmp_path, how):
+    encoded = shutil.copytree(results / "encoded", tmp_path / "encoded")
+    expected = damage(encoded, how)
+    user = str(np.load(results / "encoded" / "user_ids.npy")[1])
+    done = run("recommend", "--model", str(results / "deepfm" / "seed0" / "model.pt"),
+               "--user", user, "--encoded", str(encoded), "--device", "cpu")  # fmt: skip
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"deepfm-rec recommend: error: {encoded}/{expected}; encode it again "
+        "(snakemake --forcerun encode)"
+    ), done.stderr

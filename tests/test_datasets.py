@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from workflow_helpers import FAST, copy_project, edit_config, error_messages, snakemake
+from workflow_helpers import (
+    FAST,
+    copy_project,
+    edit_config,
+    error_messages,
+    require_or_skip,
+    snakemake,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -32,7 +40,8 @@ def test_each_layout_runs_download_to_report(tmp_path, dataset, source, origin):
     project = copy_project(tmp_path)
     edit_config(project, {**TINY, "dataset": dataset, "source": source and str(source),
                           "synthetic": {"n_ratings": 3000}})  # fmt: skip
-    snakemake(project, "results/report.html")
+    ran = snakemake(project, "results/report.html")
+    assert "deepfm-rec: the report is results/report.html" in ran.stdout
     meta = json.loads((project / f"results/{dataset}/encoded/meta.json").read_text())
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
     assert list(metrics["model"]) == ["fm", "deepfm", "global_mean", "bias", "popularity"]
@@ -87,6 +96,30 @@ def missing_member(tmp_path):
     return "ml-32m", zip_folder(archive, FIXTURES / "ml-20m", "ml-32m", skip=("movies.csv",))
 
 
+def link_out_of_the_folder(tmp_path):
+    """tags.csv of an ml-20m folder is a link to a file outside it (/etc/shadow, say)."""
+    folder = shutil.copytree(FIXTURES / "ml-20m", tmp_path / "ml-20m")
+    (tmp_path / "secret").write_text("root:$6$not-for-the-results:19000:0:99999:7:::\n")
+    (folder / "tags.csv").unlink()
+    (folder / "tags.csv").symlink_to(tmp_path / "secret")
+    return "ml-20m", folder
+
+
+def zip_bomb(tmp_path):
+    """A deflated ml-32m zip whose README.txt is 10 MB of zeros (1000 times its packed size)."""
+    archive = zip_folder(tmp_path / "ml-32m.zip", FIXTURES / "ml-20m", "ml-32m")
+    with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ml-32m/README.txt", bytes(10_000_000))
+    return "ml-32m", archive
+
+
+def member_twice(tmp_path):
+    archive = zip_folder(tmp_path / "ml-32m.zip", FIXTURES / "ml-20m", "ml-32m")
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("ml-32m/ratings.csv", "userId,movieId,rating,timestamp\n1,1,5.0,1\n")
+    return "ml-32m", archive
+
+
 BAD_INPUT = {
     "corrupt zip": (corrupt_zip, r"ml-32m.zip: corrupt or truncated zip"),
     "truncated zip": (truncated_zip, r"ml-32m.zip: corrupt or truncated zip"),
@@ -108,9 +141,25 @@ BAD_INPUT = {
         lambda t: ("ml-10m", broken_ratings(t, 5, "1::231::7.5::838983392")),
         r"ratings.dat:5: rating 7.5 is outside the 0.5-5 star scale",
     ),
+    "a 10 MB field": (
+        lambda t: ("ml-10m", broken_ratings(t, 4, f"1::{'x' * 10_000_000}::4.0::838983525")),
+        f"ratings.dat:4: MovieID is not a number: '{'x' * 80}'… (10,000,000 characters)",
+    ),
     "empty ratings file": (
         lambda t: ("ml-10m", broken_ratings(t, 0, None)),
         r"ratings.dat: no ratings (the file is empty)",
+    ),
+    "a link out of the source folder": (
+        link_out_of_the_folder,
+        r"ml-20m/tags.csv: a link to ",
+    ),
+    "a zip bomb": (
+        zip_bomb,
+        r"ml-32m.zip: ml-32m/README.txt unpacks to 10,000,000 bytes from ",
+    ),
+    "a file twice in the zip": (
+        member_twice,
+        r"ml-32m.zip: ml-32m/ratings.csv is in it 2 times; which one is the data?",
     ),
     "source path that does not exist": (
         lambda t: ("ml-1m", t / "nowhere" / "ml-1m.zip"),
@@ -134,9 +183,64 @@ def test_bad_input_fails_with_one_clear_line_and_leaves_nothing(tmp_path, case):
     assert "Traceback" not in result.stdout, result.stdout[-3000:]
     errors = set(error_messages(result.stdout))
     assert len(errors) == 1, result.stdout[-3000:]
-    assert message in errors.pop(), result.stdout[-3000:]
+    error = errors.pop()
+    assert message in error and len(error) < 500, result.stdout[-3000:]
     # nothing half-written: no dataset folder, no scratch folder, no table past the failure
     assert not (project / "resources" / dataset).exists()
     assert [p.name for p in (project / "resources").iterdir()] == ["embedded"]
     assert not (project / "results" / dataset / "users.tsv").exists()
     assert not (project / "results" / dataset / "encoded").exists()
+
+
+def test_ratings_that_never_reach_the_relevance_threshold_name_its_key(tmp_path):
+    """All ratings 3 stars: no test movie is relevant, so no ranking can be scored."""
+    folder = shutil.copytree(FIXTURES / "ml-20m", tmp_path / "ml-20m")
+    ratings = pd.read_csv(folder / "ratings.csv").assign(rating=3.0)
+    ratings.to_csv(folder / "ratings.csv", index=False)
+    project = copy_project(tmp_path / "project")
+    edit_config(project, {**TINY, "dataset": "ml-20m", "source": str(folder)})
+    result = snakemake(project, "results/ml-20m/baselines.json", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout, result.stdout[-3000:]
+    assert set(error_messages(result.stdout)) == {
+        "DataError: no test rating (of a user with train ratings) reaches config key "
+        "'ranking.threshold' (4.0 stars; test ratings span 3.0-3.0 stars): no movie is "
+        "relevant to rank; lower the threshold"
+    }, result.stdout[-3000:]
+    assert not (project / "results" / "ml-20m" / "baselines.json").exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(tmp_path):
+    """results/ on a 1 MB file system: users.tsv fits, the encoded arrays do not (numpy
+    said "OSError: 100836 requested and 87008 written", in a traceback)."""
+    project = copy_project(tmp_path / "project")
+    results = project / "results"
+    results.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(results)]
+    mounted = subprocess.run(mount, capture_output=True, text=True)
+    require_or_skip(
+        mounted.returncode == 0, f"cannot mount a tmpfs: {mounted.stderr}", "DEEPFM_REQUIRE_MOUNT"
+    )
+    try:
+        result = snakemake(project, "results/ml-latest-small/encoded", check=False)
+        left = sorted(p.name for p in (results / "ml-latest-small").iterdir())
+    finally:
+        subprocess.run(["umount", str(results)], check=True)
+    assert result.returncode != 0 and "Traceback" not in result.stdout, result.stdout[-3000:]
+    assert {line for line in result.stdout.splitlines() if line.startswith("OSError")} == {
+        "OSError: the disk is full (No space left on device) writing "
+        "results/ml-latest-small/encoded; free space or quota"
+    }, result.stdout[-3000:]
+    assert left == ["users.tsv"]  # no scratch folder
+
+
+def test_an_encoded_array_deleted_after_encode_is_one_line_naming_it(tmp_path):
+    """Snakemake does not look inside a directory output: the next rule reads the damage."""
+    project = copy_project(tmp_path / "project")
+    snakemake(project, "results/ml-latest-small/encoded")
+    (project / "results/ml-latest-small/encoded/label.npy").unlink()
+    result = snakemake(project, "results/ml-latest-small/baselines.json", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout, result.stdout[-3000:]
+    assert set(error_messages(result.stdout)) == {
+        "DataError: results/ml-latest-small/encoded/label.npy: missing; encode it again "
+        "(snakemake --forcerun encode)"
+    }, result.stdout[-3000:]

@@ -103,7 +103,9 @@ def test_held_out_rows_change_no_bag(tables_small, encoded_small, tmp_path):
     ratings.loc[held_out, "item"] = np.random.default_rng(0).choice(movies, held_out.sum())
     tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
     users = build_users(ratings["user"].unique(), None, "auto", seed=7)
-    moved = encode_for_tests(tables, users, tmp_path / "moved", seed=7)
+    encode(tables, users, tmp_path / "moved", seed=7, valid_fraction=0.1, test_fraction=0.1,
+           provenance={})  # fmt: skip
+    moved = open_encoded(tmp_path / "moved")
     np.testing.assert_array_equal(moved.arrays["split"], encoded_small.arrays["split"])
     for field in ("history", "raters"):
         assert bags_of(moved, field) == bags_of(encoded_small, field), field
@@ -203,6 +205,28 @@ def test_tag_bags_hold_the_pairs_tags(encoded_small, tables_small):
             vocabulary.index(t) + 1 for t in tag_of_pair.get(pair, ()) if t in vocabulary
         )
         assert bags[b] == expected, pair
+
+
+def test_a_tag_is_keyed_by_its_user_and_movie_whatever_their_ids(tmp_path):
+    """user * 2^32 + movie made (1, 2^32 + 5) the key of (2, 5): its tag went to user 1."""
+    big = 2**32 + 5
+    ratings = pd.DataFrame(
+        {
+            "user": [1] * 10 + [2] * 10,
+            "item": [big, *range(11, 20), 5, *range(21, 30)],
+            "rating": np.float32(4.0),
+            "timestamp": [*range(10), *range(10)],  # the first rows are train (temporal)
+        }
+    )
+    movies = pd.DataFrame({"item": sorted({*ratings["item"]}), "title": "A movie (1999)"})
+    tags = pd.DataFrame({"user": [2], "item": [5], "tag": ["funny"]})
+    tables = Tables(ratings, movies.assign(genres=[[]] * len(movies)), tags)
+    users = build_users(ratings["user"].unique(), None, "none", seed=0)
+    encode(tables, users, tmp_path / "encoded", seed=0, valid_fraction=0.1, test_fraction=0.1,
+           provenance={}, split_method="temporal")  # fmt: skip
+    encoded = open_encoded(tmp_path / "encoded")
+    assert np.flatnonzero(encoded.arrays["tags.bag"]).tolist() == [10]  # the row of (2, 5)
+    assert len(bags_of(encoded, "tags")[encoded.arrays["tags.bag"][10]]) == 1
 
 
 def test_age_is_standardised_with_train_statistics(encoded_small):

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from loguru import logger
 
 from deepfm_rec.data.errors import DataError
-from deepfm_rec.data.layouts import ML1M_OCCUPATIONS, PARSERS, read_tables
+from deepfm_rec.data.layouts import (
+    ML1M_OCCUPATIONS,
+    PARSERS,
+    read_canonical,
+    read_tables,
+    write_canonical,
+)
 from deepfm_rec.data.sources import DATASETS
+from workflow_helpers import ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -59,6 +69,26 @@ def _genres(tables) -> dict[int, list[str]]:
 
 def _titles(tables) -> dict[int, str]:
     return dict(zip(tables.movies["item"], tables.movies["title"], strict=True))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_canonical_tables_read_back_as_written(layout, tmp_path):
+    """What download writes (parquet) is what the later rules read, dtypes and lists too."""
+    tables = read_tables(LAYOUTS[layout][0], layout)
+    write_canonical(tables, tmp_path)
+    again = read_canonical(tmp_path)
+    _check_canonical(again)
+    for name in ("ratings", "movies", "tags", "users"):
+        if getattr(tables, name) is None:
+            assert getattr(again, name) is None and not (tmp_path / f"{name}.parquet").exists()
+        else:
+            pd.testing.assert_frame_equal(getattr(again, name), getattr(tables, name))
+
+
+def test_a_folder_without_canonical_tables_says_to_fetch_again():
+    """resources/{dataset} of an older version held the raw files only."""
+    with pytest.raises(DataError, match=r"ml-20m: no ratings.parquet .*--forcerun download"):
+        read_canonical(LAYOUTS["csv"][0])
 
 
 def test_every_dataset_layout_has_a_parser():
@@ -225,6 +255,33 @@ def test_dat_title_and_tag_may_contain_the_separator(tmp_path):
     assert tables.tags["tag"].iloc[0] == "a::b"
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_pair_rated_again_keeps_its_latest_rating(layout, tmp_path):
+    """Rated again later, rated at the same time on a later line, rated earlier: the pair
+    keeps the second (the latest, the later of the two lines), with a warning."""
+    folder = _copy(layout, tmp_path)
+    _, name, sep, _ = LAYOUTS[layout]
+    lines = (folder / name).read_text().splitlines()
+    user, item, _, time = lines[layout == "csv"].split(sep)
+    again = [(2, int(time) + 10), (4, int(time) + 10), (5, int(time) - 10)]
+    lines += [sep.join([user, item, str(stars), str(when)]) for stars, when in again]
+    (folder / name).write_text("\n".join(lines) + "\n")
+    warnings: list[str] = []
+    sink = logger.add(warnings.append, level="WARNING", format="{message}")
+    try:
+        ratings = read_tables(folder, layout).ratings
+    finally:
+        logger.remove(sink)
+    assert len(ratings) == len(lines) - (layout == "csv") - 3
+    assert not ratings.duplicated(["user", "item"]).any()
+    pair = ratings[(ratings["user"] == int(user)) & (ratings["item"] == int(item))]
+    assert pair[["rating", "timestamp"]].to_numpy().tolist() == [[4.0, int(time) + 10]]
+    assert [w.strip() for w in warnings if w.startswith(f"{folder / name}:")] == [
+        f"{folder / name}: 3 duplicate ratings of a (user, movie) pair dropped; each pair "
+        "keeps its latest rating"
+    ]
+
+
 def test_unknown_layout():
     with pytest.raises(DataError, match="unknown layout 'ml-5m'"):
         read_tables(FIXTURES, "ml-5m")
@@ -249,6 +306,8 @@ BAD_RATINGS = {
         lambda f: [*f[:3], "99999999999999999999999"],
         "is out of the int64 range: 99999999999999999999999",
     ),
+    "user negative": (lambda f: ["-3", *f[1:]], "is negative: -3"),
+    "item negative": (lambda f: [f[0], "-1", *f[2:]], "is negative: -1"),
     "rating above 5": (lambda f: [*f[:2], "7", f[3]], "rating 7.0 is outside the 0.5-5"),
     "rating below 0.5": (lambda f: [*f[:2], "0", f[3]], "rating 0.0 is outside the 0.5-5"),
 }
@@ -303,6 +362,15 @@ def test_missing_required_file(layout, name, tmp_path):
     assert f"{name}: missing file" in message
 
 
+@pytest.mark.parametrize("make", [os.mkfifo, Path.mkdir])
+def test_a_dataset_file_that_is_no_regular_file_is_named(make, tmp_path):
+    folder = _copy("csv", tmp_path)
+    (folder / "tags.csv").unlink()
+    make(folder / "tags.csv")
+    message = _error("csv", folder)
+    assert message.endswith("tags.csv: not a regular file (a folder, a FIFO, a device?)")
+
+
 # Bad lines in the other files: (layout, file, line number, new line, expected message part).
 BAD_LINES = [
     ("ml-100k", "u.item", 3, "4|Get Shorty (1995)|01-Jan-1995||url|0|1", "expected 24 fields"),
@@ -325,6 +393,18 @@ BAD_LINES = [
     ("csv", "tags.csv", 2, '2,1,"pixar,1445714994', "a quote opened on this line"),
     ("csv", "movies.csv", 3, '11,"American President, The (1995),Comedy', "quote opened"),
     ("csv", "ratings.csv", 3, '1,"11,2.0,1112484587', "a quote opened on this line"),
+    ("csv", "movies.csv", 12, '176601,"Black Mirror,(no genres listed)', "a quote opened on"),
+    # a movie id listed twice
+    (
+        "csv",
+        "movies.csv",
+        4,
+        "1,Toy Story again (1995),Comedy",
+        "movie 1 is listed again (first on line 2)",
+    ),
+    ("ml-1m", "movies.dat", 3, "1::Toy Story again (1995)::Comedy", "movie 1 is listed again"),
+    ("ml-100k", "u.item", 3, "1|Toy Story again (1995)||||" + "|".join("0" * 19), "movie 1 is "),
+    ("ml-10m", "tags.dat", 2, "-15::4973::Paris::1162160236", "UserID is negative: '-15'"),
 ]
 
 
@@ -338,10 +418,62 @@ def test_bad_line_in_other_files_is_named(layout, name, number, line, expected, 
     assert expected in message
 
 
-def test_an_unclosed_quote_in_a_full_size_ratings_file_is_named(raw_small, tmp_path):
+HUGE = 10_000_000  # characters of one field
+
+
+@pytest.mark.parametrize(
+    ("layout", "name", "line", "value", "expected"),
+    [
+        ("ml-10m", "ratings.dat", "1::{}::4.0::838983525", "x" * HUGE, "MovieID is not a number"),
+        ("ml-1m", "users.dat", "2::{}::56::16::70072", "x" * HUGE, "Gender"),
+        ("csv", "tags.csv", "2,{},pixar,1445714994", "1.5" + "0" * HUGE, "movieId is not a whole"),
+    ],
+)
+def test_a_huge_value_is_quoted_by_its_start_and_length(layout, name, line, value, expected,
+                                                         tmp_path):  # fmt: skip
+    folder = _copy(layout, tmp_path)
+    _replace_line(folder / name, 2, line.format(value))
+    message = _error(layout, folder)
+    assert f"{name}:2: {expected}" in message
+    assert f" {value[:80]!r}… ({len(value):,} characters)" in message and len(message) < 300
+
+
+def test_a_quoted_line_break_is_part_of_its_field(tmp_path):
+    """A title may span lines inside its quotes (valid CSV); the lines of later rows are
+    still named right."""
+    folder = _copy("csv", tmp_path)
+    _replace_line(folder / "movies.csv", 3, '11,"American President,\nThe (1995)",Comedy|Drama')
+    tables = read_tables(folder, "csv")
+    assert _titles(tables)[11] == "American President,\nThe (1995)"
+    assert len(tables.movies) == 11 and _genres(tables)[73] == ["Drama", "War"]
+    _replace_line(folder / "movies.csv", 6, "x5,Father of the Bride Part II (1995),Comedy")
+    assert "movies.csv:6: movieId is not a number: 'x5'" in _error("csv", folder)
+
+
+def test_rated_movies_missing_from_the_movies_file_are_a_warning(tmp_path):
+    folder = _copy("csv", tmp_path)
+    lines = (folder / "movies.csv").read_text().splitlines(keepends=True)
+    (folder / "movies.csv").write_text(
+        "".join(line for line in lines if not line.startswith("11,"))
+    )
+    warnings: list[str] = []
+    sink = logger.add(warnings.append, level="WARNING", format="{message}")
+    try:
+        tables = read_tables(folder, "csv")
+    finally:
+        logger.remove(sink)
+    assert 11 in set(tables.ratings["item"]) and 11 not in set(tables.movies["item"])
+    assert [w.strip() for w in warnings] == [
+        f"{folder / 'movies.csv'}: rated movies not in it: 2 (ids 11, 200001); they get no title "
+        "or genres"
+    ]
+
+
+def test_an_unclosed_quote_in_a_full_size_ratings_file_is_named(tmp_path):
     """In the embedded ratings.csv (100,836 lines) the open field outgrows the csv module's
     field limit before the file ends: the error still names the line the quote opens on."""
-    folder = shutil.copytree(raw_small, tmp_path / "ml-latest-small")
+    embedded = ROOT / "resources" / "embedded" / "ml-latest-small"
+    folder = shutil.copytree(embedded, tmp_path / "ml-latest-small")
     _replace_line(folder / "ratings.csv", 11, '1,"50,4.0,964982931')
     message = _error("csv", folder)
     assert "ratings.csv:11: " in message and "quote" in message

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from deepfm_rec.data.encoding import SPLITS, Encoded
+from deepfm_rec.data.errors import DataError
 from deepfm_rec.evaluate import evaluate_model
 from deepfm_rec.ranking import (
     PopularityRanker,
@@ -113,6 +114,10 @@ def test_relevant_items_by_hand():
     assert relevant.counts.tolist() == [2, 1]  # user 1's uncoded movie still counts
     strict = relevant_items(hand_encoded(), "test", threshold=4.5)
     assert strict.users.tolist() == [1] and strict.counts.tolist() == [1]
+    with pytest.raises(DataError, match=r"^no valid rating \(of a user with train ratings\) "
+                       r"reaches config key 'ranking.threshold' \(4.5 stars; valid ratings "
+                       r"span 4.0-4.0 stars\)"):  # fmt: skip
+        relevant_items(hand_encoded(), "valid", threshold=4.5)
 
 
 def test_popularity_baseline_by_hand():

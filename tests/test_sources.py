@@ -8,13 +8,16 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from deepfm_rec.data import sources
 from deepfm_rec.data.errors import DataError
+from deepfm_rec.data.layouts import read_canonical, read_tables
 from deepfm_rec.data.sources import DATASETS, fetch, parse_md5_sidecar
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "resources" / "embedded" / "ml-latest-small"
+FILES_100K = ("u.data", "u.item", "u.user")
 
 
 def make_zip(path, folder: str, files: dict[str, bytes]) -> str:
@@ -29,13 +32,31 @@ def only(tmp_path) -> list[str]:
     return sorted(p.name for p in tmp_path.iterdir())
 
 
-def test_embedded_folder_is_verified_and_copied(tmp_path):
+def assert_same_tables(fetched: Path, raw: Path, layout: str) -> None:
+    """The tables `fetch` wrote into `fetched` are those parsed from the raw folder."""
+    written, parsed = read_canonical(fetched), read_tables(raw, layout)
+    for name in ("ratings", "movies", "tags", "users"):
+        if getattr(parsed, name) is None:
+            assert getattr(written, name) is None, name
+        else:
+            pd.testing.assert_frame_equal(getattr(written, name), getattr(parsed, name))
+
+
+EMBEDDED_OUT = ["LICENSE.md", "links.csv", "movies.parquet", "ratings.parquet", "source.json",
+                "tags.parquet"]  # fmt: skip
+
+
+def test_embedded_folder_is_verified_parsed_and_written_as_tables(tmp_path):
+    """resources/{dataset}: the canonical tables, the license and links.csv as they came,
+    and source.json."""
     provenance = fetch("ml-latest-small", EMBEDDED, tmp_path / "out")
-    assert (tmp_path / "out" / "ratings.csv").read_bytes() == (
-        EMBEDDED / "ratings.csv"
-    ).read_bytes()
+    assert only(tmp_path / "out") == EMBEDDED_OUT
+    assert_same_tables(tmp_path / "out", EMBEDDED, "csv")
+    for name in ("LICENSE.md", "links.csv"):
+        assert (tmp_path / "out" / name).read_bytes() == (EMBEDDED / name).read_bytes()
     assert json.loads((tmp_path / "out" / "source.json").read_text()) == provenance
     assert provenance["checksum_kind"] == "md5 of file md5s" and len(provenance["checksum"]) == 32
+    assert provenance["file_md5"] == {p.name: sources.md5sum(p) for p in EMBEDDED.iterdir()}
     assert only(tmp_path) == ["out"]
 
 
@@ -51,20 +72,60 @@ def test_a_changed_file_fails_its_md5_and_leaves_nothing(tmp_path):
     assert only(tmp_path) == ["copy"]
 
 
+def test_only_the_datasets_own_files_are_taken_from_a_folder(tmp_path):
+    """Other files beside the dataset's, and links among them (to /etc/shadow, say), are
+    not read or copied; a link that stays in the folder is a file like any other."""
+    folder = shutil.copytree(EMBEDDED, tmp_path / "copy")
+    (tmp_path / "secret").write_text("root:$6$not-for-the-results\n")
+    (folder / "shadow").symlink_to(tmp_path / "secret")
+    (folder / "notes.txt").write_text("mine\n")
+    (folder / "LICENSE.md").rename(folder / "license.orig")
+    (folder / "LICENSE.md").symlink_to("license.orig")
+    provenance = fetch("ml-latest-small", folder, tmp_path / "out")
+    assert only(tmp_path / "out") == EMBEDDED_OUT
+    assert sorted(provenance["file_md5"]) == sorted(p.name for p in EMBEDDED.iterdir())
+    assert not (tmp_path / "out" / "LICENSE.md").is_symlink()
+
+
+def test_only_the_datasets_files_are_unpacked_from_a_zip(tmp_path, monkeypatch):
+    """`<folder>/<name>` exactly: a same-named file in another folder does not replace the
+    real one, and a file that is not the dataset's is not unpacked (nor its size paid)."""
+    archive = tmp_path / "ml-32m.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in ("ratings.csv", "movies.csv"):
+            zf.write(EMBEDDED / name, f"ml-32m/{name}")
+        zf.writestr("junk/ml-32m/ratings.csv", "userId,movieId,rating,timestamp\n1,1,5.0,1\n")
+        zf.writestr("ml-32m/zeros.bin", bytes(10_000_000))
+        zf.writestr("ml-32m/../ratings.csv", "userId,movieId,rating,timestamp\n1,1,5.0,1\n")
+    fetch("ml-32m", archive, tmp_path / "out")
+    assert only(tmp_path / "out") == [
+        "movies.parquet", "ratings.parquet", "source.json", "tags.parquet",
+    ]  # fmt: skip
+    ratings = read_canonical(tmp_path / "out").ratings
+    pd.testing.assert_frame_equal(ratings, read_tables(EMBEDDED, "csv").ratings)
+    # the size cap counts the dataset's files only
+    ratings, movies = ((EMBEDDED / name).stat().st_size for name in ("ratings.csv", "movies.csv"))
+    monkeypatch.setattr(sources, "MAX_UNPACKED", ratings)
+    message = f"unpack to {ratings + movies:,} bytes, more than the {ratings:,} accepted"
+    with pytest.raises(DataError, match=rf"ml-32m\.zip: the dataset's files {message}"):
+        fetch("ml-32m", archive, tmp_path / "out2")
+    assert only(tmp_path) == ["ml-32m.zip", "out"]
+
+
 def test_a_zip_with_the_right_md5_is_extracted_and_parsed(tmp_path, monkeypatch):
     archive = tmp_path / "ml-100k.zip"
     fixture = Path(__file__).parent / "fixtures" / "ml-100k"
     files = {p.name: p.read_bytes() for p in fixture.iterdir()}
     md5 = make_zip(archive, "ml-100k", files)
-    spec = sources.DatasetSpec("ml-100k", "ml-100k", "ml-100k", ("u.data", "u.item"), md5=md5)
+    spec = sources.DatasetSpec("ml-100k", "ml-100k", "ml-100k", FILES_100K, md5=md5)
     monkeypatch.setitem(DATASETS, "ml-100k", spec)
     provenance = fetch("ml-100k", archive, tmp_path / "out")
     assert provenance["checksum"] == md5 and provenance["checksum_kind"] == "md5 of zip"
-    assert (tmp_path / "out" / "u.data").read_bytes() == files["u.data"]
+    assert_same_tables(tmp_path / "out", fixture, "ml-100k")
     # a zip whose data does not parse fails, naming the file inside the zip
     bad = make_zip(tmp_path / "bad.zip", "ml-100k", {**files, "u.item": b"1|Toy Story\n"})
     monkeypatch.setitem(DATASETS, "ml-100k", sources.DatasetSpec(
-        "ml-100k", "ml-100k", "ml-100k", ("u.data", "u.item"), md5=bad))  # fmt: skip
+        "ml-100k", "ml-100k", "ml-100k", FILES_100K, md5=bad))  # fmt: skip
     with pytest.raises(DataError, match=r"bad\.zip:ml-100k/u\.item:1: expected 24 fields"):
         fetch("ml-100k", tmp_path / "bad.zip", tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
@@ -204,7 +265,7 @@ def test_a_download_over_http_is_verified_with_progress(tmp_path, monkeypatch):
         monkeypatch.setattr(sources, "BASE_URL", f"http://127.0.0.1:{server.server_port}")
         provenance = fetch("ml-32m", None, tmp_path / "out")
         assert provenance["checksum"] == md5 and provenance["source"].endswith("/ml-32m.zip")
-        assert (tmp_path / "out" / "ratings.csv").read_bytes() == files["ratings.csv"]
+        assert_same_tables(tmp_path / "out", fixture, "csv")
         (served / "ml-32m.zip.md5").write_text("MD5 (ml-32m.zip) = " + "f" * 32 + "\n")
         with pytest.raises(DataError, match=r"^http://127\.0\.0\.1:\d+/ml-32m\.zip: md5 mismatch"):
             fetch("ml-32m", None, tmp_path / "out2")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import stat
 import zipfile
 from itertools import product
 
@@ -201,6 +203,25 @@ def test_snakemake_report_archive(project):
     assert any(n.endswith("metrics.tsv") for n in names)
 
 
+def test_the_data_folders_are_as_readable_as_the_umask_says(tmp_path):
+    """Not mkdtemp's 0700: on a shared cluster the group reads the results."""
+    project = copy_project(tmp_path)
+    umask = os.umask(0o027)
+    try:
+        snakemake(project, "results/ml-latest-small/encoded")
+    finally:
+        os.umask(umask)
+    for folder in ("resources/ml-latest-small", "results/ml-latest-small/encoded"):
+        modes = {stat.S_IMODE(p.stat().st_mode) for p in (project / folder).iterdir()}
+        assert stat.S_IMODE((project / folder).stat().st_mode) == 0o750 and modes == {0o640}
+
+
+def test_a_run_that_builds_no_report_does_not_point_to_one(tmp_path):
+    project = copy_project(tmp_path)
+    result = snakemake(project, "resources/ml-latest-small")
+    assert "the report is" not in result.stdout and "Finished job" in result.stdout
+
+
 def test_lint_is_clean(project):
     result = snakemake(project, "--lint", check=False)
     assert result.returncode == 0 and "Lints for" not in result.stdout, result.stdout
@@ -217,6 +238,10 @@ def test_lint_is_clean(project):
         ({"seeed": 1}, "seeed"),
         ({"split": {"test": 0.9}}, "test"),
         ({"dataset": "ml-7m"}, "ml-7m"),
+        # torch.manual_seed takes no more than 2^64 - 1, and the schema says 2^32 - 1
+        ({"seed": 2**64 + 1}, "18446744073709551617 is greater than the maximum of 4294967295"),
+        ({"seeds": [42, 2**32]}, "4294967296 is greater than the maximum of 4294967295"),
+        ({"synthetic": {"seed": 2**32}}, "4294967296 is greater than the maximum"),
     ],
 )
 def test_config_errors_fail_before_any_job_naming_the_key(tmp_path, change, message):
@@ -239,6 +264,23 @@ def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path):
     assert result.returncode != 0
     assert "config/config.yaml is not valid YAML" in result.stdout, result.stdout[-2000:]
     assert f'in "config/config.yaml", line {line}, column 8' in result.stdout
+    assert not (project / "results").exists()
+
+
+def test_a_number_that_yaml_reads_as_text_names_the_line_and_how_to_write_it(tmp_path):
+    """PyYAML reads YAML 1.1, where lr: 1e-3 is the string '1e-3'."""
+    project = copy_project(tmp_path)
+    config = project / "config" / "config.yaml"
+    lines = config.read_text().splitlines(keepends=True)
+    line = next(i for i, text in enumerate(lines, 1) if text.strip().startswith("lr:"))
+    lines[line - 1] = "    lr: 1e-3\n"  # the first lr: fm's stars section's
+    config.write_text("".join(lines))
+    result = snakemake(project, "-n", check=False)
+    assert result.returncode != 0
+    assert (
+        f"config/config.yaml, line {line}: fm.stars.lr: 1e-3 is text to YAML 1.1 (PyYAML), "
+        "whose numbers in exponent form need a dot and a signed exponent; write 0.001"
+    ) in result.stdout, result.stdout[-2000:]
     assert not (project / "results").exists()
 
 

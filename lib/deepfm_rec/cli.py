@@ -84,12 +84,14 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         )
     if args.k < 1:
         parser.error(f"-k {args.k}: the list needs at least one movie")
-    if not (encoded_dir / "user_ids.npy").is_file():
-        parser.error(
-            f"{encoded_dir / 'user_ids.npy'} is missing: the folder was encoded by an older "
-            f"version; encode it again (it maps user codes to MovieLens ids)"
-        )
-    ids = np.load(encoded_dir / "user_ids.npy")[1:]  # code 0 is no user
+    from deepfm_rec.data.encoding import open_encoded  # imports no torch
+    from deepfm_rec.data.errors import DataError
+
+    try:
+        encoded = open_encoded(encoded_dir)
+    except DataError as error:
+        parser.error(str(error))
+    ids = np.asarray(encoded.arrays["user_ids"])[1:]  # code 0 is no user
     if not (ids == args.user).any():
         parser.error(
             f"--user {args.user}: no such user in the train split of {encoded_dir} "
@@ -98,8 +100,6 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
 
     # imported here, not at the top: --help and bad arguments answer without the seconds
     # that importing torch takes (there is no module cycle)
-    from deepfm_rec.data.encoding import open_encoded
-    from deepfm_rec.data.errors import DataError
     from deepfm_rec.inference import resolve_device
     from deepfm_rec.ranking import exclusion_splits, rated_items
     from deepfm_rec.recommend import (
@@ -113,7 +113,6 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         splits = exclusion_splits(args.exclude)
     except ValueError as error:
         parser.error(f"--exclude {args.exclude}: {error}")
-    encoded = open_encoded(encoded_dir)
     code = user_code(encoded, args.user)
     try:
         device = str(resolve_device(args.device, key="--device"))

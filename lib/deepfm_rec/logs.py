@@ -7,14 +7,15 @@ import traceback
 
 from loguru import logger
 
-from deepfm_rec.data.errors import DataError
+from deepfm_rec.data.errors import DISK_FULL, DataError
 
 
 def route_to(path: str) -> None:
     """Send stderr and loguru to `path`.
 
     A DataError (bad input) is written as its one-line message, to the log and to the
-    terminal Snakemake runs in, without a traceback: the message names what is wrong.
+    terminal Snakemake runs in, without a traceback: the message names what is wrong. So
+    is a full disk, with the file being written where it is known.
     """
     sys.stderr = open(path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 (lives until exit)
     logger.remove()
@@ -22,9 +23,14 @@ def route_to(path: str) -> None:
 
     def hook(kind, error, tb) -> None:
         if isinstance(error, DataError):
-            for stream in (sys.stderr, sys.__stderr__):
-                stream.write(f"DataError: {error}\n")
+            line = f"DataError: {error}"
+        elif isinstance(error, OSError) and error.errno in DISK_FULL:
+            where = f" writing {error.filename}" if error.filename else ""
+            line = f"OSError: the disk is full ({error.strerror}){where}; free space or quota"
         else:
             traceback.print_exception(kind, error, tb, file=sys.stderr)
+            return
+        for stream in (sys.stderr, sys.__stderr__):
+            stream.write(line + "\n")
 
     sys.excepthook = hook

@@ -34,6 +34,7 @@ import torch
 
 from deepfm_rec.data.batches import gather_bags
 from deepfm_rec.data.encoding import SPLITS, Encoded
+from deepfm_rec.data.errors import DataError
 
 RANKING_COLUMNS = ["model", "k", "users", "hr", "precision", "recall", "ndcg"]
 DEFAULT_KS = (1, 5, 10, 20, 50, 100)
@@ -75,6 +76,13 @@ def relevant_items(encoded: Encoded, split: str = "test", threshold: float = 4.0
     user = np.asarray(a["user"])[rows].astype(np.int64)
     item = np.asarray(a["item"])[rows].astype(np.int64)
     item, user = item[user > 0], user[user > 0]  # a user without a code gets no list
+    if len(user) == 0:
+        labels = np.asarray(a["label"])[np.asarray(a["split"]) == SPLITS[split]]
+        raise DataError(
+            f"no {split} rating (of a user with train ratings) reaches config key "
+            f"'ranking.threshold' ({threshold} stars; {split} ratings span {labels.min()}-"
+            f"{labels.max()} stars): no movie is relevant to rank; lower the threshold"
+        )
     users, counts = np.unique(user, return_counts=True)
     n_items = max(int(item.max(initial=0)) + 1, 1)
     keys = np.unique(user[item > 0] * n_items + item[item > 0])  # by user, then item

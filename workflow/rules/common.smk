@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 DATASET = config["dataset"]
@@ -24,8 +25,18 @@ if config["recommend"]["objective"] not in OBJECTIVES:
     )
 
 
+REPORT = "results/report.html"
+# its mtime before this run (False: none), so that onsuccess names it only once written
+REPORT_BEFORE = os.path.exists(REPORT) and os.stat(REPORT).st_mtime_ns
+
+
 def study_targets():
-    return ["results/report.html", f"results/{DATASET}/{RECOMMENDER}/topk.tsv"]
+    return [REPORT, f"results/{DATASET}/{RECOMMENDER}/topk.tsv"]
+
+
+def report_written():
+    """Whether this run wrote the report (a run for resources/ or one model writes none)."""
+    return os.path.exists(REPORT) and os.stat(REPORT).st_mtime_ns != REPORT_BEFORE
 
 
 def trained(pattern, seeds=SEEDS):

@@ -39,7 +39,6 @@ rule encode:
     benchmark:
         "benchmarks/encode/{dataset}.tsv"
     params:
-        dataset="{dataset}",
         seed=config["seed"],
         split=config["split"],
         implicit=config["implicit"],

@@ -17,7 +17,8 @@ Layout of an encoded folder (N rating rows):
     label.npy            float32 (N,) the rating in stars.
     split.npy            uint8 (N,) 0 train, 1 valid, 2 test.
     items.tsv            code, item id, title, genres of every movie with a code.
-    meta.json            fields, sizes, split sizes, train mean, provenance, seed.
+    meta.json            fields, sizes, split sizes, train mean, provenance, seed, and
+                         the dtype and shape of every array above.
 
 Every field has an owner: `user` (the same on all of a user's rows: user, gender,
 occupation, age, history), `item` (the same on all of a movie's rows: item, genres,
@@ -31,8 +32,6 @@ Invariants are checked once, here, when written; readers trust them.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +40,9 @@ import pandas as pd
 from loguru import logger
 
 from deepfm_rec.data.errors import DataError
-from deepfm_rec.data.layouts import Tables, read_tables
-from deepfm_rec.data.sources import read_provenance, spec_for
+from deepfm_rec.data.layouts import Tables, read_canonical
+from deepfm_rec.data.sources import read_provenance
+from deepfm_rec.data.staging import staged
 from deepfm_rec.data.users import read_users
 
 FORMAT_VERSION = 2
@@ -77,10 +77,32 @@ class Encoded:
 
 
 def open_encoded(folder: Path) -> Encoded:
-    """Open an encoded folder with every array memory-mapped read-only."""
+    """Open an encoded folder with every array memory-mapped read-only.
+
+    Each array meta.json records must be there with the dtype and shape encode wrote; a
+    missing, truncated or replaced one is a DataError naming it (the folder is damaged).
+    """
     folder = Path(folder)
-    meta = json.loads((folder / "meta.json").read_text())
-    arrays = {p.name[:-4]: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
+    again = "encode it again (snakemake --forcerun encode)"
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        recorded = meta["arrays"]
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(f"{folder / 'meta.json'}: no list of arrays ({error}); {again}") from None
+    arrays = {}
+    for name, wrote in recorded.items():
+        path = folder / f"{name}.npy"
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as error:
+            problem = f"not a whole .npy array ({error})" if path.exists() else "missing"
+            raise DataError(f"{path}: {problem}; {again}") from None
+        if [str(array.dtype), list(array.shape)] != [wrote["dtype"], wrote["shape"]]:
+            raise DataError(
+                f"{path}: {array.dtype} {array.shape}, but encode wrote {wrote['dtype']} "
+                f"{tuple(wrote['shape'])}; {again}"
+            )
+        arrays[name] = array
     return Encoded(folder=folder, meta=meta, arrays=arrays)
 
 
@@ -321,16 +343,13 @@ def encode(
     )
 
     # tags: one bag per rated (user, movie) pair; vocabulary from train rows' tags.
-    row_key = user_raw.astype(np.int64) * (1 << 32) + item_raw.astype(np.int64)
     tags = tables.tags.assign(tag=tables.tags["tag"].astype(str).str.strip().str.lower())
     tags = tags[tags["tag"] != ""]
-    tag_key = tags["user"].to_numpy(np.int64) * (1 << 32) + tags["item"].to_numpy(np.int64)
-    order = np.argsort(row_key, kind="stable")
-    pos = np.searchsorted(row_key[order], tag_key)
-    pos = np.minimum(pos, n - 1)
-    hit = row_key[order][pos] == tag_key
-    tag_row = order[pos[hit]]
-    tags = tags[hit].assign(row=tag_row)
+    # joined on both ids (a key packed as user * 2^32 + movie collides once an id does not
+    # fit in 32 bits); a tag of a pair nobody rated is dropped
+    rows = pd.DataFrame({"user": user_raw, "item": item_raw, "row": np.arange(n)})
+    tags = tags.merge(rows, on=["user", "item"])
+    tag_row = tags["row"].to_numpy()
     tag_vocab = np.unique(tags.loc[train[tag_row], "tag"].to_numpy(str)).astype(str)
     tags = tags.assign(code=_codes(tags["tag"].to_numpy(str), tag_vocab))
     tags = tags[tags["code"] > 0].drop_duplicates(["row", "code"]).sort_values(["row", "code"])
@@ -401,12 +420,13 @@ def encode(
         **provenance,
     }
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged(out) as staging:
         for name, array in arrays.items():
             np.save(staging / f"{name}.npy", array)
+        # what open_encoded checks each array against
+        meta["arrays"] = {
+            n: {"dtype": str(a.dtype), "shape": list(a.shape)} for n, a in arrays.items()
+        }
         pd.DataFrame(
             {
                 "code": np.arange(1, len(item_vocab) + 1),
@@ -416,11 +436,6 @@ def encode(
             genres=lambda d: d["genres"].map(lambda g: "|".join(g) if isinstance(g, list) else "")
         ).to_csv(staging / "items.tsv", sep="\t", index=False)
         (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info("encoded {} rows ({}) into {}", n, meta["splits"], out)
     return meta
 
@@ -430,15 +445,15 @@ def encode_dataset(
     users: str | Path,
     out: str | Path,
     *,
-    dataset: str,
     seed: int,
     valid_fraction: float,
     test_fraction: float,
     split_method: str = "random",
     implicit: str = "train",
 ) -> dict:
-    """Parse the fetched dataset in `raw`, join the users table and encode it into `out`."""
-    tables = read_tables(Path(raw), spec_for(dataset).layout)
+    """Encode the dataset fetched into `raw` (its canonical tables), joined with the users
+    table, into `out`."""
+    tables = read_canonical(Path(raw))
     return encode(
         tables,
         read_users(users),

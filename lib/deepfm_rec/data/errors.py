@@ -1,4 +1,9 @@
-"""The one exception raised for bad input data."""
+"""The one exception raised for bad input data, and the errnos of a full disk."""
+
+import errno
+
+# a write that found the disk, or the user's quota, full
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class DataError(Exception):

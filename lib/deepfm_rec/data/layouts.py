@@ -1,4 +1,5 @@
-"""Parsers, one per upstream MovieLens layout, all giving the same canonical tables.
+"""Parsers, one per upstream MovieLens layout, all giving the same canonical tables, and
+those tables written and read again as parquet (what `download` leaves in resources/).
 
 Canonical tables (pandas DataFrames):
     ratings: user (int64), item (int64), rating (float32 stars), timestamp (int64)
@@ -11,7 +12,8 @@ Canonical tables (pandas DataFrames):
 Validation policy: every parser raises DataError, naming the file and line, for a line
 with the wrong number of fields, a value that is not a number where one is expected (or
 not a whole number where an id or a timestamp is), a rating outside 0.5-5 stars, an
-empty ratings file and a missing required file.
+empty ratings file and a missing required file. A (user, movie) pair rated more than
+once keeps its latest rating, with a warning.
 Ratings files (up to tens of millions of lines) are parsed by pandas' C reader; the
 small text files (movies, tags, users) line by line.
 """
@@ -20,15 +22,25 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from loguru import logger
 
 from deepfm_rec.data.errors import DataError
 
 NO_GENRES = "(no genres listed)"
+
+# The line of a file's first data row, or the line each data row starts on (a quoted CSV
+# field may span lines).
+Lines = int | np.ndarray
+
+# After a line break in a field: an id and a comma, or the end of the file (see _runs_on).
+_RUN_ON = re.compile(r"[\r\n](?:\d+,|\s*\Z)")
 
 # u.genre of ml-100k, the order of the 19 genre flags of u.item.
 ML100K_GENRES = tuple(
@@ -58,79 +70,135 @@ class Tables:
     users: pd.DataFrame | None = None
 
 
+def quote(value: object, limit: int = 80) -> str:
+    """A value for an error message: a str by its repr, a number as it is; a long value by
+    its first `limit` characters and its length (a 10 MB field must not make a 10 MB line)."""
+    text = str(value)
+    shown = repr(text[:limit]) if isinstance(value, str) else text[:limit]
+    return shown if len(text) <= limit else f"{shown}… ({len(text):,} characters)"
+
+
 def _require(path: Path) -> Path:
+    if path.exists() and not path.is_file():  # a FIFO would block the read for ever
+        raise DataError(f"{path}: not a regular file (a folder, a FIFO, a device?)")
     if not path.is_file():
         raise DataError(f"{path}: missing file (expected in the dataset folder)")
     return path
 
 
-def _numeric(df: pd.DataFrame, column: str, path: Path, first_line: int) -> pd.Series:
+def _line(lines: Lines, row: int) -> int:
+    """The line (from 1) that data row `row` starts on."""
+    return int(lines[row]) if isinstance(lines, np.ndarray) else lines + row
+
+
+def _numeric(df: pd.DataFrame, column: str, path: Path, lines: Lines) -> pd.Series:
     """Column as numbers; the first non-numeric value is reported with its line number."""
     values = pd.to_numeric(df[column], errors="coerce")
     bad = values.isna().to_numpy()
     if bad.any():
         row = int(bad.argmax())
         raise DataError(
-            f"{path}:{row + first_line}: {column} is not a number: {df[column].iloc[row]!r}"
+            f"{path}:{_line(lines, row)}: {column} is not a number: {quote(df[column].iloc[row])}"
         )
     return values
 
 
-def _integer(df: pd.DataFrame, column: str, path: Path, first_line: int) -> pd.Series:
+def _integer(
+    df: pd.DataFrame, column: str, path: Path, lines: Lines, *, signed: bool = True
+) -> pd.Series:
     """Column as int64 (ids, timestamps); a value that is not a whole number, or not one
-    int64 holds, is reported with its line number rather than truncated or wrapped."""
-    values = _numeric(df, column, path, first_line)
+    int64 holds, or negative where not `signed` (ids), is reported with its line number
+    rather than truncated or wrapped."""
+    values = _numeric(df, column, path, lines)
     for bad, problem in [
         ((values % 1 != 0).to_numpy(), "is not a whole number"),
         (((values >= 2**63) | (values < -(2**63))).to_numpy(), "is out of the int64 range"),
+        ((values < 0).to_numpy() & (not signed), "is negative"),
     ]:
         if bad.any():
             row = int(bad.argmax())
             raise DataError(
-                f"{path}:{row + first_line}: {column} {problem}: {df[column].iloc[row]}"
+                f"{path}:{_line(lines, row)}: {column} {problem}: {quote(df[column].iloc[row])}"
             )
     return values.astype("int64")
 
 
-def _check_values(
-    values: pd.Series, allowed: Iterable, name: str, path: Path, first_line: int
-) -> None:
+def _id(df: pd.DataFrame, column: str, path: Path, lines: Lines) -> pd.Series:
+    """An id column: int64 and not negative (MovieLens ids count from 1)."""
+    return _integer(df, column, path, lines, signed=False)
+
+
+def _check_values(values: pd.Series, allowed: Iterable, name: str, path: Path, lines: Lines):
     """The first value outside `allowed` is reported with its line number."""
     allowed = list(allowed)
     bad = ~values.isin(allowed).to_numpy()
     if bad.any():
         row = int(bad.argmax())
         raise DataError(
-            f"{path}:{row + first_line}: {name} {values.iloc[row]!r} is not one of "
+            f"{path}:{_line(lines, row)}: {name} {quote(values.iloc[row])} is not one of "
             f"{', '.join(map(str, allowed))}"
         )
 
 
-def _check_ratings(ratings: pd.DataFrame, path: Path, first_line: int) -> pd.DataFrame:
+def _check_movies(movies: pd.DataFrame, ratings: pd.DataFrame, path: Path, lines: Lines):
+    """A movie id listed twice is an error; rated movies the file lacks, a warning (they
+    get no title, genres or release year)."""
+    twice = movies["item"].duplicated().to_numpy()
+    if twice.any():
+        row = int(twice.argmax())
+        first = int(np.flatnonzero(movies["item"].to_numpy() == movies["item"].iloc[row])[0])
+        raise DataError(
+            f"{path}:{_line(lines, row)}: movie {movies['item'].iloc[row]} is listed again "
+            f"(first on line {_line(lines, first)})"
+        )
+    unknown = np.setdiff1d(ratings["item"].unique(), movies["item"].to_numpy())
+    if len(unknown):
+        logger.warning(
+            "{}: rated movies not in it: {} (ids {}{}); they get no title or genres",
+            path,
+            len(unknown),
+            ", ".join(map(str, unknown[:5])),
+            ", …" if len(unknown) > 5 else "",
+        )
+
+
+def _check_ratings(ratings: pd.DataFrame, path: Path, lines: Lines) -> pd.DataFrame:
+    """The ratings, checked, with one rating per (user, movie) pair: the latest (on a tie in
+    time, the later line), so that a pair cannot be both trained on and tested."""
     if ratings.empty:
         raise DataError(f"{path}: no ratings (the file is empty)")
     bad = ~ratings["rating"].between(0.5, 5.0).to_numpy()
     if bad.any():
         row = int(bad.argmax())
         raise DataError(
-            f"{path}:{row + first_line}: rating {ratings['rating'].iloc[row]} "
+            f"{path}:{_line(lines, row)}: rating {ratings['rating'].iloc[row]} "
             "is outside the 0.5-5 star scale"
         )
+    by_time = ratings.sort_values("timestamp", kind="stable")  # ties stay in line order
+    earlier = by_time.duplicated(["user", "item"], keep="last").sort_index().to_numpy()
+    if earlier.any():
+        logger.warning(
+            "{}: {} duplicate ratings of a (user, movie) pair dropped; each pair keeps its "
+            "latest rating",
+            path,
+            int(earlier.sum()),
+        )
+        ratings = ratings[~earlier].reset_index(drop=True)
     return ratings
 
 
-def _ratings(raw: pd.DataFrame, columns: list[str], path: Path, first_line: int) -> pd.DataFrame:
+def _ratings(raw: pd.DataFrame, columns: list[str], path: Path, lines: Lines) -> pd.DataFrame:
     """Canonical ratings from the raw columns holding user, item, rating, timestamp."""
     user, item, rating, timestamp = columns
     ratings = pd.DataFrame(
         {
-            "user": _integer(raw, user, path, first_line),
-            "item": _integer(raw, item, path, first_line),
-            "rating": _numeric(raw, rating, path, first_line).astype("float32"),
-            "timestamp": _integer(raw, timestamp, path, first_line),
+            "user": _id(raw, user, path, lines),
+            "item": _id(raw, item, path, lines),
+            "rating": _numeric(raw, rating, path, lines).astype("float32"),
+            "timestamp": _integer(raw, timestamp, path, lines),
         }
     )
-    return _check_ratings(ratings, path, first_line)
+    return _check_ratings(ratings, path, lines)
 
 
 def _genre_lists(genres: pd.Series) -> list[list[str]]:
@@ -234,32 +302,43 @@ def _read_numbers(path: Path, names: list[str], sep: str, encoding: str) -> pd.D
     return df
 
 
-def _scan_csv(path: Path) -> None:
-    """Raise a DataError at the first bad record of a CSV file, naming the line it starts on:
-    a field count unlike the header's, or a quote left open (its field runs on over line
-    breaks, which no MovieLens field has)."""
+def _runs_on(field: str) -> bool:
+    """Whether a quoted field ran on past its line because its quote was left open: after
+    one of its line breaks comes what begins a record (an id and a comma) or the end of the
+    file. A title may hold a line break; no MovieLens field holds a record."""
+    return ("\n" in field or "\r" in field) and _RUN_ON.search(field) is not None
+
+
+def _scan_csv(path: Path) -> np.ndarray:
+    """The line each data record of a CSV file starts on (a quoted field may span lines);
+    a DataError at the first bad record, naming the line it starts on: a field count
+    unlike the header's, or a quote left open (see _runs_on)."""
     for _ in _lines(path, "utf-8"):  # names the line of a byte that is not utf-8
         pass
+    starts = []
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle)
         n_fields = len(next(reader, []))
         line = reader.line_num + 1
         try:
             for fields in reader:
-                if any("\n" in f or "\r" in f for f in fields):
+                if any(_runs_on(f) for f in fields):
                     raise DataError(f"{path}:{line}: a quote opened on this line is not closed")
                 if len(fields) != n_fields:
                     raise DataError(
                         f"{path}:{line}: expected {n_fields} comma-separated fields, "
                         f"found {len(fields)}"
                     )
+                starts.append(line)
                 line = reader.line_num + 1
         except csv.Error as error:  # e.g. a field larger than the csv module's limit
             raise DataError(f"{path}:{line}: {error} (a quote left open?)") from None
+    return np.array(starts, dtype=np.int64)
 
 
-def _read_csv(path: Path, columns: list[str], text: bool) -> pd.DataFrame:
-    """A CSV file with a header; numbers parsed by the C reader unless `text` (all str)."""
+def _read_csv(path: Path, columns: list[str], text: bool) -> tuple[pd.DataFrame, Lines]:
+    """A CSV file with a header, and the lines of its rows; numbers parsed by the C reader
+    unless `text` (all str)."""
     try:
         df = pd.read_csv(
             _require(path),
@@ -274,14 +353,15 @@ def _read_csv(path: Path, columns: list[str], text: bool) -> pd.DataFrame:
         raise DataError(f"{path}: empty file, expected a header {','.join(columns)}") from None
     except pd.errors.ParserError:
         df = None
+    lines: Lines = 2  # row r on line r + 2, unless a quoted field spans lines
     if df is None or _has_gaps(df) or _has_line_breaks(df):
-        _scan_csv(path)
+        lines = _scan_csv(path)
     if df is None:
         raise DataError(f"{path}: malformed CSV")
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise DataError(f"{path}: header lacks column(s) {', '.join(missing)}")
-    return df
+    return df, lines
 
 
 def read_csv_layout(folder: Path) -> Tables:
@@ -289,26 +369,28 @@ def read_csv_layout(folder: Path) -> Tables:
     folder = Path(folder)
     path = folder / "ratings.csv"
     columns = ["userId", "movieId", "rating", "timestamp"]
-    ratings = _ratings(_read_csv(path, columns, text=False), columns, path, 2)
+    raw, lines = _read_csv(path, columns, text=False)
+    ratings = _ratings(raw, columns, path, lines)
 
     path = folder / "movies.csv"
-    raw = _read_csv(path, ["movieId", "title", "genres"], text=True)
+    raw, lines = _read_csv(path, ["movieId", "title", "genres"], text=True)
     movies = pd.DataFrame(
         {
-            "item": _integer(raw, "movieId", path, 2),
+            "item": _id(raw, "movieId", path, lines),
             "title": raw["title"],
             "genres": _genre_lists(raw["genres"]),
         }
     )
+    _check_movies(movies, ratings, path, lines)
 
     path = folder / "tags.csv"
     tags = _no_tags()
     if path.exists():
-        raw = _read_csv(path, ["userId", "movieId", "tag"], text=True)
+        raw, lines = _read_csv(path, ["userId", "movieId", "tag"], text=True)
         tags = pd.DataFrame(
             {
-                "user": _integer(raw, "userId", path, 2),
-                "item": _integer(raw, "movieId", path, 2),
+                "user": _id(raw, "userId", path, lines),
+                "item": _id(raw, "movieId", path, lines),
                 "tag": raw["tag"],
             }
         )
@@ -325,11 +407,12 @@ def _read_dat_layout(folder: Path, encoding: str) -> Tables:
     raw = _read_lines(path, ["MovieID", "Title", "Genres"], "::", encoding, text_field=1)
     movies = pd.DataFrame(
         {
-            "item": _integer(raw, "MovieID", path, 1),
+            "item": _id(raw, "MovieID", path, 1),
             "title": raw["Title"],
             "genres": _genre_lists(raw["Genres"]),
         }
     )
+    _check_movies(movies, ratings, path, 1)
 
     path = folder / "tags.dat"
     tags = _no_tags()
@@ -338,8 +421,8 @@ def _read_dat_layout(folder: Path, encoding: str) -> Tables:
         raw = _read_lines(path, columns, "::", encoding, text_field=2)
         tags = pd.DataFrame(
             {
-                "user": _integer(raw, "UserID", path, 1),
-                "item": _integer(raw, "MovieID", path, 1),
+                "user": _id(raw, "UserID", path, 1),
+                "item": _id(raw, "MovieID", path, 1),
                 "tag": raw["Tag"],
             }
         )
@@ -359,7 +442,7 @@ def read_ml1m(folder: Path) -> Tables:
     _check_values(raw["Occupation"], codes, "Occupation", path, 1)
     tables.users = pd.DataFrame(
         {
-            "user": _integer(raw, "UserID", path, 1),
+            "user": _id(raw, "UserID", path, 1),
             "gender": raw["Gender"],
             "age": raw["Age"].astype("int64"),
             "occupation": [ML1M_OCCUPATIONS[int(code)] for code in raw["Occupation"]],
@@ -398,7 +481,7 @@ def read_ml100k(folder: Path) -> Tables:
     flags = raw[genres].to_numpy() == "1"
     movies = pd.DataFrame(
         {
-            "item": _integer(raw, "movie id", path, 1),
+            "item": _id(raw, "movie id", path, 1),
             "title": raw["movie title"],
             "genres": [
                 [g for g, on in zip(genres, row, strict=True) if on and g != "unknown"]
@@ -406,13 +489,14 @@ def read_ml100k(folder: Path) -> Tables:
             ],
         }
     )
+    _check_movies(movies, ratings, path, 1)
 
     path = folder / "u.user"
     raw = _read_lines(path, ["user id", "age", "gender", "occupation", "zip code"], "|", "latin-1")
     _check_values(raw["gender"], ("M", "F"), "gender", path, 1)
     users = pd.DataFrame(
         {
-            "user": _integer(raw, "user id", path, 1),
+            "user": _id(raw, "user id", path, 1),
             "gender": raw["gender"],
             "age": _integer(raw, "age", path, 1),
             "occupation": raw["occupation"],
@@ -436,3 +520,33 @@ def read_tables(folder: Path, layout: str) -> Tables:
     except KeyError:
         raise DataError(f"unknown layout {layout!r}; known: {', '.join(PARSERS)}") from None
     return parser(Path(folder))
+
+
+# The canonical tables as `download` writes them, one <name>.parquet each (users only
+# where the data has demographics): columnar, typed, read in a fraction of a parse.
+CANONICAL = ("ratings", "movies", "tags", "users")
+
+
+def write_canonical(tables: Tables, folder: Path) -> None:
+    """Write the canonical tables into `folder` as <name>.parquet (see read_canonical)."""
+    for name in CANONICAL:
+        table = getattr(tables, name)
+        if table is not None:
+            table.to_parquet(Path(folder) / f"{name}.parquet", index=False)
+
+
+def read_canonical(folder: Path) -> Tables:
+    """The canonical tables that write_canonical wrote into a fetched dataset folder."""
+    folder = Path(folder)
+    if not (folder / "ratings.parquet").is_file():
+        raise DataError(
+            f"{folder}: no ratings.parquet (fetched by an older version, or not by download); "
+            "fetch it again (snakemake --forcerun download)"
+        )
+    tables = {
+        name: pd.read_parquet(folder / f"{name}.parquet")
+        for name in CANONICAL
+        if (folder / f"{name}.parquet").is_file()
+    }
+    tables["movies"]["genres"] = tables["movies"]["genres"].map(list)  # parquet gives arrays
+    return Tables(**tables)

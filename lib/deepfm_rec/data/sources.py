@@ -1,16 +1,19 @@
 """Where each MovieLens dataset comes from, and fetching it with verified checksums.
 
 `fetch` takes a dataset from the GroupLens site, a local zip or an unpacked folder,
-checks its checksum, parses it once (so malformed data fails here) and leaves its raw
-files in one folder, with `source.json` recording the checksum. Nothing is left behind
-when a check fails.
+checks its checksum and parses it, once: malformed data fails here, and the later rules
+read the canonical tables it writes (ratings, movies, tags and users .parquet; see
+layouts.read_canonical) instead of parsing the raw files again. Its folder also holds
+the dataset's README and license and the raw files no table holds (links.csv) as they
+came, and `source.json` recording the checksum. Nothing is left behind when a check
+fails.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -18,14 +21,16 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from loguru import logger
 from tqdm import tqdm
 
-from deepfm_rec.data.errors import DataError
-from deepfm_rec.data.layouts import read_tables
+from deepfm_rec.data.errors import DISK_FULL, DataError
+from deepfm_rec.data.layouts import Tables, quote, read_tables, write_canonical
+from deepfm_rec.data.staging import staged
 from deepfm_rec.data.synthetic import generate
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
@@ -36,14 +41,18 @@ SOURCE_FILE = "source.json"
 class DatasetSpec:
     """One upstream dataset: its parser, the folder inside its zip, its published md5.
 
-    `files` are the files the parser needs; `file_md5` pins individual files where the
-    project knows them (the embedded copy of ml-latest-small).
+    `files` are the files the parser needs, `optional` those it reads where present (tags),
+    `kept` those copied into the fetched folder as they are where present (the README
+    and license, links.csv). Nothing else in a source folder or zip is read. `file_md5`
+    pins individual files where the project knows them (the embedded ml-latest-small).
     """
 
     name: str
     layout: str
     folder: str
     files: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
     md5: str | None = None
     file_md5: dict[str, str] = field(default_factory=dict)
 
@@ -51,8 +60,19 @@ class DatasetSpec:
     def url(self) -> str:
         return f"{BASE_URL}/{self.name}.zip"
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every file of the dataset that is read: required, optional, kept."""
+        return (*self.files, *self.optional, *self.kept)
+
 
 _CSV = ("ratings.csv", "movies.csv")
+_CSV_KEPT = ("links.csv", "README.txt")
+# A zip's dataset files unpack to at most MAX_UNPACKED bytes, each at most MAX_RATIO
+# times its packed size: MovieLens' files pack about 3:1 (ml-32m's unpack to about 1 GB),
+# a zip bomb of zeros 1000:1.
+MAX_UNPACKED = 4 << 30
+MAX_RATIO = 100
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
@@ -61,6 +81,8 @@ DATASETS: dict[str, DatasetSpec] = {
             "ml-100k",
             "ml-100k",
             ("u.data", "u.item", "u.user"),
+            ("u.genre",),
+            ("README",),
             md5="0e33842e24a9c977be4e0107933c0723",
         ),
         DatasetSpec(
@@ -68,6 +90,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "ml-1m",
             "ml-1m",
             ("ratings.dat", "movies.dat", "users.dat"),
+            kept=("README",),
             md5="c4d9eecfca2ab87c1945afe126590906",
         ),
         DatasetSpec(
@@ -75,11 +98,29 @@ DATASETS: dict[str, DatasetSpec] = {
             "ml-10m",
             "ml-10M100K",
             ("ratings.dat", "movies.dat"),
+            ("tags.dat",),
+            ("README.html",),
             md5="ce571fd55effeba0271552578f2648bd",
         ),
-        DatasetSpec("ml-20m", "csv", "ml-20m", _CSV, md5="cd245b17a1ae2cc31bb14903e1204af3"),
-        DatasetSpec("ml-25m", "csv", "ml-25m", _CSV, md5="6b51fb2759a8657d3bfcbfc42b592ada"),
-        DatasetSpec("ml-32m", "csv", "ml-32m", _CSV),
+        DatasetSpec(
+            "ml-20m",
+            "csv",
+            "ml-20m",
+            _CSV,
+            ("tags.csv",),
+            _CSV_KEPT,
+            md5="cd245b17a1ae2cc31bb14903e1204af3",
+        ),
+        DatasetSpec(
+            "ml-25m",
+            "csv",
+            "ml-25m",
+            _CSV,
+            ("tags.csv",),
+            _CSV_KEPT,
+            md5="6b51fb2759a8657d3bfcbfc42b592ada",
+        ),
+        DatasetSpec("ml-32m", "csv", "ml-32m", _CSV, ("tags.csv",), _CSV_KEPT),
         # generated offline by deepfm_rec.data.synthetic, in the ml-10m layout
         DatasetSpec("synthetic", "ml-10m", "synthetic", ("ratings.dat", "movies.dat")),
         DatasetSpec(
@@ -87,6 +128,8 @@ DATASETS: dict[str, DatasetSpec] = {
             "csv",
             "ml-latest-small",
             _CSV,
+            ("tags.csv",),
+            (*_CSV_KEPT, "LICENSE.md"),
             file_md5={
                 "ratings.csv": "ac0cf1d26aed3a5b6777a295231976ad",
                 "movies.csv": "b252328d16b085936b56eefad880ef9d",
@@ -123,8 +166,17 @@ def _folder_digest(file_md5: dict[str, str]) -> str:
     return hashlib.md5(lines.encode()).hexdigest()
 
 
-def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path | None) -> dict:
-    """Check (and copy into `dest`, unless None) a dataset folder; its folder digest."""
+def _dataset_files(spec: DatasetSpec, folder: Path) -> list[Path]:
+    """The dataset's files in a folder (spec.names, where present); nothing else in it is
+    read. A file that is a link out of the folder is refused: a link to /etc/shadow named
+    tags.csv would otherwise be copied into resources/."""
+    present = [folder / name for name in spec.names if os.path.lexists(folder / name)]
+    for path in present:
+        if not path.resolve().is_relative_to(folder.resolve()):
+            raise DataError(
+                f"{path}: a link to {path.resolve()}, outside the source folder; put the "
+                "file itself in the folder"
+            )
     missing = [name for name in spec.files if not (folder / name).is_file()]
     if missing:
         get = "generate" if spec.name == "synthetic" else "download"
@@ -132,26 +184,61 @@ def _copy_folder(spec: DatasetSpec, folder: Path, dest: Path | None) -> dict:
             f"{folder}: missing file(s) {', '.join(missing)} for {spec.name}; config key "
             f"'source' must be the {spec.name} folder or zip, or null to {get} it"
         )
+    return [path for path in present if path.is_file()]
+
+
+def _check_folder(spec: DatasetSpec, folder: Path) -> dict:
+    """Check a dataset folder's files (and their md5s where the project knows them); the
+    folder digest, and each file's md5."""
     file_md5 = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    for path in sorted(_dataset_files(spec, folder)):
         file_md5[path.name] = md5sum(path)
         expected = spec.file_md5.get(path.name)
         if expected and file_md5[path.name] != expected:
             raise DataError(f"{path}: md5 mismatch: got {file_md5[path.name]}, expected {expected}")
-        if dest is not None:
-            shutil.copy2(path, dest / path.name)
-    return {"checksum": _folder_digest(file_md5), "checksum_kind": "md5 of file md5s"}
+    return {
+        "checksum": _folder_digest(file_md5),
+        "checksum_kind": "md5 of file md5s",
+        "file_md5": file_md5,
+    }
 
 
 def parse_md5_sidecar(text: str, source: str) -> str:
     """The md5 in a sidecar file: GNU (`<md5>  <name>`) or BSD (`MD5 (<name>) = <md5>`)."""
     match = re.search(r"\b([0-9a-fA-F]{32})\b", text)
     if not match:
-        raise DataError(f"{source}: no md5 checksum found in {text[:80]!r}")
+        raise DataError(f"{source}: no md5 checksum found in {quote(text)}")
     return match.group(1).lower()
 
 
+def _check_members(archive: Path, spec: DatasetSpec, members: list[zipfile.ZipInfo]) -> None:
+    """The zip's members that are the dataset's files (`<folder>/<name>`, exactly): each
+    once, the required ones present, and not a zip bomb. zipfile stops a member at its
+    declared size (a longer stream fails its CRC), so the declared sizes bound the output."""
+    names = Counter(info.filename for info in members)
+    for name, count in names.items():
+        if count > 1:
+            raise DataError(f"{archive}: {name} is in it {count} times; which one is the data?")
+    missing = [name for name in spec.files if f"{spec.folder}/{name}" not in names]
+    if missing:
+        raise DataError(f"{archive}: missing {', '.join(f'{spec.folder}/{n}' for n in missing)}")
+    for info in members:
+        if info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise DataError(
+                f"{archive}: {info.filename} unpacks to {info.file_size:,} bytes from "
+                f"{info.compress_size:,}, more than {MAX_RATIO} times its packed size "
+                "(a zip bomb?)"
+            )
+    total = sum(info.file_size for info in members)
+    if total > MAX_UNPACKED:
+        raise DataError(
+            f"{archive}: the dataset's files unpack to {total:,} bytes, more than the "
+            f"{MAX_UNPACKED:,} accepted"
+        )
+
+
 def _extract_zip(spec: DatasetSpec, archive: Path, dest: Path, expected: str | None) -> dict:
+    """Check and unpack the dataset's files of a zip (spec.names in spec.folder) into `dest`."""
     with open(archive, "rb") as file:
         head = file.read(16)
     if head[:2] != b"PK":  # every zip record starts so; a cut-off zip still does
@@ -166,21 +253,14 @@ def _extract_zip(spec: DatasetSpec, archive: Path, dest: Path, expected: str | N
         raise DataError(f"{archive}: md5 mismatch: got {checksum}, expected {expected}")
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = {
-                Path(info.filename).name: info
-                for info in zf.infolist()
-                if Path(info.filename).parent.name == spec.folder
-            }
-            missing = [name for name in spec.files if name not in members]
-            if missing:
-                raise DataError(
-                    f"{archive}: missing {', '.join(f'{spec.folder}/{n}' for n in missing)}"
-                )
-            for name, info in members.items():
-                with zf.open(info) as src, open(dest / name, "wb") as out:
+            wanted = {f"{spec.folder}/{name}": name for name in spec.names}
+            members = [info for info in zf.infolist() if info.filename in wanted]
+            _check_members(archive, spec, members)
+            for info in members:
+                with zf.open(info) as src, open(dest / wanted[info.filename], "wb") as out:
                     shutil.copyfileobj(src, out)
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error, OSError) as error:
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
             raise  # the disk is full, the zip may be fine
         raise DataError(f"{archive}: corrupt or truncated zip: {error}; fetch it again") from error
     except (NotImplementedError, RuntimeError) as error:  # deflate64, encrypted members
@@ -200,6 +280,8 @@ def _download(url: str, target: Path, dataset: str, timeout: float = 15.0) -> No
                     out.write(block)
                     bar.update(len(block))
     except (urllib.error.URLError, TimeoutError, OSError) as error:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            raise  # writing the download failed, not the network
         reason = getattr(error, "reason", error)
         raise DataError(
             f"cannot download {url}: {reason}. Offline? Fetch {dataset}.zip elsewhere and set "
@@ -207,14 +289,14 @@ def _download(url: str, target: Path, dataset: str, timeout: float = 15.0) -> No
         ) from error
 
 
-def _validate(spec: DatasetSpec, folder: Path, shown_as: str) -> None:
+def _parse(spec: DatasetSpec, folder: Path, shown_as: str) -> Tables:
     """Parse the dataset in `folder`, so bad data fails here, before it becomes an output.
 
-    Messages name the data as the user knows it (`shown_as`: their folder, or the zip or
-    URL and the folder inside it), not the scratch folder it was unpacked into.
+    Messages name the data as the user knows it (`shown_as`: the zip or URL and the folder
+    inside it), not the scratch folder it was unpacked into.
     """
     try:
-        read_tables(folder, spec.layout)
+        return read_tables(folder, spec.layout)
     except DataError as error:
         raise DataError(str(error).replace(str(folder), shown_as)) from None
 
@@ -243,16 +325,20 @@ def fetch(
     """
     spec = spec_for(dataset)
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # Everything is written under a scratch folder beside dest, removed whatever happens;
-    # only a complete, verified folder is moved into place.
-    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent) as scratch:
-        staging = Path(scratch) / "out"
-        staging.mkdir()
+    # Only a complete, verified folder is moved into place; a download, an unpacked zip
+    # and generated data are kept in scratch.
+    with (
+        staged(dest) as staging,
+        tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent) as scratch,
+    ):
+        # the dataset's files: unpacked or generated in scratch, or the source folder
+        folder = Path(scratch) / spec.folder
+        folder.mkdir()
         if source is None and dataset == "synthetic":
             origin = f"generated: {json.dumps(synthetic, sort_keys=True)}"
-            truth = generate(staging, **(synthetic or {}))
-            provenance = {**_copy_folder(spec, staging, None), "truth": truth}
+            truth = generate(folder, **(synthetic or {}))
+            provenance = {**_check_folder(spec, folder), "truth": truth}
+            tables = read_tables(folder, spec.layout)
         elif source is None:
             origin = spec.url
             archive = Path(scratch) / f"{dataset}.zip"
@@ -265,26 +351,28 @@ def fetch(
                     archive.with_suffix(".md5").read_text(), f"{spec.url}.md5"
                 )
             try:
-                provenance = _extract_zip(spec, archive, staging, expected)
+                provenance = _extract_zip(spec, archive, folder, expected)
             except DataError as error:  # name the URL, not the scratch copy
                 raise DataError(str(error).replace(str(archive), spec.url)) from None
-            _validate(spec, staging, f"{spec.url}:{spec.folder}")
+            tables = _parse(spec, folder, f"{spec.url}:{spec.folder}")
         else:
             origin = str(source)
             path = Path(source)
-            if path.is_dir():
-                provenance = _copy_folder(spec, path, staging)
-                _validate(spec, staging, str(path))
+            if path.is_dir():  # parsed where it is: its messages name the user's files
+                folder = path
+                provenance = _check_folder(spec, folder)
+                tables = read_tables(folder, spec.layout)
             elif path.is_file():
-                provenance = _extract_zip(spec, path, staging, spec.md5 or _local_md5(path))
-                _validate(spec, staging, f"{path}:{spec.folder}")
+                provenance = _extract_zip(spec, path, folder, spec.md5 or _local_md5(path))
+                tables = _parse(spec, folder, f"{path}:{spec.folder}")
             else:
                 raise DataError(f"config key 'source': {path} does not exist")
+        write_canonical(tables, staging)
+        for name in spec.kept:
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, staging / name)  # its mode from the umask
         provenance = {"dataset": dataset, "source": origin, **provenance}
         (staging / SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        staging.rename(dest)
     logger.info(
         "{}: {} {} from {}", dataset, provenance["checksum_kind"], provenance["checksum"], origin
     )

@@ -15,8 +15,8 @@ import pandas as pd
 from loguru import logger
 
 from deepfm_rec.data.errors import DataError
-from deepfm_rec.data.layouts import ML1M_OCCUPATIONS, read_tables
-from deepfm_rec.data.sources import spec_for
+from deepfm_rec.data.layouts import ML1M_OCCUPATIONS, read_canonical
+from deepfm_rec.data.staging import writing
 
 COLUMNS = ["user", "gender", "age", "occupation", "origin"]
 MODES = ("auto", "real", "synthetic", "none")
@@ -77,10 +77,11 @@ def build_users(
 
 
 def write_users(raw: str | Path, out: str | Path, *, dataset: str, mode: str, seed: int) -> None:
-    """Parse the fetched dataset in `raw` and write its users table (COLUMNS) as TSV."""
-    tables = read_tables(Path(raw), spec_for(dataset).layout)
+    """Write the users table (COLUMNS) of the dataset fetched into `raw`, as TSV."""
+    tables = read_canonical(Path(raw))
     users = build_users(tables.ratings["user"].unique(), tables.users, mode, seed)
-    users.to_csv(out, sep="\t", index=False)
+    with writing(out):
+        users.to_csv(out, sep="\t", index=False)
     origin = ", ".join(sorted(set(users["origin"]))) or "none"
     logger.info("{}: {} users, demographics {}", dataset, len(users), origin)
 
