@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_helpers import encode_for_tests
 from deepfm_rec.data.encoding import SPLITS, _check, encode, open_encoded, split_rows
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import Tables

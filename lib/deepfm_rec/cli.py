@@ -157,10 +157,14 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.objective == "ranking":
         settings |= {key: config["ranking"][key] for key in ("k", "threshold")}
 
+    from deepfm_rec.data.errors import DataError
     from deepfm_rec.tuning import search  # torch and optuna: seconds, after the checks
 
-    table = search(encoded, args.model, settings, trials=args.trials, seed=args.seed,
-                   device=args.device, threads=args.threads)  # fmt: skip
+    try:
+        table = search(encoded, args.model, settings, trials=args.trials, seed=args.seed,
+                       device=args.device, threads=args.threads)  # fmt: skip
+    except DataError as error:
+        parser.error(str(error))
     table.to_csv(args.out, sep="\t", index=False, float_format="%.6g")
     print(table.head(args.show).to_string(index=False, float_format="%.4g"))
     print(f"\nall {len(table)} trials, best first: {args.out}")
@@ -168,7 +172,7 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="deepfm-rec", description="FM and DeepFM rating models on MovieLens."
+        prog="deepfm-rec", description="FM and DeepFM recommenders on MovieLens."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", required=True)

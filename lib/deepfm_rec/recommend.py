@@ -117,11 +117,6 @@ def read_items(folder: str | Path) -> pd.DataFrame:
 
 def user_ids(encoded: Encoded) -> np.ndarray:
     """int64 (users,) the MovieLens id of each user code (-1 for code 0)."""
-    if "user_ids" not in encoded.arrays:
-        raise FileNotFoundError(
-            f"{encoded.folder / 'user_ids.npy'} is missing: the folder was encoded by an "
-            f"older version; encode it again (it maps user codes to MovieLens ids)"
-        )
     return np.asarray(encoded.arrays["user_ids"])
 
 

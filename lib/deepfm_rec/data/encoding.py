@@ -80,15 +80,21 @@ def open_encoded(folder: Path) -> Encoded:
     """Open an encoded folder with every array memory-mapped read-only.
 
     Each array meta.json records must be there with the dtype and shape encode wrote; a
-    missing, truncated or replaced one is a DataError naming it (the folder is damaged).
+    missing, truncated or replaced one is a DataError naming it (the folder is damaged),
+    as is a folder of another format version.
     """
     folder = Path(folder)
     again = "encode it again (snakemake --forcerun encode)"
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        recorded = meta["arrays"]
+        version, recorded = meta["format_version"], meta["arrays"]
     except (OSError, ValueError, KeyError) as error:
         raise DataError(f"{folder / 'meta.json'}: no list of arrays ({error}); {again}") from None
+    if version != FORMAT_VERSION:
+        raise DataError(
+            f"{folder / 'meta.json'}: format version {version}, this deepfm-rec reads "
+            f"{FORMAT_VERSION}; {again}"
+        )
     arrays = {}
     for name, wrote in recorded.items():
         path = folder / f"{name}.npy"
