@@ -41,7 +41,7 @@ body { font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; 
 table { border-collapse: collapse; margin: .5rem 0 1rem; }
 th, td { border: 1px solid #ccc; padding: .25rem .6rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-td.text { text-align: left; }
+td.text, th.text { text-align: left; }
 tr.baseline td { color: #555; }
 pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; font-size: 12px; }
 img { max-width: 100%; }
@@ -110,8 +110,11 @@ TEXT_CELL = ' class="text"'
 
 def _table(frame: pd.DataFrame, row_class: pd.Series | None = None) -> str:
     """An HTML table: numbers to 4 decimals, right-aligned; text left-aligned."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     text = [not pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    head = "".join(
+        f"<th{TEXT_CELL if is_text else ''}>{html.escape(str(c))}</th>"
+        for c, is_text in zip(frame.columns, text, strict=True)
+    )
     body = []
     for i, (_, row) in enumerate(frame.iterrows()):
         cells = "".join(
@@ -274,7 +277,7 @@ def _baseline_notes(records: list[dict]) -> str:
         if record["kind"] != "baseline" or "tuning" not in params:
             continue
         name = "neighbours" if "neighbours" in params else "lambda"
-        grid = ", ".join(f"{t['value']:g} ({t['valid_ndcg']:.4f})" for t in params["tuning"])
+        grid = ", ".join(f"{t[name]:g} ({t['valid_ndcg']:.4f})" for t in params["tuning"])
         scope = (
             f"all {params['items_total']} movies"
             if params["items_used"] == params["items_total"]

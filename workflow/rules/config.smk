@@ -3,6 +3,7 @@
 import re
 
 import yaml
+from snakemake.exceptions import WorkflowError
 
 
 def exponent_texts(node, key=""):
@@ -17,3 +18,25 @@ def exponent_texts(node, key=""):
     number = re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", node.value)
     text = node.style is None and node.tag == "tag:yaml.org,2002:str"
     return [(node.start_mark.line + 1, key[1:], node.value)] if number and text else []
+
+
+def check_config_file(path):
+    """A YAML syntax error, or a number PyYAML reads as text, as one WorkflowError naming
+    the file and line: Snakemake's own message for the first names neither, and the
+    schema's for `lr: 1e-3` says only "'1e-3' is not of type 'number'"."""
+    try:
+        with open(path) as file:
+            yaml.safe_load(file)
+            file.seek(0)
+            texts = exponent_texts(yaml.compose(file, Loader=yaml.SafeLoader))
+    except FileNotFoundError:
+        return  # Snakemake says so, unless --configfile stands in for it
+    except yaml.YAMLError as error:
+        message = " ".join(str(error).split())  # one line
+        raise WorkflowError(f"{path} is not valid YAML: {message}") from None
+    if texts:
+        line, key, value = texts[0]
+        raise WorkflowError(
+            f"{path}, line {line}: {key}: {value} is text to YAML 1.1 (PyYAML), whose "
+            f"numbers in exponent form need a dot and a signed exponent; write {float(value)!r}"
+        )
