@@ -155,7 +155,7 @@ def test_a_damaged_encoded_folder_is_a_usage_error_naming_the_file(results, tmp_
     encoded = shutil.copytree(results / "encoded", tmp_path / "encoded")
     expected = damage(encoded, how)
     user = str(np.load(results / "encoded" / "user_ids.npy")[1])
-    done = run("recommend", "--model", str(results / "deepfm" / "seed0" / "model.pt"),
+    done = run("recommend", "--model", str(results / "deepfm" / "stars" / "seed0" / "model.pt"),
                "--user", user, "--encoded", str(encoded), "--device", "cpu")  # fmt: skip
     assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
     assert done.stderr.splitlines()[-1] == (
