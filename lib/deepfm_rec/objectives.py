@@ -111,9 +111,9 @@ class NegativeSampler:
         return self.count < self.n_items - 1
 
     def __call__(self, users: torch.Tensor):
-        """(items int64 (S,) codes, rated bool (B, S): whether row b's user rated item s in
-        train, log_q float32 (S,) log of S times each item's draw probability, or None when
-        every movie is a negative)."""
+        """(items int64 (S,) distinct codes, rated bool (B, S): whether row b's user rated
+        item s in train, log_q float32 (S,): the log of each item's chance to be drawn
+        among the S, or None when every movie is a negative)."""
         if not self.sampled:
             items, log_q = self.all, None
         else:
