@@ -138,8 +138,9 @@ def collate(samples) -> Batch:
     )
 
 
-def prepare(folder: Path, n_ratings: int) -> tuple[Path, float, float]:
-    """Generate (cached) and encode; returns (encoded folder, encode seconds, peak RSS GB)."""
+def prepare(folder: Path, n_ratings: int, bag_limit: int | None) -> tuple[Path, float, float]:
+    """Generate (cached) and encode, the implicit bags capped at `bag_limit` (the config's);
+    returns (encoded folder, encode seconds, peak RSS GB)."""
     raw = folder / "raw"
     if not (raw / "ratings.dat").exists():
         start = time.perf_counter()
@@ -148,7 +149,9 @@ def prepare(folder: Path, n_ratings: int) -> tuple[Path, float, float]:
     encoded = folder / "encoded"
     # encode in a child process, so its peak RSS is its own
     start = time.perf_counter()
-    child = multiprocessing.get_context("spawn").Process(target=_encode, args=(raw, folder))
+    child = multiprocessing.get_context("spawn").Process(
+        target=_encode, args=(raw, folder, bag_limit)
+    )
     child.start()
     child.join()
     if child.exitcode:
@@ -158,12 +161,12 @@ def prepare(folder: Path, n_ratings: int) -> tuple[Path, float, float]:
     return encoded, seconds, rss_gb
 
 
-def _encode(raw: Path, folder: Path) -> None:
+def _encode(raw: Path, folder: Path, bag_limit: int | None) -> None:
     fetched = folder / "fetched"
     fetch("ml-10m", raw, fetched)
     write_users(fetched, folder / "users.tsv", dataset="ml-10m", mode="synthetic", seed=0)
     encode_dataset(fetched, folder / "users.tsv", folder / "encoded", seed=0,
-                   valid_fraction=0.1, test_fraction=0.1)  # fmt: skip
+                   valid_fraction=0.1, test_fraction=0.1, bag_limit=bag_limit)  # fmt: skip
 
 
 PHASES = ("gather", "forward", "backward", "step")
@@ -347,7 +350,8 @@ def main() -> None:
     device = resolve_device(args.device)
     ranking = ranking_sections(args.config)
     folder = args.folder / f"synthetic-{args.ratings}"
-    encoded_folder, encode_s, encode_rss = prepare(folder, args.ratings)
+    bag_limit = yaml.safe_load(args.config.read_text())["bag_limit"]
+    encoded_folder, encode_s, encode_rss = prepare(folder, args.ratings, bag_limit)
     encoded = open_encoded(encoded_folder)
     n_train = encoded.meta["splits"]["train"]
     print(

@@ -13,4 +13,5 @@ encode_dataset(
     test_fraction=snakemake.params.split["test"],
     split_method=snakemake.params.split["method"],
     implicit=snakemake.params.implicit,
+    bag_limit=snakemake.params.bag_limit,
 )

@@ -268,3 +268,27 @@ def test_a_broken_invariant_is_a_real_error_not_an_assert(encoded_small):
     arrays["genres.offsets"][-1] += 1  # offsets[-1] no longer len(values)
     with pytest.raises(RuntimeError, match=r"genres: offsets\[-1\] == len\(values\)"):
         _check(arrays, encoded_small.meta["fields"], encoded_small.meta["rows"])
+
+
+def test_a_bag_limit_keeps_a_seeded_sample_and_leaves_out_only_what_it_kept(
+    tables_small, encoded_small, tmp_path
+):
+    users = build_users(tables_small.ratings["user"].unique(), None, "auto", seed=7)
+    capped = []
+    for name in ("a", "b"):
+        encode(tables_small, users, tmp_path / name, seed=7, valid_fraction=0.1,
+               test_fraction=0.1, provenance={}, bag_limit=50)  # fmt: skip
+        capped.append(open_encoded(tmp_path / name))
+    assert capped[0].meta["bag_limit"] == 50 and encoded_small.meta["bag_limit"] is None
+    a = capped[0].arrays
+    for field, other in (("history", "item"), ("raters", "user")):
+        full, kept = bags_of(encoded_small, field), bags_of(capped[0], field)
+        assert kept == bags_of(capped[1], field)  # seeded: the same sample twice
+        assert all(len(k) == min(len(f), 50) and set(k) <= set(f)
+                   for f, k in zip(full, kept, strict=True))  # fmt: skip
+        assert any(len(f) > 50 for f in full)  # the cap binds on this data
+        # a train row leaves its own pair out only where its bag kept it
+        leave, bag = np.asarray(a[f"{field}.leave"]), np.asarray(a[f"{field}.bag"])
+        train = np.asarray(a["split"]) == SPLITS["train"]
+        in_bag = np.array([v in kept[b] for v, b in zip(a[other], bag, strict=True)])
+        np.testing.assert_array_equal(leave > 0, train & in_bag & (bag > 0))

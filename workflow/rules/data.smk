@@ -42,5 +42,6 @@ rule encode:
         seed=config["seed"],
         split=config["split"],
         implicit=config["implicit"],
+        bag_limit=config["bag_limit"],
     script:
         "../../scripts/encode.py"

@@ -142,15 +142,22 @@ def _ragged(bags: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return values, offsets
 
 
-def _grouped(owner: np.ndarray, value: np.ndarray, n_owners: int):
-    """(values, offsets) of one bag per owner code 0..n_owners-1: the sorted distinct
-    values (codes ≥ 1) of each owner's pairs; owner 0 (unknown) gets the empty bag."""
+def _grouped(owner: np.ndarray, value: np.ndarray, n_owners: int, limit: int | None, seed: int):
+    """(values, offsets, keys) of one bag per owner code 0..n_owners-1: the sorted distinct
+    values (codes ≥ 1) of each owner's pairs, at most `limit` of them (a seeded random
+    sample of a larger bag; None: all); owner 0 (unknown) gets the empty bag. `keys`
+    (int64, sorted) are the kept pairs as owner * width + value, width = max value + 1."""
     keep = (owner > 0) & (value > 0)
     width = int(value.max(initial=0)) + 1
     keys = np.unique(owner[keep].astype(np.int64) * width + value[keep])  # by owner, value
+    if limit is not None:
+        # rank each owner's pairs in a seeded random order; keep the first `limit`
+        order = np.lexsort((np.random.default_rng(seed).random(len(keys)), keys // width))
+        starts = np.searchsorted(keys[order] // width, keys[order] // width, side="left")
+        keys = np.sort(keys[order][np.arange(len(keys)) - starts < limit])
     counts = np.bincount(keys // width, minlength=n_owners)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return (keys % width).astype(np.int32), offsets
+    return (keys % width).astype(np.int32), offsets, keys
 
 
 def split_rows(n: int, valid: float, test: float, seed: int) -> np.ndarray:
@@ -255,6 +262,7 @@ def encode(
     provenance: dict,
     split_method: str = "random",
     implicit: str = "train",
+    bag_limit: int | None = None,
 ) -> dict:
     """Encode the tables into the folder `out` (written whole or not at all).
 
@@ -271,6 +279,9 @@ def encode(
         implicit: the pairs of the implicit-feedback bags (history, raters): train
             (default; nothing of valid or test leaks into any bag) or observed (every
             rated pair, stars unseen).
+        bag_limit: the most values an implicit-feedback bag keeps (a seeded random
+            sample of a larger one; None: all). A batch pools its rows' distinct bags,
+            and on MovieLens 10M a popular movie has tens of thousands of raters.
 
     Returns:
         The meta dict written to meta.json.
@@ -379,13 +390,18 @@ def encode(
         ("raters", "item", "user", len(item_vocab) + 1, len(user_vocab) + 1),
     ]:
         own, value = arrays[owner], arrays[other]
-        arrays[f"{name}.values"], arrays[f"{name}.offsets"] = _grouped(
-            np.where(in_bags, own, 0), value, size
+        arrays[f"{name}.values"], arrays[f"{name}.offsets"], kept = _grouped(
+            np.where(in_bags, own, 0), value, size, bag_limit, seed
         )
         arrays[f"{name}.bag"] = own
-        # a train row is predicted as a held-out row is: without its own pair in its bags
-        # (under `observed` every row's pair is in them, held-out rows' too)
-        own_pair = train & (own > 0) & (value > 0) if implicit == "train" else np.zeros(n, bool)
+        # a train row is predicted as a held-out row is: without its own pair in its bags,
+        # where the bag kept it (under `observed` every row's pair is in them, held-out
+        # rows' too: nothing is left out)
+        own_pair = np.zeros(n, bool)
+        if implicit == "train" and len(kept):
+            key = own.astype(np.int64) * (int(value.max(initial=0)) + 1) + value
+            found = kept[np.minimum(np.searchsorted(kept, key), len(kept) - 1)] == key
+            own_pair = train & (own > 0) & (value > 0) & found
         arrays[f"{name}.leave"] = np.where(own_pair, value, 0).astype(np.int32)
         fields.append(
             {"name": name, "kind": MULTI, "owner": owner, "vocab_size": other_size, "leave": True}
@@ -418,6 +434,7 @@ def encode(
         "splits": {name: int((split == code).sum()) for name, code in SPLITS.items()},
         "split_method": split_method,
         "implicit": implicit,
+        "bag_limit": bag_limit,
         "train_mean": float(label[train].mean(dtype=np.float64)),
         "rating_min": float(label.min()),
         "rating_max": float(label.max()),
@@ -456,6 +473,7 @@ def encode_dataset(
     test_fraction: float,
     split_method: str = "random",
     implicit: str = "train",
+    bag_limit: int | None = None,
 ) -> dict:
     """Encode the dataset fetched into `raw` (its canonical tables), joined with the users
     table, into `out`."""
@@ -470,4 +488,5 @@ def encode_dataset(
         provenance=read_provenance(Path(raw)),
         split_method=split_method,
         implicit=implicit,
+        bag_limit=bag_limit,
     )
