@@ -4,14 +4,14 @@ and the tuned baselines on real ratings (tuned on valid, better than popularity,
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import deepfm_rec.item_rankers as item_rankers
-from deepfm_rec.data.encoding import SPLITS, Encoded
+from data_helpers import rows_encoded
+from deepfm_rec.data.encoding import Encoded
 from deepfm_rec.item_rankers import EASE, ItemKNN, fit_item_rankers, most_rated, train_counts
 from deepfm_rec.ranking import PopularityRanker, rank_and_score, rated_items, relevant_items
 
@@ -24,21 +24,7 @@ def matrix_encoded(x: np.ndarray, extra: list[tuple[int, int, float, str]] = ())
     and movie codes from 1), plus `extra` (user, item, stars, split) rows."""
     users, items = np.nonzero(x)
     rows = [(u + 1, i + 1, 4.0, "train") for u, i in zip(users, items, strict=True)]
-    user, item, label, split = zip(*(rows + list(extra)), strict=True)
-    arrays = {
-        "user": np.array(user, np.int32),
-        "item": np.array(item, np.int32),
-        "label": np.array(label, np.float32),
-        "split": np.array([SPLITS[s] for s in split], np.uint8),
-    }
-    meta = {
-        "fields": [
-            {"name": "user", "kind": "categorical", "vocab_size": x.shape[0] + 1},
-            {"name": "item", "kind": "categorical", "vocab_size": x.shape[1] + 1},
-        ],
-        "rows": len(user),
-    }
-    return Encoded(Path("hand"), meta, arrays)
+    return rows_encoded(rows + list(extra), *x.shape)
 
 
 # users 1-4 × movies 1-4; the movies' raters: 1 {1, 2}, 2 {1, 2, 3}, 3 {2, 3, 4}, 4 {4}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from data_helpers import rows_encoded
 from deepfm_rec.data.encoding import SPLITS, Encoded
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.evaluate import evaluate_model
@@ -78,32 +77,16 @@ def hand_encoded() -> Encoded:
     test: user 1 rates movie 3 (5 stars) and an uncoded movie (4 stars); user 2 rates
     movie 2 (3.5: not relevant) and movie 4 (4 stars); an uncoded user rates movie 1.
     """
-    user, item, label, split = zip(
-        *[
-            (1, 1, 4.0, "train"), (2, 1, 3.0, "train"), (3, 1, 5.0, "train"),
-            (1, 2, 3.0, "train"), (3, 2, 2.0, "train"),
-            (2, 3, 4.0, "train"), (3, 3, 1.0, "train"),
-            (3, 4, 4.0, "train"),
-            (1, 4, 4.0, "valid"),
-            (1, 3, 5.0, "test"), (1, 0, 4.0, "test"), (2, 2, 3.5, "test"),
-            (2, 4, 4.0, "test"), (0, 1, 5.0, "test"),
-        ],
-        strict=True,
-    )  # fmt: skip
-    arrays = {
-        "user": np.array(user, np.int32),
-        "item": np.array(item, np.int32),
-        "label": np.array(label, np.float32),
-        "split": np.array([SPLITS[s] for s in split], np.uint8),
-    }
-    meta = {
-        "fields": [
-            {"name": "user", "kind": "categorical", "vocab_size": 4},
-            {"name": "item", "kind": "categorical", "vocab_size": 5},
-        ],
-        "rows": len(user),
-    }
-    return Encoded(Path("hand"), meta, arrays)
+    rows = [
+        (1, 1, 4.0, "train"), (2, 1, 3.0, "train"), (3, 1, 5.0, "train"),
+        (1, 2, 3.0, "train"), (3, 2, 2.0, "train"),
+        (2, 3, 4.0, "train"), (3, 3, 1.0, "train"),
+        (3, 4, 4.0, "train"),
+        (1, 4, 4.0, "valid"),
+        (1, 3, 5.0, "test"), (1, 0, 4.0, "test"), (2, 2, 3.5, "test"),
+        (2, 4, 4.0, "test"), (0, 1, 5.0, "test"),
+    ]  # fmt: skip
+    return rows_encoded(rows, n_users=3, n_items=4)
 
 
 def test_relevant_items_by_hand():
