@@ -44,11 +44,14 @@ def test_each_layout_runs_download_to_report(tmp_path, dataset, source, origin):
     assert "deepfm-rec: the report is results/report.html" in ran.stdout
     meta = json.loads((project / f"results/{dataset}/encoded/meta.json").read_text())
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
-    assert list(metrics["model"]) == ["fm", "deepfm", "global_mean", "bias", "popularity"]
+    assert list(metrics["model"]) == [
+        "fm (stars)", "fm (ranking)", "deepfm (stars)", "deepfm (ranking)",
+        "global_mean", "bias", "popularity", "itemknn", "ease",
+    ]  # fmt: skip
     assert (metrics["rows"].dropna() == meta["splits"]["test"]).all()
     assert meta["users_origin"] == [origin]
     page = (project / "results" / "report.html").read_text()
-    assert f"deepfm-rec: {dataset}" in page and f"{metrics['rmse'].iloc[1]:.4f}" in page
+    assert f"deepfm-rec: {dataset}" in page and f"{metrics['rmse'].iloc[2]:.4f}" in page
     assert origin in page
     if dataset == "synthetic":
         assert meta["rows"] == 3000 and meta["truth"]["bayes_rmse"] > 0

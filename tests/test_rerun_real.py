@@ -81,7 +81,7 @@ def test_a_deepfm_setting_reruns_train_deepfm_and_its_dependents_only(project):
     )
     ran = run(project)
     # the stars DeepFM of each seed and what reads it: not the ranking DeepFM
-    assert ran == {"train_deepfm": SEEDS, "evaluate": SEEDS, "profile": 1, "report": 1}
+    assert ran == {"train_deepfm": SEEDS, "evaluate": SEEDS, "profile": 1, "report": 1, "all": 1}
     changed = touched(before, stamps(project))
     assert {f"{DATA}/deepfm/stars/seed42/model.pt", "results/report.html"} <= changed
     assert_untouched(

@@ -114,8 +114,14 @@ def test_the_report_shows_models_baselines_and_provenance(project):
     meta = json.loads((project / "results/ml-latest-small/encoded/meta.json").read_text())
     assert meta["checksum"] in page and "torch" in page and "snakemake" in page
     assert "aten::" in page  # the profiles' operators
-    assert re.search(r"dropout: 0\.2", page)  # the config used
-    assert "history, genres, raters" in page  # a model's fields
+    config = yaml.safe_load((project / "config" / "config.yaml").read_text())
+    assert f"dropout: {config['deepfm']['stars']['dropout']}" in page  # the config used
+    for model, objective in RUNS:  # each model's fields, in the encoding's order
+        cells = re.findall(
+            rf'<td class="text">{model} \({objective}\)</td><td class="text">([^<]*)<', page
+        )
+        fields = set(config[model][objective]["fields"])
+        assert any(set(cell.split(", ")) == fields for cell in cells), (model, objective)
 
 
 def test_a_second_run_has_nothing_to_do(project):

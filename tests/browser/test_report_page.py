@@ -89,7 +89,7 @@ def test_the_test_metrics_table_has_a_row_per_model_and_baseline(browser, report
     metrics = pd.read_csv(small_study / "results" / "metrics.tsv", sep="\t")
     shown = table_under(browser, "Test metrics")
     assert_rows_per_model(shown, metrics.dropna(subset="rmse"), ["mse", "rmse", "mae"])
-    assert {"fm", "deepfm", "bias"} <= set(shown["model"])
+    assert {"fm (stars)", "deepfm (stars)", "bias"} <= set(shown["model"])
 
 
 def test_the_ranking_table_has_a_row_per_ranking_model(browser, report, small_study):
@@ -98,7 +98,9 @@ def test_the_ranking_table_has_a_row_per_ranking_model(browser, report, small_st
     assert ranking
     shown = table_under(browser, "Ranking")
     assert_rows_per_model(shown, metrics.dropna(subset=ranking, how="all"), ranking)
-    assert {"fm", "deepfm", "popularity"} <= set(shown["model"])
+    assert {"fm (ranking)", "deepfm (ranking)", "popularity", "itemknn", "ease"} <= set(
+        shown["model"]
+    )
 
 
 def test_the_page_requests_nothing_from_the_network(browser, report):

@@ -63,10 +63,10 @@ def test_the_dockerfile_is_hadolint_clean():
 
 @pytest.fixture(scope="module")
 def versions(image) -> dict:
+    names = [*dockerfile_pins(), "deepfm-rec"]
     probe = (
         "import json, os, platform, importlib.metadata as m, deepfm_rec, torch; "
-        "names = ['torch', 'numpy', 'pandas', 'pyyaml', 'loguru', 'matplotlib', 'tqdm', "
-        "'snakemake', 'snakemake-executor-plugin-slurm', 'deepfm-rec']; "
+        f"names = {names!r}; "
         "print(json.dumps({'uid': os.getuid(), 'python': platform.python_version(), "
         "'cuda': torch.cuda.is_available(), **{n: m.version(n) for n in names}}))"
     )
