@@ -37,6 +37,7 @@ from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.ranking import (
     CandidateRanker,
     Relevant,
+    popularity_order,
     rank_and_score,
     rated_items,
     relevant_items,
@@ -55,8 +56,7 @@ def train_counts(encoded: Encoded) -> np.ndarray:
 
 def most_rated(counts: np.ndarray, n: int) -> np.ndarray:
     """int64 (n,) the columns of the n most-rated movies (ties by code), ascending."""
-    order = np.lexsort((np.arange(len(counts)), -counts))  # most rated, then code
-    return np.sort(order[:n]).astype(np.int64)
+    return np.sort(popularity_order(counts)[:n]).astype(np.int64)
 
 
 class ItemRanker(CandidateRanker):
@@ -82,7 +82,6 @@ class ItemRanker(CandidateRanker):
         floats_per_pair: int,
     ) -> None:
         super().__init__(encoded, device, pairs_per_batch, floats_per_pair)
-        counts = train_counts(encoded)
         if columns is None:
             columns = np.arange(self.n_candidates, dtype=np.int64)
         self.columns = torch.from_numpy(columns).to(self.device)
@@ -90,6 +89,7 @@ class ItemRanker(CandidateRanker):
         # X's rows (user-major) and columns (item-major) over the modelled movies, as CSRs
         # of column indices 0..N-1; rows of code 0 and movies not modelled are left out
         indptr, items = rated_items(encoded, ["train"])
+        counts = np.bincount(items, minlength=self.n_items)[1:]  # as train_counts
         index = np.full(self.n_items, -1, dtype=np.int64)
         index[columns + 1] = np.arange(len(columns))
         user = np.repeat(np.arange(self.n_users), np.diff(indptr))
@@ -106,7 +106,7 @@ class ItemRanker(CandidateRanker):
         # popularity rank of each candidate among the unmodelled ones (modelled: unused)
         modelled = np.zeros(self.n_candidates, dtype=bool)
         modelled[columns] = True
-        order = np.lexsort((np.arange(self.n_candidates), -counts))
+        order = popularity_order(counts)
         order = order[~modelled[order]]
         rank = np.zeros(self.n_candidates, dtype=np.float32)
         rank[order] = np.arange(len(order))  # exact in float32 below 2^24
@@ -339,7 +339,7 @@ class EASE(ItemRanker):
         counts = train_counts(encoded)
         n_total = len(counts)
         # users with a train rating among the n most-rated movies, for n = 1..C
-        order = np.lexsort((np.arange(n_total), -counts))
+        order = popularity_order(counts)
         position = np.empty(n_total, dtype=np.int64)
         position[order] = np.arange(n_total)
         indptr, items = rated_items(encoded, ["train"])

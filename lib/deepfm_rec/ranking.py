@@ -294,6 +294,12 @@ class CandidateRanker:
         return items, values
 
 
+def popularity_order(counts: np.ndarray) -> np.ndarray:
+    """int64 (C,) the candidate columns by their number of train ratings `counts` (C,),
+    most rated first, ties by code."""
+    return np.lexsort((np.arange(len(counts)), -counts))
+
+
 class PopularityRanker(CandidateRanker):
     """The popularity baseline: candidates by number of train ratings, ties by item code.
 
@@ -306,7 +312,7 @@ class PopularityRanker(CandidateRanker):
         super().__init__(encoded, device, pairs_per_batch)
         item = np.asarray(encoded.arrays["item"])[encoded.rows("train")]
         counts = np.bincount(item, minlength=self.n_items)[1:]  # (C,)
-        order = np.lexsort((np.arange(self.n_candidates), -counts))  # most rated, then code
+        order = popularity_order(counts)
         position = np.empty(self.n_candidates, dtype=np.float32)
         position[order] = np.arange(self.n_candidates)  # exact in float32 below 2^24
         self.score_row = torch.from_numpy(-position).to(self.device)  # distinct: no ties
