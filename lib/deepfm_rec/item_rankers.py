@@ -120,13 +120,21 @@ class ItemRanker(CandidateRanker):
         """How much of the catalogue the model covers, for the params of its record."""
         return {"items_used": self.n_modelled, "items_total": self.n_candidates}
 
+    def _entries(
+        self, indices: torch.Tensor, indptr: torch.Tensor, codes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(positions, values): the lists of `codes` in a CSR, as the position in `codes`
+        and the value of each entry."""
+        values, _ = gather_bags(indices, indptr, codes)
+        lengths = indptr[codes + 1] - indptr[codes]
+        positions = torch.repeat_interleave(
+            torch.arange(len(codes), device=self.device), lengths, output_size=len(values)
+        )
+        return positions, values
+
     def user_rows(self, users: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(U, N) the rows of X of users (int64 codes, on the device)."""
-        items, _ = gather_bags(self.user_items, self.user_indptr, users)
-        lengths = self.user_indptr[users + 1] - self.user_indptr[users]
-        rows = torch.repeat_interleave(
-            torch.arange(len(users), device=self.device), lengths, output_size=len(items)
-        )
+        rows, items = self._entries(self.user_items, self.user_indptr, users)
         x = torch.zeros(len(users), self.n_modelled, dtype=dtype, device=self.device)
         x[rows, items] = 1
         return x
@@ -134,11 +142,7 @@ class ItemRanker(CandidateRanker):
     def item_columns(self, start: int, stop: int) -> torch.Tensor:
         """(users, stop - start) dense columns start..stop-1 of X, all user codes."""
         codes = torch.arange(start, stop, device=self.device)
-        users, _ = gather_bags(self.item_users, self.item_indptr, codes)
-        lengths = self.item_indptr[codes + 1] - self.item_indptr[codes]
-        cols = torch.repeat_interleave(
-            torch.arange(stop - start, device=self.device), lengths, output_size=len(users)
-        )
+        cols, users = self._entries(self.item_users, self.item_indptr, codes)
         x = torch.zeros(self.n_users, stop - start, device=self.device)
         x[users, cols] = 1
         return x
