@@ -33,7 +33,7 @@ SHARED = {
 }
 MLP = {
     "mlp": ("choice", [[16], [64], [128, 64], [128, 64, 32], [256, 128]]),
-    "dropout": ("float", 0.0, 0.6),
+    "dropout": ("float", 0.0, 0.9),
 }
 SPACES = {
     ("fm", "stars"): SHARED,
