@@ -57,6 +57,13 @@ def suggest(trial: optuna.Trial, space: dict) -> dict:
     return drawn
 
 
+def in_space(value, kind: str, args: list) -> bool:
+    """Whether `value` is one that a SPACES entry (kind, *args) can draw."""
+    if kind == "choice":
+        return value in args[0]
+    return isinstance(value, int | float) and args[0] <= value <= args[1]
+
+
 def valid_score(history: pd.DataFrame, kept: int, objective: str) -> float:
     """The kept epoch's valid RMSE (stars, to minimise) or valid NDCG (to maximise)."""
     row = history.set_index("epoch").loc[kept]
@@ -75,7 +82,8 @@ def search(
 ) -> pd.DataFrame:
     """Run `trials` trainings of `model` from the config section `settings` (which holds
     the objective, and k and threshold for ranking), each with SPACES' settings drawn by
-    TPE seeded with `seed`; the first trial is the section itself.
+    TPE seeded with `seed`; the first trial is the section itself where its settings
+    lie in the space.
 
     Returns one row per trial, best first: the drawn settings, the valid score (valid_rmse
     or valid_ndcg), the kept epoch and the seconds it took.
@@ -104,13 +112,13 @@ def search(
         direction="minimize" if objective == "stars" else "maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
     )
-    first = {}  # the section's own settings, where they are in the space
-    for name, (kind, *args) in space.items():
-        value = settings.get(name)
-        if value is not None:
-            first[name] = args[0].index(value) if kind == "choice" and value in args[0] else value
-    if all(name in first for name in space):
-        study.enqueue_trial(first)
+    if all(in_space(settings.get(name), kind, args) for name, (kind, *args) in space.items()):
+        study.enqueue_trial({  # choices by their position, as suggest draws them
+            name: args[0].index(settings[name]) if kind == "choice" else settings[name]
+            for name, (kind, *args) in space.items()
+        })  # fmt: skip
+    else:
+        logger.info("the section's own settings are outside the space: trial 0 is a draw too")
     study.optimize(run, n_trials=trials)
     table = pd.DataFrame(rows)
     return table.sort_values(score_name, ascending=objective == "stars").reset_index(drop=True)

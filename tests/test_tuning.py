@@ -1,0 +1,52 @@
+"""The seeded search on the valid split (deepfm_rec.tuning), on real ratings."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from deepfm_rec.train import split_settings, train
+from deepfm_rec.tuning import SPACES, search
+
+SECTION = {"objective": "stars", "embed_dim": 16, "mlp": [16], "dropout": 0.2, "lr": 0.003,
+           "l2": 0.01, "batch_size": 256, "max_epochs": 3, "patience": 1}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trials(encoded_tiny):
+    return search(encoded_tiny.folder, "deepfm", SECTION, trials=3, seed=4)
+
+
+def test_the_search_is_reproducible_on_the_cpu(encoded_tiny, trials):
+    again = search(encoded_tiny.folder, "deepfm", SECTION, trials=3, seed=4)
+    pd.testing.assert_frame_equal(trials.drop(columns="seconds"), again.drop(columns="seconds"))
+
+
+def test_the_first_trial_is_the_section_and_its_score_is_its_training(encoded_tiny, trials):
+    first = trials.set_index("trial").loc[0]
+    for name in SPACES["deepfm", "stars"]:
+        assert first[name] == SECTION[name]
+    config, hparams = split_settings(SECTION)
+    _, history, kept = train(encoded_tiny, "deepfm", hparams, config, seed=4, device="cpu")
+    assert first["best_epoch"] == kept
+    valid_mse = history.set_index("epoch").loc[kept, "valid_mse"]
+    assert first["valid_rmse"] == pytest.approx(math.sqrt(valid_mse))
+
+
+def test_the_trials_are_drawn_from_the_space_and_sorted_best_first(trials):
+    assert sorted(trials["trial"]) == [0, 1, 2]
+    assert list(trials["valid_rmse"]) == sorted(trials["valid_rmse"])
+    for name, (kind, *args) in SPACES["deepfm", "stars"].items():
+        for value in trials.loc[trials["trial"] > 0, name]:
+            if kind == "choice":
+                assert value in args[0]
+            else:
+                assert args[0] <= value <= args[1]
+
+
+def test_a_section_outside_the_space_is_searched_from_draws(encoded_tiny):
+    outside = SECTION | {"embed_dim": 8}  # not one of the space's choices
+    table = search(encoded_tiny.folder, "deepfm", outside, trials=2, seed=4)
+    assert set(table["embed_dim"]) <= set(SPACES["deepfm", "stars"]["embed_dim"][1])
