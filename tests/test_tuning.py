@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from deepfm_rec.train import split_settings, train
-from deepfm_rec.tuning import SPACES, search
+from deepfm_rec.tuning import SPACES, in_space, search
 
 SECTION = {"objective": "stars", "embed_dim": 16, "mlp": [16], "dropout": 0.2, "lr": 0.003,
            "l2": 0.01, "batch_size": 256, "max_epochs": 3, "patience": 1}  # fmt: skip
@@ -50,3 +52,12 @@ def test_a_section_outside_the_space_is_searched_from_draws(encoded_tiny):
     outside = SECTION | {"embed_dim": 8}  # not one of the space's choices
     table = search(encoded_tiny.folder, "deepfm", outside, trials=2, seed=4)
     assert set(table["embed_dim"]) <= set(SPACES["deepfm", "stars"]["embed_dim"][1])
+
+
+def test_every_shipped_section_lies_in_its_space():
+    """So that `deepfm-rec tune` starts from the shipped defaults (its trial 0)."""
+    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    for (model, objective), space in SPACES.items():
+        section = config[model][objective]
+        outside = [n for n, (kind, *args) in space.items() if not in_space(section[n], kind, args)]
+        assert not outside, f"{model}.{objective}: {outside} outside the search space"
