@@ -1,15 +1,19 @@
-"""Each field on and off: valid and test metrics of one config section's model.
+"""Each field on and off, or settings changed: valid and test metrics of one config section.
 
 Run by hand, in the project folder, after the study has encoded its data:
 
     .venv/bin/python benchmarks/fields_ablation.py --model deepfm --objective stars
     .venv/bin/python benchmarks/fields_ablation.py --model fm --objective ranking --seeds 42 43
+    .venv/bin/python benchmarks/fields_ablation.py --model deepfm --seeds 42 43 44 \
+        --settings "{dropout: 0.45}" "{dropout: 0.85, embed_dim: 64}"
 
 Trains the section of config/config.yaml as it is, then once without each of its fields
 and once with each encoded field it lacks (for ranking, user and movie fields only), with
-every other setting unchanged, and prints one table: valid and test RMSE (stars) or NDCG@k
-(ranking; test candidates as the config's ranking.exclude), the mean over --seeds.
-Choose fields on the valid columns; the test columns are for the note.
+every other setting unchanged; or, with --settings, once per variant given (a YAML mapping
+of the section's keys to their values in that variant) instead of the fields. Prints one
+table: valid and test RMSE (stars) or NDCG@k (ranking; test candidates as the config's
+ranking.exclude), the mean over --seeds, and the kept epochs. Choose on the valid
+columns; the test columns are for the note.
 """
 
 from __future__ import annotations
@@ -53,31 +57,50 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     parser.add_argument("--encoded", type=Path, help="default results/{dataset}/encoded")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--settings", nargs="+", metavar="MAPPING",
+                        help='variants instead of the fields: "{lr: 0.001}" ...')  # fmt: skip
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     config = yaml.safe_load(args.config.read_text())
-    encoded = open_encoded(args.encoded or Path(f"results/{config['dataset']}/encoded"))
     section = {"objective": args.objective, **config[args.model][args.objective]}
     if args.objective == "ranking":
         section |= {key: config["ranking"][key] for key in ("k", "threshold")}
-    fields = section["fields"]
-    owners = {f["name"]: f["owner"] for f in encoded.meta["fields"]}
-    allowed = [n for n in owners if args.objective == "stars" or owners[n] != "pair"]
-    variants = [("as configured", fields)]
-    variants += [(f"without {name}", [f for f in fields if f != name]) for name in fields]
-    variants += [(f"with {name}", [*fields, name]) for name in allowed if name not in fields]
+    variants = [("as configured", {})]
+    for text in args.settings or []:
+        try:
+            changed = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            parser.error(f"--settings {text!r} is not valid YAML: {error}")
+        if not isinstance(changed, dict) or not changed:
+            parser.error(f'--settings {text!r}: not a YAML mapping such as "{{lr: 0.001}}"')
+        unknown = sorted(set(changed) - set(section))
+        if unknown:
+            parser.error(f"--settings {text!r}: {', '.join(unknown)} not a key of "
+                         f"{args.model}.{args.objective} in {args.config}")  # fmt: skip
+        variants.append((text, changed))
+    torch.set_num_threads(args.threads)
+    encoded = open_encoded(args.encoded or Path(f"results/{config['dataset']}/encoded"))
+    if not args.settings:
+        fields = section["fields"]
+        owners = {f["name"]: f["owner"] for f in encoded.meta["fields"]}
+        allowed = [n for n in owners if args.objective == "stars" or owners[n] != "pair"]
+        variants += [(f"without {name}", {"fields": [f for f in fields if f != name]})
+                     for name in fields]  # fmt: skip
+        variants += [(f"with {name}", {"fields": [*fields, name]})
+                     for name in allowed if name not in fields]  # fmt: skip
     metric = "RMSE" if args.objective == "stars" else f"NDCG@{config['ranking']['k']}"
     rows = []
-    for label, chosen in variants:
-        found = []
+    for label, changed in variants:
+        found, epochs = [], []
         for seed in args.seeds:
-            train_config, hparams = split_settings({**section, "fields": chosen})
+            train_config, hparams = split_settings({**section, **changed})
             model, history, kept = train(encoded, args.model, hparams, train_config, seed=seed,
                                          device="cpu")  # fmt: skip
             found.append(scores(encoded, model, history, kept, args.objective, config["ranking"]))
+            epochs.append(str(kept))
         valid, test = np.mean(found, axis=0)
-        rows.append({"fields": label, f"valid {metric}": valid, f"test {metric}": test})
-        print(f"{label}: valid {valid:.4f} test {test:.4f}", flush=True)
+        rows.append({"variant": label, f"valid {metric}": valid, f"test {metric}": test,
+                     "kept epochs": "/".join(epochs)})  # fmt: skip
+        print(f"{label}: valid {valid:.4f} test {test:.4f} kept {'/'.join(epochs)}", flush=True)
     table = pd.DataFrame(rows)
     print(f"\n{args.model} ({args.objective}) on {encoded.meta['dataset']}, seeds {args.seeds}:")
     print(table.to_string(index=False, float_format="%.4f"))

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deepfm_rec.train import split_settings, train
+
 ROOT = Path(__file__).parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -145,3 +147,31 @@ def test_encode_scale_prints_every_step(tmp_path):
     steps = [line[:22].strip() for line in lines[2:7]]  # the step column
     assert steps == ["generate", "parse", "users", "encode", "parse + users + encode"]
     assert re.fullmatch(r"budget 60 s, 3 GB: (within|EXCEEDED)", lines[7]), lines[7]
+
+
+def test_fields_ablation_trains_each_settings_variant_and_checks_its_keys(train_speed, tmp_path):
+    encoded, _ = train_speed
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["fm"]["stars"]["max_epochs"] = 2
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    base = ["--config", str(tmp_path / "config.yaml"), "--encoded", str(encoded), "--seeds", "1"]
+    lines = run("fields_ablation.py", *base, "--settings", "{embed_dim: 8}", "{lr: 0.01}")
+    row = re.compile(r".+: valid \d\.\d{4} test \d\.\d{4} kept ")
+    printed = [line for line in lines if row.match(line)]
+    assert [line.split(": valid")[0] for line in printed] == [
+        "as configured", "{embed_dim: 8}", "{lr: 0.01}"
+    ]  # fmt: skip
+    for line in printed:  # one seed: one kept epoch of at most max_epochs
+        assert line.split(" kept ")[1] in ("1", "2")
+    # a row is its settings' training: the trainer's own valid RMSE at its kept epoch
+    for line, changed in zip(printed[:2], [{}, {"embed_dim": 8}], strict=True):
+        settings = {"objective": "stars", **config["fm"]["stars"], **changed}
+        train_config, hparams = split_settings(settings)
+        _, history, kept = train(encoded, "fm", hparams, train_config, seed=1, device="cpu")
+        valid = math.sqrt(history.set_index("epoch").loc[kept, "valid_mse"])
+        assert line.split(": valid ")[1].startswith(f"{valid:.4f} ") and line.endswith(f" {kept}")
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "fields_ablation.py"), *base, "--settings", "{lrr: 1}"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 2 and "lrr not a key of fm.stars" in done.stderr
