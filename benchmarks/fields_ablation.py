@@ -98,9 +98,10 @@ def main() -> None:
             found.append(scores(encoded, model, history, kept, args.objective, config["ranking"]))
             epochs.append(str(kept))
         valid, test = np.mean(found, axis=0)
+        kept_epochs = "/".join(epochs)
         rows.append({"variant": label, f"valid {metric}": valid, f"test {metric}": test,
-                     "kept epochs": "/".join(epochs)})  # fmt: skip
-        print(f"{label}: valid {valid:.4f} test {test:.4f} kept {'/'.join(epochs)}", flush=True)
+                     "kept epochs": kept_epochs})  # fmt: skip
+        print(f"{label}: valid {valid:.4f} test {test:.4f} kept {kept_epochs}", flush=True)
     table = pd.DataFrame(rows)
     print(f"\n{args.model} ({args.objective}) on {encoded.meta['dataset']}, seeds {args.seeds}:")
     print(table.to_string(index=False, float_format="%.4f"))
