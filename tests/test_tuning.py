@@ -32,9 +32,23 @@ def test_the_first_trial_is_the_section_and_its_score_is_its_training(encoded_ti
         assert first[name] == SECTION[name]
     config, hparams = split_settings(SECTION)
     _, history, kept = train(encoded_tiny, "deepfm", hparams, config, seed=4, device="cpu")
-    assert first["best_epoch"] == kept
+    assert first["kept_epochs"] == str(kept)
     valid_mse = history.set_index("epoch").loc[kept, "valid_mse"]
     assert first["valid_rmse"] == pytest.approx(math.sqrt(valid_mse))
+
+
+def test_with_seeds_a_trial_scores_the_mean_of_its_trainings(encoded_tiny):
+    table = search(encoded_tiny.folder, "deepfm", SECTION, trials=1, seed=4, seeds=[5, 6])
+    config, hparams = split_settings(SECTION)
+    rmses, kept = [], []
+    for seed in (5, 6):
+        _, history, epoch = train(encoded_tiny, "deepfm", hparams, config, seed=seed,
+                                  device="cpu")  # fmt: skip
+        rmses.append(math.sqrt(history.set_index("epoch").loc[epoch, "valid_mse"]))
+        kept.append(str(epoch))
+    assert rmses[0] != rmses[1]  # the seeds train different models
+    assert table.loc[0, "valid_rmse"] == pytest.approx(sum(rmses) / 2)
+    assert table.loc[0, "kept_epochs"] == "/".join(kept)
 
 
 def test_the_trials_are_drawn_from_the_space_and_sorted_best_first(trials):
@@ -61,3 +75,17 @@ def test_every_shipped_section_lies_in_its_space():
         section = config[model][objective]
         outside = [n for n, (kind, *args) in space.items() if not in_space(section[n], kind, args)]
         assert not outside, f"{model}.{objective}: {outside} outside the search space"
+
+
+def test_the_tune_command_writes_its_trials_over_the_seeds(encoded_tiny, tmp_path, monkeypatch,
+                                                           capsys):  # fmt: skip
+    from deepfm_rec.cli import main
+
+    monkeypatch.chdir(Path(__file__).parents[1])  # the project's config is the base
+    out = tmp_path / "tune.tsv"
+    main(["tune", "--model", "fm", "--trials", "2", "--seed", "3", "--seeds", "5", "6",
+          "--encoded", str(encoded_tiny.folder), "--threads", "1", "--out", str(out)])  # fmt: skip
+    table = pd.read_csv(out, sep="\t", dtype={"kept_epochs": str})
+    assert list(table["trial"].sort_values()) == [0, 1]
+    assert all(len(kept.split("/")) == 2 for kept in table["kept_epochs"])
+    assert f"all 2 trials, best first: {out}" in capsys.readouterr().out

@@ -162,7 +162,7 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
     try:
         table = search(encoded, args.model, settings, trials=args.trials, seed=args.seed,
-                       device=args.device, threads=args.threads)  # fmt: skip
+                       seeds=args.seeds, device=args.device, threads=args.threads)  # fmt: skip
     except DataError as error:
         parser.error(str(error))
     table.to_csv(args.out, sep="\t", index=False, float_format="%.6g")
@@ -219,7 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--model", choices=["fm", "deepfm"], default="deepfm")
     search.add_argument("--objective", choices=["stars", "ranking"], default="stars")
     search.add_argument("--trials", type=int, default=30, help="trainings (default 30)")
-    search.add_argument("--seed", type=int, default=0, help="seeds the sampler and training")
+    search.add_argument("--seed", type=int, default=0, help="seeds the sampler (and the "
+                        "training, without --seeds)")  # fmt: skip
+    search.add_argument("--seeds", type=int, nargs="+", help="each trial trains once per "
+                        "seed and scores their mean valid metric (default: --seed)")  # fmt: skip
     search.add_argument("--encoded", help="default results/{dataset}/encoded of the config")
     search.add_argument("--device", default="cpu", help="cpu (deterministic), cuda, ...")
     search.add_argument("--threads", type=int, help="CPU threads (default torch's)")

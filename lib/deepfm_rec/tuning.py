@@ -1,11 +1,12 @@
 """A seeded hyperparameter search on the validation split (Optuna's TPE sampler).
 
-Each trial trains one model of a config section with some of its settings drawn from
-SPACES and scores it on the valid split only: valid RMSE (stars) at the kept epoch, or
-valid NDCG@k (ranking). The test split is never read. The sampler and every training are
-seeded, so the same command on the same data gives the same trials on the CPU.
+Each trial trains a config section with some of its settings drawn from SPACES, once per
+training seed, and scores it on the valid split only: the mean over the seeds of the valid
+RMSE (stars) at the kept epoch, or of the valid NDCG@k (ranking). The test split is never
+read. The sampler and every training are seeded, so the same command on the same data
+gives the same trials on the CPU.
 
-    deepfm-rec tune --model deepfm --objective stars --trials 30 --out tune.tsv
+    deepfm-rec tune --model deepfm --objective stars --trials 30 --seeds 42 43 --out tune.tsv
 
 Shapes: none; units: stars for RMSE.
 """
@@ -77,16 +78,18 @@ def search(
     *,
     trials: int,
     seed: int = 0,
+    seeds: list[int] | None = None,
     device: str = "cpu",
     threads: int | None = None,
 ) -> pd.DataFrame:
-    """Run `trials` trainings of `model` from the config section `settings` (which holds
+    """Run `trials` trials of `model` from the config section `settings` (which holds
     the objective, and k and threshold for ranking), each with SPACES' settings drawn by
-    TPE seeded with `seed`; the first trial is the section itself where its settings
-    lie in the space.
+    TPE seeded with `seed` and trained once per seed of `seeds` (default: `seed`); the
+    first trial is the section itself where its settings lie in the space.
 
     Returns one row per trial, best first: the drawn settings, the valid score (valid_rmse
-    or valid_ndcg), the kept epoch and the seconds it took.
+    or valid_ndcg, the mean over the seeds), the kept epochs (one per seed, "/"-joined) and
+    the seconds the trial took.
     """
     if threads is not None:
         torch.set_num_threads(threads)
@@ -94,15 +97,22 @@ def search(
     space = SPACES[model, objective]
     enc = open_encoded(Path(encoded))
     score_name = "valid_rmse" if objective == "stars" else "valid_ndcg"
+    seeds = [seed] if seeds is None else seeds
     rows = []
 
     def run(trial: optuna.Trial) -> float:
         drawn = suggest(trial, space)
         config, hparams = split_settings({**settings, **drawn})
         start = time.perf_counter()
-        _, history, kept = train(enc, model, hparams, config, seed=seed, device=device)
-        score = valid_score(history, kept, objective)
-        rows.append({"trial": trial.number, **drawn, score_name: score, "best_epoch": kept,
+        scores, kept = [], []
+        for training_seed in seeds:
+            _, history, epoch = train(enc, model, hparams, config, seed=training_seed,
+                                      device=device)  # fmt: skip
+            scores.append(valid_score(history, epoch, objective))
+            kept.append(str(epoch))
+        score = sum(scores) / len(scores)
+        rows.append({"trial": trial.number, **drawn, score_name: score,
+                     "kept_epochs": "/".join(kept),
                      "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
         logger.info("trial {}: {} {:.4f} with {}", trial.number, score_name, score, drawn)
         return score
