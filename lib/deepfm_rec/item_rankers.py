@@ -41,17 +41,11 @@ from deepfm_rec.ranking import (
     rank_and_score,
     rated_items,
     relevant_items,
+    train_counts,
 )
 
 DEFAULT_LAMBDAS = (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
 DEFAULT_NEIGHBOURS = (20, 50, 100, 200)
-
-
-def train_counts(encoded: Encoded) -> np.ndarray:
-    """int64 (C,) the number of users who rated each movie in train (column c: code c + 1)."""
-    sizes = {f["name"]: f.get("vocab_size", 0) for f in encoded.meta["fields"]}
-    _, items = rated_items(encoded, ["train"])
-    return np.bincount(items, minlength=sizes["item"])[1:]
 
 
 def most_rated(counts: np.ndarray, n: int) -> np.ndarray:

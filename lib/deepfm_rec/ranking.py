@@ -189,6 +189,13 @@ def rated_items(encoded: Encoded, splits: Sequence[str]) -> tuple[np.ndarray, np
     return indptr, keys % n_items
 
 
+def train_counts(encoded: Encoded) -> np.ndarray:
+    """int64 (C,) the number of users who rated each movie in train (column c: code c + 1)."""
+    sizes = {f["name"]: f.get("vocab_size", 0) for f in encoded.meta["fields"]}
+    _, items = rated_items(encoded, ["train"])
+    return np.bincount(items, minlength=sizes["item"])[1:]
+
+
 class CandidateRanker:
     """Top-K over the candidate movies of users, for any score of users × all movies.
 
@@ -310,8 +317,7 @@ class PopularityRanker(CandidateRanker):
         self, encoded: Encoded, device: torch.device | str = "cpu", pairs_per_batch=None
     ) -> None:
         super().__init__(encoded, device, pairs_per_batch)
-        item = np.asarray(encoded.arrays["item"])[encoded.rows("train")]
-        counts = np.bincount(item, minlength=self.n_items)[1:]  # (C,)
+        counts = train_counts(encoded)  # (C,)
         order = popularity_order(counts)
         position = np.empty(self.n_candidates, dtype=np.float32)
         position[order] = np.arange(self.n_candidates)  # exact in float32 below 2^24
@@ -335,9 +341,7 @@ def rank_and_score(
     relevant users."""
     items, _ = ranker.top_k(relevant.users, max(ks), exclude)
     table = ranking_metrics(items, relevant, ks)
-    train_items = np.asarray(ranker.encoded.arrays["item"])[ranker.encoded.rows("train")]
-    ratings = np.bincount(train_items, minlength=ranker.n_items)
-    ratings[0] = 0
+    ratings = np.concatenate([[0], train_counts(ranker.encoded)])  # by item code
     listed = [items[:, :k][items[:, :k] > 0] for k in table["k"]]
     table["coverage"] = [len(np.unique(m)) / ranker.n_candidates for m in listed]
     table["popularity"] = [float(ratings[m].mean()) if len(m) else np.nan for m in listed]
