@@ -123,3 +123,26 @@ def test_initial_prediction_is_near_the_train_mean(encoded_tiny):
     prediction = model(BatchMaker(encoded_tiny).batch(torch.arange(100)))
     # init_std 0.01: the untrained model is within a few hundredths of a star of the mean
     assert (prediction - encoded_tiny.meta["train_mean"]).abs().max() < 0.1
+
+
+def test_deepfm_field_dropout_drops_whole_field_vectors_of_the_mlp_input_only(encoded_tiny):
+    torch.manual_seed(0)
+    model = build_model("deepfm", encoded_tiny.meta, embed_dim=8, mlp=[16], field_dropout=0.5)
+    batch = BatchMaker(encoded_tiny).batch(torch.arange(256))
+    seen = []
+    model.mlp.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0]))
+    model.train()
+    prediction, field_rows = model.score(batch)
+    v = field_rows[..., 1:]  # (B, F, D): what the FM term sees, every field
+    mlp_input = seen[-1].view(v.shape)  # (B, F, D)
+    kept = (mlp_input != 0).any(dim=2)  # (B, F): the fields the MLP saw
+    nonzero = (v != 0).any(dim=2)  # (an empty bag's vector is zero either way)
+    torch.testing.assert_close(mlp_input[kept], 2 * v[kept])  # scaled by 1 / (1 - 0.5)
+    assert (mlp_input[~kept] == 0).all()
+    assert 0.4 < kept[nonzero].float().mean() < 0.6  # about half of the vectors dropped
+    fm = super(type(model), model).score(batch)[0]
+    torch.testing.assert_close(prediction, fm + model.mlp(seen[-1]))  # the FM term is whole
+    # in evaluation the MLP sees every field, unscaled
+    model.eval()
+    model.score(batch)
+    torch.testing.assert_close(seen[-1], v.flatten(start_dim=1))

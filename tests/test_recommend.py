@@ -25,7 +25,7 @@ from deepfm_rec.train import TrainConfig, train
 # candidate's, so a model of them would not score a rated row as its candidate pair
 SIDE_FIELDS = ["user", "item", "gender", "occupation", "age", "genres", "history", "raters",
                "release_year"]  # fmt: skip
-HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1, "fields": SIDE_FIELDS}
+HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1, "field_dropout": 0.3, "fields": SIDE_FIELDS}
 QUICK = TrainConfig(max_epochs=1, batch_size=512, lr=0.01)
 
 

@@ -47,7 +47,7 @@ def test_early_stopping_stops_on_nan():
 
 
 CONFIG = TrainConfig(lr=0.003, batch_size=256, max_epochs=6, l2=0.01, patience=2)
-HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1}
+HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1, "field_dropout": 0.3}
 
 
 def test_training_is_deterministic_on_cpu(encoded_tiny):

@@ -12,8 +12,8 @@ import yaml
 from deepfm_rec.train import split_settings, train
 from deepfm_rec.tuning import SPACES, in_space, search
 
-SECTION = {"objective": "stars", "embed_dim": 16, "mlp": [16], "dropout": 0.2, "lr": 0.003,
-           "l2": 0.01, "batch_size": 256, "max_epochs": 3, "patience": 1}  # fmt: skip
+SECTION = {"objective": "stars", "embed_dim": 16, "mlp": [16], "dropout": 0.2, "field_dropout": 0.3,
+           "lr": 0.003, "l2": 0.01, "batch_size": 256, "max_epochs": 3, "patience": 1}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ SHARED = {
 MLP = {
     "mlp": ("choice", [[8], [16], [64], [128, 64], [128, 64, 32], [256, 128]]),
     "dropout": ("float", 0.0, 0.9),
+    "field_dropout": ("float", 0.0, 0.9),
 }
 SPACES = {
     ("fm", "stars"): SHARED,
