@@ -75,7 +75,9 @@ def project(tmp_path_factory) -> Path:
 
 def test_a_deepfm_setting_reruns_train_deepfm_and_its_dependents_only(project):
     before, scores = stamps(project), metrics(project)
-    stars = {**SMALL["deepfm"]["stars"], "dropout": 0.3}
+    shipped = yaml.safe_load((project / "config" / "config.yaml").read_text())
+    stars = {**SMALL["deepfm"]["stars"], "dropout": 0.15}
+    assert stars["dropout"] != shipped["deepfm"]["stars"]["dropout"]  # else nothing reruns
     (project / "config" / "small.yaml").write_text(
         yaml.safe_dump({**SMALL, "deepfm": {**SMALL["deepfm"], "stars": stars}})
     )
