@@ -1,4 +1,5 @@
-"""Training throughput: the device-resident fast path against the seed's per-sample loader.
+"""Training throughput of the fast path: the study's models as the config sets them, and the
+seed's models without the implicit-feedback bags.
 
 Run by hand (tests/test_benchmarks.py runs it once on small data and judges no figure):
 
@@ -9,30 +10,21 @@ It generates (once, cached under benchmarks/data/) a synthetic MovieLens-10M-siz
 dataset (70,000 users, 10,000 movies), encodes it (time and peak RSS of that step), then
 measures training throughput of FM and DeepFM. Cases, per model:
 
-- per-sample DataLoader, 0 and 4 workers (batch 1024): the seed's design, the base of
-  the ratios. A Dataset whose __getitem__ reads one row from the memmaps, a collate
-  function that builds one bag per row (Bags with inverse = arange: no distinct bags),
-  a torch DataLoader, dense Adam.
-- fast, sparse_adam (each --batches size) and fast, adam (batch 1024): the fast path
-  (resident packed rows, batched gathers, each distinct bag pooled once) with the
-  lazy row-wise Adam the README's table measured on the CPU, and with the study's
-  default fused dense Adam.
-  The cases so far train the seed's models: embed 16, MLP 128-64-32, the seed's fields
-  (SEED_FIELDS: user, item, gender, occupation, age, genres, tags), mean pooling, MSE.
-- fast, history+raters, adam (batch 1024 and 8192): the same models with the
-  implicit-feedback bags (BAG_FIELDS: the seed's fields with tags replaced by history, a
-  user's train movies, and raters, a movie's train users, each without its row's own
-  pair), sqrt pooling.
-- ranking, N negatives: the study's ranking training as config/config.yaml's
-  fm.ranking and deepfm.ranking sections set it (fields, model, batch, loss, the N
-  negatives per batch and their sampler, positives, optimizer); its rate is positives/s,
-  each positive scored against the batch's N shared negatives.
+- config stars and config ranking: the study's training as the config's `fm.stars`,
+  `fm.ranking`, `deepfm.stars` and `deepfm.ranking` sections set it (fields, model,
+  batch, optimizer, bag_refresh; for ranking the loss, the N negatives per batch and
+  their sampler, positives); a ranking rate is positives/s, each positive scored against
+  the batch's N shared negatives.
+- seed fields, sparse_adam (each --batches size) and seed fields, adam (batch 1024): the
+  seed's models (embed 16, MLP 128-64-32, fields user, item, gender, occupation, age,
+  genres, tags; mean pooling, MSE) with the lazy row-wise Adam and with the fused dense
+  Adam.
 
 It prints one table, last: per case the median samples/s (ranking: positives/s) of
---repeats blocks, their range, the ratio to the model's 0-worker reference, and the ms
-per step of each phase (gather, forward, backward with zero_grad, optimizer step). A
-ranking step's forward includes drawing its negatives and their movies' field rows.
---epoch also times one FM epoch at batch 1024 on the fast path (seed fields,
+--repeats blocks, their range, and the ms per step of each phase (gather, forward,
+backward with zero_grad, optimizer step with the bag table's refresh every bag_refresh
+steps). A ranking step's forward includes drawing its negatives and their movies' field
+rows. --epoch also times one FM epoch at batch 1024 on the fast path (seed fields,
 sparse_adam), with loading the packed table. torch runs on --threads threads (default
 every core; on a machine shared with other jobs, 1 avoids threads waiting for each other).
 """
@@ -50,92 +42,41 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader, Dataset
 
-from deepfm_rec.data.batches import Bags, Batch, BatchMaker
+from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import (
-    CATEGORICAL,
-    DENSE,
-    MULTI,
     Encoded,
     encode_dataset,
-    model_fields,
     open_encoded,
 )
 from deepfm_rec.data.sources import fetch
 from deepfm_rec.data.synthetic import generate
 from deepfm_rec.data.users import write_users
 from deepfm_rec.inference import resolve_device
-from deepfm_rec.models import build_model
-from deepfm_rec.objectives import Stars
+from deepfm_rec.models import attach_bags, build_model
 from deepfm_rec.train import Optimizers, TrainConfig, objective_for, split_settings, uses_sparse
 
-# the seed's models and fields, so that the figures compare with the README's table
+# the seed's models and fields, so that the figures compare with docs/speed.md's tables
 HPARAMS = {"fm": {"embed_dim": 16}, "deepfm": {"embed_dim": 16, "mlp": [128, 64, 32]}}
 SEED_FIELDS = ["user", "item", "gender", "occupation", "age", "genres", "tags"]
-# the implicit-feedback case: the seed's fields with history and raters instead of tags
-BAG_FIELDS = ["user", "item", "gender", "occupation", "age", "genres", "history", "raters"]
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+OBJECTIVES = ("stars", "ranking")
 
 
-def ranking_sections(config: Path) -> dict[str, tuple[TrainConfig, dict]]:
-    """(TrainConfig, model hparams with fields and pooling) of each model's ranking section
-    of the study's config (`fm.ranking`, `deepfm.ranking`), with the objective and the
-    valid metric's k and threshold added as the workflow's train_settings adds them."""
+def config_sections(config: Path) -> dict[tuple[str, str], tuple[TrainConfig, dict]]:
+    """(TrainConfig, model hparams with fields and pooling) of each model's section of the
+    study's config by (model, objective), with the objective and, for ranking, the valid
+    metric's k and threshold added as the workflow's train_settings adds them."""
     settings = yaml.safe_load(Path(config).read_text())
     valid = {key: settings["ranking"][key] for key in ("k", "threshold")}
     return {
-        name: split_settings({"objective": "ranking", **settings[name]["ranking"], **valid})
-        for name in HPARAMS
-    }
-
-
-class PerSampleDataset(Dataset):
-    """The seed's loader: one row at a time from the memmaps, as Python scalars and lists."""
-
-    def __init__(self, folder: Path, rows: np.ndarray, fields: list[str]) -> None:
-        self.encoded = open_encoded(folder)
-        self.rows = rows
-        chosen = model_fields(self.encoded.meta, fields)  # the model's field order
-        assert not any(f.get("leave") for f in chosen), "the seed had no left-out pairs"
-        self.names = {kind: [f["name"] for f in chosen if f["kind"] == kind]
-                      for kind in (CATEGORICAL, DENSE, MULTI)}  # fmt: skip
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int):
-        a, row = self.encoded.arrays, self.rows[i]
-        bags = []
-        for name in self.names[MULTI]:
-            b = a[f"{name}.bag"][row]
-            offsets = a[f"{name}.offsets"]
-            bags.append(a[f"{name}.values"][offsets[b] : offsets[b + 1]].tolist())
-        return (
-            [int(a[name][row]) for name in self.names[CATEGORICAL]],
-            [float(a[name][row]) for name in self.names[DENSE]],
-            bags,
-            float(a["label"][row]),
+        (name, objective): split_settings(
+            {"objective": objective, **settings[name][objective]}
+            | (valid if objective == "ranking" else {})
         )
-
-
-def collate(samples) -> Batch:
-    """Stack per-sample fields; one bag per row for each multi-valued field, as the seed's
-    EmbeddingBag offsets were (no distinct bags: inverse is arange)."""
-    cat, dense, bags, label = zip(*samples, strict=True)
-    flat = []
-    for j in range(len(bags[0])):
-        lists = [b[j] for b in bags]
-        lengths = torch.tensor([len(x) for x in lists], dtype=torch.int64)
-        starts = (torch.cumsum(lengths, 0) - lengths).to(torch.int32)
-        values = torch.tensor([v for x in lists for v in x], dtype=torch.int32)
-        flat.append(Bags(values, starts, lengths, torch.arange(len(lists))))
-    return Batch(
-        categorical=torch.tensor(cat, dtype=torch.int32),
-        dense=torch.tensor(dense, dtype=torch.float32),
-        bags=flat,
-        label=torch.tensor(label, dtype=torch.float32),
-    )
+        for name in HPARAMS
+        for objective in OBJECTIVES
+    }
 
 
 def prepare(folder: Path, n_ratings: int, bag_limit: int | None) -> tuple[Path, float, float]:
@@ -273,6 +214,7 @@ def fast_setup(encoded, name: str, config: TrainConfig, hparams: dict, device, m
     model = build_model(
         name, encoded.meta, objective=config.objective, sparse=sparse, **hparams
     ).to(device)
+    attach_bags(model, encoded)
     draws = torch.Generator(device).manual_seed(seed)  # the negatives, on the device
     objective = objective_for(encoded, make(model.fields), config, model.fields, draws, seed)
     return model, Optimizers(model, config, sparse, objective.mode), objective
@@ -287,24 +229,6 @@ def fast(encoded, name, config: TrainConfig, hparams: dict, device, make, timing
     if config.objective == "ranking":
         found["negatives"] = objective.sampler.count
     return found
-
-
-def reference(folder: Path, encoded, name: str, batch_size: int, workers: int, timing: dict):
-    torch.manual_seed(0)
-    model = build_model(name, encoded.meta, fields=SEED_FIELDS, **HPARAMS[name])
-    loader = DataLoader(
-        PerSampleDataset(folder, encoded.rows("train"), model.fields), batch_size=batch_size,
-        shuffle=True, num_workers=workers, collate_fn=collate,
-        generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
-    config = TrainConfig(batch_size=batch_size, optimizer="adam")
-    optimizer = Optimizers(model, config, sparse=False)
-    # the stars objective's loss; the reference brings its own batches, so no BatchMaker
-    objective = Stars(encoded, None, config)
-    # the first batches map the memmaps' pages into the process (several times slower);
-    # the timed blocks are the steady state
-    return measure(forever(lambda: loader), objective.loss, rows_of, model, optimizer,
-                   warmup=20, **timing)  # fmt: skip
 
 
 def epoch_seconds(encoded, device) -> tuple[float, int, int]:
@@ -329,7 +253,7 @@ def epoch_seconds(encoded, device) -> tuple[float, int, int]:
 
 
 def progress(name: str, path: str, batch_size: int, found: dict) -> None:
-    unit = "positives/s" if path.startswith("ranking") else "samples/s"
+    unit = "positives/s" if path.startswith("config ranking") else "samples/s"
     print(f"{name}, {path}, batch {batch_size}: {found['median']:,.0f} {unit}", flush=True)
 
 
@@ -337,7 +261,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ratings", type=int, default=10_000_000)
     parser.add_argument("--folder", type=Path, default=Path(__file__).parent / "data")
-    parser.add_argument("--config", type=Path, default=CONFIG, help="its ranking sections")
+    parser.add_argument("--config", type=Path, default=CONFIG, help="its model sections")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", type=int, nargs="+", default=[1024, 8192, 65536],
                         help="batch sizes of the fast, sparse_adam case")  # fmt: skip
@@ -348,7 +272,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    ranking = ranking_sections(args.config)
+    sections = config_sections(args.config)
     folder = args.folder / f"synthetic-{args.ratings}"
     bag_limit = yaml.safe_load(args.config.read_text())["bag_limit"]
     encoded_folder, encode_s, encode_rss = prepare(folder, args.ratings, bag_limit)
@@ -370,20 +294,13 @@ def main() -> None:
         progress(*results[-1])
 
     for name in HPARAMS:
-        for workers in (0, 4):
-            found = reference(encoded_folder, encoded, name, 1024, workers, timing)
-            results.append((name, f"per-sample DataLoader, {workers} workers", 1024, found))
-            progress(*results[-1])
+        for objective in OBJECTIVES:
+            run_fast(name, f"config {objective}", *sections[name, objective])
         seed = HPARAMS[name] | {"fields": SEED_FIELDS}
         for batch_size in args.batches:
             config = TrainConfig(batch_size=batch_size, optimizer="sparse_adam")
-            run_fast(name, "fast, sparse_adam", config, seed)
-        run_fast(name, "fast, adam", TrainConfig(batch_size=1024, optimizer="adam"), seed)
-        bags = HPARAMS[name] | {"fields": BAG_FIELDS, "pooling": "sqrt"}
-        for batch_size in (1024, 8192):
-            config = TrainConfig(batch_size=batch_size, optimizer="adam")
-            run_fast(name, "fast, history+raters, adam", config, bags)
-        run_fast(name, "ranking", *ranking[name])
+            run_fast(name, "seed fields, sparse_adam", config, seed)
+        run_fast(name, "seed fields, adam", TrainConfig(batch_size=1024, optimizer="adam"), seed)
     epoch = epoch_seconds(encoded, device) if args.epoch else None
 
     print(f"\n{encoded.meta['rows']:,} ratings ({n_train:,} train), device {device}, "
@@ -392,22 +309,20 @@ def main() -> None:
     print(f"samples/s (ranking: positives/s): median of {args.repeats} blocks of at least "
           f"{args.seconds:g} s (range: slowest-fastest block); ms per step: one more block, "
           "by phase")  # fmt: skip
-    for name, (config, hparams) in ranking.items():
-        print(f"ranking {name}: {args.config.name}'s {name}.ranking: fields "
-              f"{','.join(hparams['fields'])}, {config.loss} loss, {config.negatives} "
-              f"{config.sampler} negatives per batch (every movie if 0 or the catalogue's "
-              f"size or more), positives of {config.positives:g}+ stars, {config.optimizer}; "
-              "x ref: positives/s over the reference's samples/s")  # fmt: skip
-    print(f"{'model':<7} {'path':<34} {'batch':>6} {'samples/s':>11} {'range':>17} {'× ref':>6} "
+    for (name, objective), (config, hparams) in sections.items():
+        print(f"config {objective} {name}: {args.config.name}'s {name}.{objective}: fields "
+              f"{','.join(hparams['fields'])}, {config.optimizer}, bag_refresh "
+              f"{config.bag_refresh}"
+              + (f", {config.loss} loss, {config.negatives} {config.sampler} negatives per "
+                 f"batch (every movie if 0 or the catalogue's size or more), positives of "
+                 f"{config.positives:g}+ stars" if objective == "ranking" else ""))  # fmt: skip
+    print(f"{'model':<7} {'path':<40} {'batch':>6} {'samples/s':>11} {'range':>17} "
           + " ".join(f"{phase:>8}" for phase in PHASES))  # fmt: skip
     for name, path, batch_size, found in results:
-        rate = found["median"]
-        base = next(f["median"] for m, p, _, f in results
-                    if m == name and p.endswith(", 0 workers"))  # fmt: skip
         spread = f"{min(found['rates']):,.0f}-{max(found['rates']):,.0f}"
         ms = " ".join(f"{found['phases'][phase]:>8.2f}" for phase in PHASES)
-        print(f"{name:<7} {path:<34} {batch_size:>6} {rate:>11,.0f} {spread:>17} "
-              f"{rate / base:>5.1f}x {ms}")  # fmt: skip
+        print(f"{name:<7} {path:<40} {batch_size:>6} {found['median']:>11,.0f} {spread:>17} "
+              + ms)  # fmt: skip
     if epoch is not None:
         seconds, rows, steps = epoch
         print(f"one FM epoch at batch 1024 ({rows:,} rows in {steps:,} steps, with loading "

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import torch
 
-from deepfm_rec.data.batches import Batch, BatchMaker, make_bags
-from deepfm_rec.models import build_model
+from deepfm_rec.data.batches import Batch, BatchMaker
+from deepfm_rec.models import attach_bags, build_model
 from deepfm_rec.models.layers import FactorizationMachine, FieldEmbedding
 
 
@@ -28,34 +29,38 @@ def test_fm_term_matches_brute_force():
         torch.testing.assert_close(FactorizationMachine()(v), brute_force_pairs(v))
 
 
+# one bag field: bag 0 empty, bag 1 [1, 3], bag 2 [2]
+RAGGED = [(np.array([1, 3, 2], np.int32), np.array([0, 0, 2, 3]))]
+
+
 def small_batch(leave: list[int] | None = None) -> Batch:
-    """Three rows: two categorical fields, one bag field (bags [1, 3], [], [2]; `leave`
-    codes left out of them), one dense field."""
-    bags = make_bags(
-        torch.tensor([1, 3, 2], dtype=torch.int32),
-        torch.tensor([0, 0, 2, 3]),  # bag 0 empty, bag 1 [1, 3], bag 2 [2]
-        torch.tensor([1, 0, 2]),
-        None if leave is None else torch.tensor(leave, dtype=torch.int32),
-    )
+    """Three rows: two categorical fields, one bag field (bags [1, 3], [], [2] of RAGGED;
+    `leave` codes left out of them), one dense field."""
     return Batch(
         categorical=torch.tensor([[1, 2], [0, 1], [2, 2]], dtype=torch.int32),  # (B=3, Fc=2)
         dense=torch.tensor([[0.5], [-1.0], [2.0]]),  # (B, Fd=1)
-        bags=[bags],
+        bag=torch.tensor([[1], [0], [2]], dtype=torch.int32),  # (B, Fm=1)
+        leave=None if leave is None else torch.tensor(leave, dtype=torch.int32)[:, None],
         label=torch.tensor([4.0, 3.0, 2.5]),
     )
 
 
+def attached(layer: FieldEmbedding) -> FieldEmbedding:
+    layer.attach(RAGGED)
+    return layer
+
+
 def test_field_embedding_vectors():
     torch.manual_seed(0)
-    layer = FieldEmbedding(categorical=[3, 4], multi=[5], n_dense=1, dim=4, init_std=1.0)
+    layer = attached(FieldEmbedding(categorical=[3, 4], multi=[5], n_dense=1, dim=4, init_std=1.0))
     batch = small_batch()
     v = layer(batch)
     assert v.shape == (3, 4, 4)  # (B, Fc + Fm + Fd, D)
-    table = layer.table.weight  # rows: field a's 3 codes, field b's 4, then g's 5
+    table = layer.table.weight  # rows: field a's 3 codes, then field b's 4
     torch.testing.assert_close(v[0, 0], table[1])
     torch.testing.assert_close(v[0, 1], table[3 + 2])  # second field's codes are offset by 3
     torch.testing.assert_close(v[2, 1], table[3 + 2])
-    bag_table = table[3 + 4 :]
+    bag_table = layer.bag_table  # g's 5 codes
     torch.testing.assert_close(v[0, 2], (bag_table[1] + bag_table[3]) / 2)  # mean of the bag
     torch.testing.assert_close(v[1, 2], torch.zeros(4))  # an empty bag gives zeros
     torch.testing.assert_close(v[2, 2], bag_table[2])
@@ -64,8 +69,8 @@ def test_field_embedding_vectors():
 
 def test_bags_pool_by_sqrt_and_leave_a_code_out():
     torch.manual_seed(0)
-    layer = FieldEmbedding([3, 4], [5], 1, dim=4, init_std=1.0, pooling="sqrt")
-    bag_table = layer.table.weight[3 + 4 :]
+    layer = attached(FieldEmbedding([3, 4], [5], 1, dim=4, init_std=1.0, pooling="sqrt"))
+    bag_table = layer.bag_table
     v = layer(small_batch())
     torch.testing.assert_close(v[0, 2], (bag_table[1] + bag_table[3]) / 2**0.5)  # SVD++
     # row 0 leaves code 3 out of its bag [1, 3]; row 2 its only code; row 1 nothing
@@ -75,6 +80,7 @@ def test_bags_pool_by_sqrt_and_leave_a_code_out():
     torch.testing.assert_close(v[2, 2], torch.zeros(4))  # nothing left: the empty bag
     mean = FieldEmbedding([3, 4], [5], 1, dim=4, init_std=1.0)
     mean.load_state_dict(layer.state_dict())
+    attached(mean)
     torch.testing.assert_close(mean(small_batch(leave=[3, 0, 2]))[0, 2], bag_table[1])
 
 
@@ -94,6 +100,7 @@ def test_fm_prediction_is_bias_plus_weights_plus_pairs():
         embed_dim=4,
         init_std=0.3,
     )
+    attached(model.embedding)
     batch = small_batch()
     wv = model.embedding(batch)
     w, v = wv[..., :1], wv[..., 1:]
@@ -103,7 +110,8 @@ def test_fm_prediction_is_bias_plus_weights_plus_pairs():
 
 def test_deepfm_shapes_and_row_independence(encoded_tiny):
     torch.manual_seed(0)
-    model = build_model("deepfm", encoded_tiny.meta, embed_dim=8, mlp=[16, 8], dropout=0.5).eval()
+    model = build_model("deepfm", encoded_tiny.meta, embed_dim=8, mlp=[16, 8], dropout=0.5)
+    model = attach_bags(model, encoded_tiny).eval()
     maker = BatchMaker(encoded_tiny)
     rows = torch.arange(64)
     batch = maker.batch(rows)
@@ -119,7 +127,7 @@ def test_deepfm_shapes_and_row_independence(encoded_tiny):
 
 def test_initial_prediction_is_near_the_train_mean(encoded_tiny):
     torch.manual_seed(0)
-    model = build_model("fm", encoded_tiny.meta, embed_dim=8).eval()
+    model = attach_bags(build_model("fm", encoded_tiny.meta, embed_dim=8), encoded_tiny).eval()
     prediction = model(BatchMaker(encoded_tiny).batch(torch.arange(100)))
     # init_std 0.01: the untrained model is within a few hundredths of a star of the mean
     assert (prediction - encoded_tiny.meta["train_mean"]).abs().max() < 0.1
@@ -128,6 +136,7 @@ def test_initial_prediction_is_near_the_train_mean(encoded_tiny):
 def test_deepfm_field_dropout_drops_whole_field_vectors_of_the_mlp_input_only(encoded_tiny):
     torch.manual_seed(0)
     model = build_model("deepfm", encoded_tiny.meta, embed_dim=8, mlp=[16], field_dropout=0.5)
+    attach_bags(model, encoded_tiny)
     batch = BatchMaker(encoded_tiny).batch(torch.arange(256))
     seen = []
     model.mlp.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0]))

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from deepfm_rec.data.batches import Bags, Batch, BatchMaker, make_bags
+from deepfm_rec.data.batches import Batch, BatchMaker
 from deepfm_rec.data.encoding import SPLITS, Encoded, encode, open_encoded
 from deepfm_rec.data.layouts import Tables
 from deepfm_rec.data.users import COLUMNS
@@ -83,18 +83,16 @@ def one_pair_batch(encoded: Encoded, user: int, item: int) -> Batch:
     row_of = {"user": user_row, "item": item_row}
     owner = {f["name"]: f["owner"] for f in encoded.meta["fields"]}
 
-    def bag(field: str) -> Bags:
-        b = int(a[f"{field}.bag"][row_of[owner[field]]])
-        offsets = torch.from_numpy(np.array(a[f"{field}.offsets"]))
-        values = torch.from_numpy(np.array(a[f"{field}.values"]))
-        return make_bags(values, offsets, torch.tensor([b]))
-
     categorical = [int(a[n][row_of[owner[n]]]) for n in ("user", "item", "gender", "occupation",
                                                          "release_year")]  # fmt: skip
     return Batch(
         categorical=torch.tensor([categorical], dtype=torch.int32),
         dense=torch.tensor([[float(a["age"][user_row])]], dtype=torch.float32),
-        bags=[bag("genres"), bag("history"), bag("raters")],
+        bag=torch.tensor(
+            [[int(a[f"{n}.bag"][row_of[owner[n]]]) for n in ("genres", "history", "raters")]],
+            dtype=torch.int32,
+        ),
+        leave=None,
         label=torch.zeros(1),
     )
 

@@ -83,7 +83,7 @@ def test_training_learns_and_restores_the_best_epoch(encoded_tiny, tmp_path):
     mae = float(np.abs(predict(model, maker, valid, 512) - label).mean())
     assert mae == pytest.approx(history.set_index("epoch").loc[kept, "valid_mae"], abs=1e-5)
     # the checkpoint holds the same model and says which epoch it is
-    loaded, state = load_model(tmp_path / "model.pt")
+    loaded, state = load_model(tmp_path / "model.pt", "cpu", encoded_tiny)
     assert state["epoch"] == kept
     assert state["best"]["valid_mae"] == pytest.approx(mae, abs=1e-5)
     # the kept epoch is the last one that improved valid MAE by more than min_delta
@@ -138,3 +138,17 @@ def test_a_device_this_machine_lacks_names_the_config_key():
         resolve_device(beyond)
     with pytest.raises(DataError, match=r"--device: 'tpu0' is not a device"):
         resolve_device("tpu0", key="--device")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="PyTorch sees a GPU here")
+@pytest.mark.parametrize("variable", ["CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS"])
+def test_auto_in_a_job_given_gpus_torch_cannot_see_stops_instead_of_training_on_cpu(
+    monkeypatch, variable
+):
+    for name in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")  # "no GPU", as some nodes set it
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setenv(variable, "0")
+    with pytest.raises(DataError, match=f"given GPUs \\({variable}=0\\) but PyTorch .* sees none"):
+        resolve_device("auto")

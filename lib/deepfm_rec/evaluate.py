@@ -136,7 +136,7 @@ def evaluate_model(
     least `threshold` stars; candidates: the movies a user did not rate in the
     `exclude` splits; see deepfm_rec.ranking). `memory_budget` as for BatchMaker.
     """
-    model, state = load_model(Path(checkpoint), device)
+    model, state = load_model(Path(checkpoint), device, encoded)
     record = {"model": state["model"], "objective": model.objective, "kind": "model"}
     if model.objective == "stars":
         test = encoded.rows("test")

@@ -5,6 +5,7 @@ Shapes: B batch size. Ratings are in stars.
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -12,15 +13,44 @@ import numpy as np
 import torch
 
 from deepfm_rec.data.batches import BatchMaker
+from deepfm_rec.data.encoding import Encoded
 from deepfm_rec.data.errors import DataError
-from deepfm_rec.models import build_model
+from deepfm_rec.models import attach_bags, build_model
+
+
+# set by SLURM (and by most schedulers, CUDA_VISIBLE_DEVICES) in a job given GPUs
+GPU_JOB_VARIABLES = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "CUDA_VISIBLE_DEVICES")
+
+
+def granted_gpus() -> str | None:
+    """`NAME=value` of the first variable saying that this process was given GPUs, or None
+    (unset, empty, or CUDA_VISIBLE_DEVICES' "no device" values)."""
+    for name in GPU_JOB_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value and value not in ("-1", "NoDevFiles", "none"):
+            return f"{name}={value}"
+    return None
 
 
 def resolve_device(device: str, key: str = "config key 'device'") -> torch.device:
     """`auto` is CUDA when present, else CPU; other values are passed to torch. A device
-    this machine does not have is a DataError naming `key` (where the value came from)."""
+    this machine does not have is a DataError naming `key` (where the value came from),
+    and so is `auto` in a job that was given GPUs PyTorch cannot see (a driver too old
+    for its CUDA, a container run without --nv): it would train on the CPU for hours."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        granted = granted_gpus()
+        if granted is not None:
+            why = (
+                f"a driver older than its CUDA {torch.version.cuda}, or a container run "
+                "without --nv" if torch.version.cuda else "a CPU-only build"
+            )
+            raise DataError(
+                f"{key}: auto, and this job was given GPUs ({granted}) but PyTorch "
+                f"{torch.__version__} sees none ({why}); fix that, or set device: cpu"
+            )
+        return torch.device("cpu")
     try:
         found = torch.device(device)
     except RuntimeError:
@@ -79,9 +109,15 @@ def model_of(state: dict, checkpoint: Path, sparse: bool = False) -> torch.nn.Mo
     return model
 
 
-def load_model(checkpoint: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+def load_model(
+    checkpoint: Path, device: str = "cpu", encoded: Encoded | None = None
+) -> tuple[torch.nn.Module, dict]:
     """The model of a checkpoint written by `train`, in eval mode on `device`, and the
-    checkpoint dict."""
+    checkpoint dict; with `encoded` (the folder it was trained on), its bags attached
+    (deepfm_rec.models.attach_bags), as a model with multi-valued fields needs to run."""
     device_t = resolve_device(device)
     state = read_checkpoint(Path(checkpoint), device_t)
-    return model_of(state, Path(checkpoint)).to(device_t).eval(), state
+    model = model_of(state, Path(checkpoint)).to(device_t).eval()
+    if encoded is not None:
+        attach_bags(model, encoded)
+    return model, state

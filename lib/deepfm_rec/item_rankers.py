@@ -285,13 +285,14 @@ class ItemKNN(ItemRanker):
 def ease_working_set(n_items: np.ndarray, n_users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(primal, dual) bytes of EASE's dense matrices for N modelled movies rated by R users.
 
-    Primal (float32): XᵀX (N × N) and P, factorised and inverted in place: 8 N². Dual
+    Primal (float32): XᵀX (N × N) and P, factorised and inverted "in place", which on the
+    CPU still takes one N × N temporary (cholesky_ex, measured): 12 N². Dual
     (float64): the R × R Gram matrix and its eigenvectors, the dense X (R × N) and
     Z = VᵀX: 16 (R² + R N).
     """
     n_items = np.asarray(n_items, dtype=np.float64)
     n_users = np.asarray(n_users, dtype=np.float64)
-    return 8 * n_items**2, 16 * (n_users**2 + n_users * n_items)
+    return 12 * n_items**2, 16 * (n_users**2 + n_users * n_items)
 
 
 class EASE(ItemRanker):

@@ -12,6 +12,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from deepfm_rec.data.batches import DEFAULT_MEMORY_BUDGET, BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.inference import model_of, read_checkpoint, resolve_device
+from deepfm_rec.models import attach_bags
 from deepfm_rec.train import Optimizers, TrainConfig, objective_for, uses_sparse
 
 
@@ -35,7 +36,7 @@ def profile_step(
     state = read_checkpoint(checkpoint, device_t)
     config = replace(TrainConfig(**state["train_config"]), batch_size=batch_size)
     sparse = uses_sparse(config)  # as train built it, to take training steps
-    model = model_of(state, checkpoint, sparse).to(device_t).train()
+    model = attach_bags(model_of(state, checkpoint, sparse).to(device_t).train(), encoded)
     optimizer = Optimizers(model, config, sparse)
     maker = BatchMaker(encoded, device_t, memory_budget, fields=model.fields)
     generator = torch.Generator().manual_seed(state["seed"])

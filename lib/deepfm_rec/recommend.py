@@ -27,6 +27,7 @@ from loguru import logger
 from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.data.sides import Sides
 from deepfm_rec.inference import load_model
+from deepfm_rec.models import attach_bags
 from deepfm_rec.ranking import CandidateRanker
 
 RECOMMENDATION_COLUMNS = ["user", "rank", "item", "title", "genres", "predicted_stars", "score"]
@@ -96,7 +97,7 @@ class Recommender(CandidateRanker):
                     f"{checkpoint} was trained on other encoded data than {encoded.folder}: "
                     f"meta.json key {key!r} differs{values}"
                 )
-        return cls(model, encoded, pairs_per_batch=pairs_per_batch)
+        return cls(attach_bags(model, encoded), encoded, pairs_per_batch=pairs_per_batch)
 
     def scores(self, users: torch.Tensor) -> torch.Tensor:
         """float32 (U, C) scores of users × every movie (see the class)."""

@@ -19,40 +19,22 @@ DEFAULT_MEMORY_BUDGET = 8e9  # bytes of per-row arrays copied to the device (con
 
 
 @dataclass
-class Bags:
-    """One multi-valued field of a batch: each distinct bag once, and which one each row has.
-
-    A user's history is the same bag on all the user's rows of a batch, so it is pooled
-    once per batch, not once per row (ml-10m's users rate hundreds of movies).
-
-    values: int32 (L,) codes of the distinct bags end to end.
-    starts: int32 (U,) where each distinct bag starts in values.
-    lengths: int64 (U,) the number of codes of each distinct bag.
-    inverse: int64 (B,) the distinct bag of each row.
-    leave: int32 (B,) or None: a code of the row's bag that the row leaves out (its own
-        pair in an implicit-feedback bag; 0: nothing left out).
-    """
-
-    values: torch.Tensor
-    starts: torch.Tensor
-    lengths: torch.Tensor
-    inverse: torch.Tensor
-    leave: torch.Tensor | None = None
-
-
-@dataclass
 class Batch:
     """One batch of rows, on one device.
 
     categorical: int32 (B, Fc) codes.
     dense: float32 (B, Fd) standardised values.
-    bags: one Bags per multi-valued field.
+    bag: int32 (B, Fm) each multi-valued field's bag of the row (the models pool a bag
+        from the sums of every bag, deepfm_rec.models.layers.BagSums).
+    leave: int32 (B, Fm) or None: a code of the row's bag that the row leaves out (its own
+        pair in an implicit-feedback bag; 0: nothing left out).
     label: float32 (B,) stars.
     """
 
     categorical: torch.Tensor
     dense: torch.Tensor
-    bags: list[Bags]
+    bag: torch.Tensor
+    leave: torch.Tensor | None
     label: torch.Tensor
 
     def __len__(self) -> int:
@@ -81,18 +63,6 @@ def gather_bags(
     return values[position], row_starts.to(torch.int32)
 
 
-def make_bags(
-    values: torch.Tensor,
-    offsets: torch.Tensor,
-    bags: torch.Tensor,
-    leave: torch.Tensor | None = None,
-) -> Bags:
-    """The Bags of rows whose bag indices are `bags` (B,), each distinct bag gathered once."""
-    distinct, inverse = torch.unique(bags, return_inverse=True)
-    flat, starts = gather_bags(values, offsets, distinct)
-    return Bags(flat, starts, offsets[distinct + 1] - offsets[distinct], inverse, leave)
-
-
 class BatchMaker:
     """Gathers batches of a model's fields from the encoded arrays, a few index ops each.
 
@@ -100,8 +70,8 @@ class BatchMaker:
     once (resident) and every batch is gathered there. Otherwise the rows of each epoch
     are streamed from the memmaps in chunks of `chunk_rows` (read in row order for
     locality), the next chunk loading in a background thread while the current one
-    trains. Both paths give the same batches. The ragged values and offsets (one bag
-    per movie, user or tagged pair) are always resident.
+    trains. Both paths give the same batches. A batch holds the rows' bag indices, not
+    the bags' values: the models pool bags from sums of every bag (BagSums).
 
     Args:
         fields: the names of the fields to gather (default all), as the model's `fields`.
@@ -121,18 +91,15 @@ class BatchMaker:
         chosen = model_fields(encoded.meta, fields)
         self.names = {kind: [f["name"] for f in chosen if f["kind"] == kind]
                       for kind in (CATEGORICAL, DENSE, MULTI)}  # fmt: skip
-        self.leaves = [f["name"] for f in chosen if f["kind"] == MULTI and f.get("leave")]
-        self.ragged = [
-            (self._tensor(self.arrays[f"{m}.values"]), self._tensor(self.arrays[f"{m}.offsets"]))
-            for m in self.names[MULTI]
-        ]
         n = encoded.meta["rows"]
-        # a packed row: categorical codes, bag indices, left-out codes, dense values, label
+        # a packed row: categorical codes, bag indices, left-out codes (None: a field
+        # without, whose column is 0), dense values, label
         self.int_columns = [
             *self.names[CATEGORICAL],
             *(f"{m}.bag" for m in self.names[MULTI]),
-            *(f"{m}.leave" for m in self.leaves),
-        ]
+            *(f"{f['name']}.leave" if f.get("leave") else None
+              for f in chosen if f["kind"] == MULTI),
+        ]  # fmt: skip
         self.width = len(self.int_columns) + len(self.names[DENSE]) + 1
         self.resident = n * 4 * self.width <= memory_budget
         self.chunk_rows = chunk_rows
@@ -159,7 +126,7 @@ class BatchMaker:
         inverse[order] = np.arange(len(order))
         packed = np.empty((len(rows), self.width), np.int32)
         for j, name in enumerate(self.int_columns):  # < 2**31: no more bags or codes than rows
-            packed[:, j] = self.arrays[name][sorted_rows][inverse]
+            packed[:, j] = 0 if name is None else self.arrays[name][sorted_rows][inverse]
         floats = packed.view(np.float32)
         for j, name in enumerate([*self.names[DENSE], "label"], start=len(self.int_columns)):
             floats[:, j] = self.arrays[name][sorted_rows][inverse]
@@ -169,17 +136,11 @@ class BatchMaker:
         """The batch of the given positions (int64, on this device) in a packed table."""
         packed = table[positions]  # (B, width)
         fc, fm = len(self.names[CATEGORICAL]), len(self.names[MULTI])
-        leave = {m: packed[:, fc + fm + j] for j, m in enumerate(self.leaves)}
-        dense = fc + fm + len(self.leaves)
         return Batch(
             categorical=packed[:, :fc],
-            dense=packed[:, dense:-1].view(torch.float32),
-            bags=[
-                make_bags(values, offsets, packed[:, fc + j], leave.get(name))
-                for j, (name, (values, offsets)) in enumerate(
-                    zip(self.names[MULTI], self.ragged, strict=True)
-                )
-            ],
+            dense=packed[:, fc + 2 * fm : -1].view(torch.float32),
+            bag=packed[:, fc : fc + fm],
+            leave=packed[:, fc + fm : fc + 2 * fm],
             label=packed[:, -1].view(torch.float32),
         )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepfm_rec.data.batches import Batch, make_bags
+from deepfm_rec.data.batches import Batch
 from deepfm_rec.data.encoding import CATEGORICAL, DENSE, MULTI, Encoded, model_fields
 
 OWNERS = ("user", "item")
@@ -58,15 +58,7 @@ class Sides:
 
         self.categorical = per_owner(CATEGORICAL, "", np.int32)  # (N, Fc)
         self.dense = per_owner(DENSE, "", np.float32)  # (N, Fd)
-        self.bag = per_owner(MULTI, ".bag", np.int64)  # (N, Fm)
-        self.ragged = [
-            (
-                torch.from_numpy(np.array(a[f"{f['name']}.values"])).to(self.device),
-                torch.from_numpy(np.array(a[f"{f['name']}.offsets"])).to(self.device),
-            )
-            for f in chosen
-            if f["kind"] == MULTI
-        ]
+        self.bag = per_owner(MULTI, ".bag", np.int32)  # (N, Fm)
         owners = [f["owner"] for f in chosen]
         # (F,) bool: the fields of each side
         self.mask = {o: torch.tensor([w == o for w in owners], device=self.device) for o in OWNERS}
@@ -74,14 +66,11 @@ class Sides:
 
     def batch(self, owner: str, codes: torch.Tensor) -> Batch:
         """The side batch of users (owner "user") or movies ("item") by code (int64 (N,))."""
-        bag = self.bag[owner][codes]  # (N, Fm)
         return Batch(
             categorical=self.categorical[owner][codes],  # (N, Fc)
             dense=self.dense[owner][codes],  # (N, Fd)
-            bags=[
-                make_bags(values, offsets, bag[:, j])
-                for j, (values, offsets) in enumerate(self.ragged)
-            ],
+            bag=self.bag[owner][codes],  # (N, Fm)
+            leave=None,
             label=torch.zeros(len(codes), device=self.device),
         )
 

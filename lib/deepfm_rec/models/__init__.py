@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from deepfm_rec.data.encoding import CATEGORICAL, DENSE, MULTI, model_fields
+from deepfm_rec.data.encoding import CATEGORICAL, DENSE, MULTI, Encoded, model_fields
 from deepfm_rec.models.deepfm import DeepFM
 from deepfm_rec.models.fm import FM
 
@@ -32,4 +32,14 @@ def build_model(
     )
     model.fields = [f["name"] for f in chosen]
     model.objective = objective
+    return model
+
+
+def attach_bags(model: nn.Module, encoded: Encoded) -> nn.Module:
+    """Give `model` the bags of its multi-valued fields in `encoded` (the folder it trains
+    on or was trained on) and sum them with its current weights (see BagSums); returns it."""
+    multi = [f["name"] for f in model_fields(encoded.meta, model.fields) if f["kind"] == MULTI]
+    model.embedding.attach(
+        [(encoded.arrays[f"{m}.values"], encoded.arrays[f"{m}.offsets"]) for m in multi]
+    )
     return model
