@@ -13,6 +13,7 @@ import torch
 
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.errors import DataError
+from deepfm_rec.data.staging import replaced
 from deepfm_rec.models import build_model
 
 
@@ -60,6 +61,13 @@ def read_checkpoint(checkpoint: Path, device: torch.device) -> dict:
             f"raised {type(error).__name__}); train it again"
         ) from None
     return state
+
+
+def write_checkpoint(state: dict, checkpoint: Path) -> None:
+    """Save the checkpoint dict whole or not at all: a full disk is an OSError naming
+    `checkpoint` (torch.save's own error names neither), and leaves no partial file."""
+    with replaced(checkpoint) as scratch:
+        torch.save(state, scratch)
 
 
 def model_of(state: dict, checkpoint: Path, sparse: bool = False) -> torch.nn.Module:

@@ -29,16 +29,35 @@ def _umask() -> int:
 @contextmanager
 def writing(path: str | Path) -> Iterator[None]:
     """Re-raise a full disk while writing `path` as an ENOSPC (or EDQUOT) OSError naming
-    `path`; a write error without an errno counts as one when the disk has no space left."""
+    `path`; a write error without an errno (torch.save's RuntimeError "unexpected pos 7168
+    vs 7060") counts as one when the disk has no space left."""
     try:
         yield
-    except OSError as error:
-        code = error.errno
+    except (OSError, RuntimeError) as error:
+        code = getattr(error, "errno", None)
         if code is None and shutil.disk_usage(Path(path).parent).free < 1 << 20:
             code = errno.ENOSPC
         if code not in DISK_FULL:
             raise
         raise OSError(code, os.strerror(code), str(path)) from error
+
+
+@contextmanager
+def replaced(path: str | Path) -> Iterator[Path]:
+    """A scratch file beside `path` to write it into; it replaces `path` when the block
+    ends without an error, and is removed whatever happens, so that no reader (or rerun)
+    finds half a file. A full disk is named as `writing` names it."""
+    path = Path(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    scratch = Path(name)
+    try:
+        scratch.chmod(0o666 & ~_umask())  # mkstemp's 0600, as staged's folder
+        with writing(path):
+            yield scratch
+        scratch.replace(path)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 @contextmanager
