@@ -6,13 +6,16 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from deepfm_rec.recommend import Recommender, read_items
 from deepfm_rec.train import TrainConfig, train
+from workflow_helpers import copy_project, edit_config
 
 FIELDS = ["user", "item", "genres", "history", "raters"]
 
@@ -162,3 +165,108 @@ def test_a_damaged_encoded_folder_is_a_usage_error_naming_the_file(results, tmp_
         f"deepfm-rec recommend: error: {encoded}/{expected}; encode it again "
         "(snakemake --forcerun encode)"
     ), done.stderr
+
+
+@pytest.fixture(scope="module")
+def tune_project(tmp_path_factory) -> Path:
+    """A project folder to run `deepfm-rec tune` in, its FM stars trainings one epoch."""
+    project = copy_project(tmp_path_factory.mktemp("tune"))
+    edit_config(project, {"fm": {"stars": {"max_epochs": 1}}})
+    return project
+
+
+def tune(project: Path, encoded, *args: str) -> subprocess.CompletedProcess:
+    return run("tune", "--model", "fm", "--encoded", str(encoded.folder), "--threads", "1",
+               *args, cwd=project)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trials", "0"], "--trials 0: the search needs at least one trial"),
+        (["--trials", "-1"], "--trials -1: the search needs at least one trial"),
+        (["--seed", "-1"], "--seed(s) -1: a seed is 0 to 4294967295 (2^32 - 1)"),
+        (
+            ["--seeds", "1", "18446744073709551617"],
+            "--seed(s) 18446744073709551617: a seed is 0 to 4294967295 (2^32 - 1)",
+        ),
+        (["--threads", "0"], "--threads 0: at least one thread"),
+        (["--show", "-1"], "--show -1: a number of trials, 0 or more"),
+        (
+            ["--out", "/nonexistent/dir/t.tsv"],
+            "--out /nonexistent/dir/t.tsv: cannot write a "
+            "file there (a folder, or its folder missing or not writable)",
+        ),
+        (["--device", "cuda:99"], "--device: 'cuda:99', but PyTorch"),
+        (["--device", "gpu"], "--device: 'gpu' is not a device; use auto, cpu or cuda[:N]"),
+    ],
+)
+def test_tune_refuses_bad_arguments_before_it_trains(tune_project, encoded_tiny, tmp_path, args,
+                                                     message):  # fmt: skip
+    out = tmp_path / "t.tsv"
+    done = tune(tune_project, encoded_tiny, "--out", str(out), *args)
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"deepfm-rec tune: error: {message}"), (
+        done.stderr
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"seeds: [1, 2\n", "config/config.yaml is not valid YAML: while parsing a flow "),
+        (b"- 1\n", "config/config.yaml: a YAML list, not a mapping of config keys to values"),
+        (b"\xff\xfe\x00", "config/config.yaml: not UTF-8 text (byte 0xff at offset 0)"),
+        (b"", "config/config.yaml: empty; write {} for the shipped settings"),
+        (
+            b"fm: {stars: {batch_size: 0}}\n",
+            "config/config.yaml: config key 'fm.stars.batch_size': 0 is less than the minimum of 1",
+        ),
+        (
+            b"fm: {stars: {batchsize: 64}}\n",
+            "config/config.yaml: config key 'fm.stars.batchsize': "
+            "no such key in section 'fm.stars'; did you mean 'batch_size'?",
+        ),
+    ],
+)
+def test_tune_refuses_a_bad_config_file_in_one_line(tmp_path, encoded_tiny, content, message):
+    project = copy_project(tmp_path / "project")
+    (project / "config" / "config.yaml").write_bytes(content)
+    done = tune(project, encoded_tiny, "--out", str(tmp_path / "t.tsv"))
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"deepfm-rec tune: error: {message}"), (
+        done.stderr
+    )
+
+
+def test_tune_without_the_models_section_searches_from_the_defaults(tmp_path, encoded_tiny):
+    project = copy_project(tmp_path / "project")
+    (project / "config" / "config.yaml").write_text("seed: 1\n")  # no fm, no dataset
+    out = tmp_path / "t.tsv"
+    done = tune(project, encoded_tiny, "--trials", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out, sep="\t")
+    assert list(table["embed_dim"]) == [32] and list(table["lr"]) == [0.0008]  # fm.stars's
+
+
+def test_tune_writes_each_trial_as_it_ends(tune_project, encoded_tiny, tmp_path):
+    """An interrupted search keeps the trials it ran (they were written only at the end)."""
+    out = tmp_path / "t.tsv"
+    script = Path(sys.executable).with_name("deepfm-rec")
+    search = subprocess.Popen(
+        [str(script), "tune", "--model", "fm", "--encoded", str(encoded_tiny.folder),
+         "--threads", "1", "--trials", "100000", "--out", str(out)],
+        cwd=tune_project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists() and search.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert out.exists() and search.poll() is None, "no trial written while it searched"
+    finally:
+        search.kill()
+        search.wait()
+    table = pd.read_csv(out, sep="\t")
+    assert 1 <= len(table) < 100000 and table["valid_rmse"].notna().all()
+    assert [p.name for p in tmp_path.iterdir()] == ["t.tsv"]  # no scratch file left

@@ -11,6 +11,7 @@ names any other checkpoint.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -144,11 +145,48 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         print(format_table(favourites))
 
 
+SEED_MAX = 2**32 - 1  # numpy's and torch's generators take no more (as the schema says)
+
+
+def read_study_config(parser: argparse.ArgumentParser) -> dict:
+    """config/config.yaml checked against the workflow's schema, its defaults filled in."""
+    from deepfm_rec.config_file import (
+        SCHEMA,
+        check_config,
+        read_config,
+        read_schema,
+        with_defaults,
+    )
+    from deepfm_rec.data.errors import DataError
+
+    if not CONFIG.is_file() or not SCHEMA.is_file():
+        parser.error(f"no {CONFIG} and {SCHEMA} here: run in the project folder (its "
+                     "settings are the base)")  # fmt: skip
+    try:
+        config, schema = read_config(CONFIG), read_schema()
+        check_config(config, schema)
+    except DataError as error:
+        parser.error(f"{CONFIG}: {error}" if str(error).startswith("config key") else str(error))
+    return with_defaults(config, schema)
+
+
 def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """The `tune` subcommand: a seeded search on the valid split (deepfm_rec.tuning)."""
-    if not CONFIG.is_file():
-        parser.error(f"no {CONFIG} here: run in the project folder (its settings are the base)")
-    config = yaml.safe_load(CONFIG.read_text())
+    # Bad arguments fail before the search: it would train, then fail.
+    if args.trials < 1:
+        parser.error(f"--trials {args.trials}: the search needs at least one trial")
+    for seed in [args.seed, *(args.seeds or [])]:
+        if not 0 <= seed <= SEED_MAX:
+            parser.error(f"--seed(s) {seed}: a seed is 0 to {SEED_MAX} (2^32 - 1)")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads {args.threads}: at least one thread")
+    if args.show < 0:
+        parser.error(f"--show {args.show}: a number of trials, 0 or more")
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        parser.error(f"--out {out}: cannot write a file there (a folder, or its folder "
+                     "missing or not writable)")  # fmt: skip
+    config = read_study_config(parser)
     encoded = Path(args.encoded or f"results/{config['dataset']}/encoded")
     if not (encoded / "meta.json").is_file():
         parser.error(f"--encoded {encoded}: not an encoded folder (snakemake --cores 2 "
@@ -158,16 +196,18 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         settings |= {key: config["ranking"][key] for key in ("k", "threshold")}
 
     from deepfm_rec.data.errors import DataError
+    from deepfm_rec.inference import resolve_device
     from deepfm_rec.tuning import search  # torch and optuna: seconds, after the checks
 
     try:
+        resolve_device(args.device, key="--device")
         table = search(encoded, args.model, settings, trials=args.trials, seed=args.seed,
-                       seeds=args.seeds, device=args.device, threads=args.threads)  # fmt: skip
+                       seeds=args.seeds, device=args.device, threads=args.threads,
+                       out=out)  # fmt: skip
     except DataError as error:
         parser.error(str(error))
-    table.to_csv(args.out, sep="\t", index=False, float_format="%.6g")
     print(table.head(args.show).to_string(index=False, float_format="%.4g"))
-    print(f"\nall {len(table)} trials, best first: {args.out}")
+    print(f"\nall {len(table)} trials, best first: {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ print the whole schema and config (1,700 lines), the useful line somewhere insid
 
 from __future__ import annotations
 
+import copy
 import difflib
 import io
 import re
@@ -104,3 +105,14 @@ def check_config(config: dict, schema: dict) -> None:
         key = ".".join(map(str, error.absolute_path)) or "(the whole config)"
         message = error.message if len(error.message) <= 200 else error.message[:200] + "…"
         raise DataError(f"config key {key!r}: {message}")
+
+
+def with_defaults(config: dict, schema: dict) -> dict:
+    """`config` with every key it leaves out filled in from the schema's defaults, in every
+    section (as the workflow's validate(..., set_default=True) fills them)."""
+    for key, spec in schema.get("properties", {}).items():
+        if key not in config and "default" in spec:
+            config[key] = copy.deepcopy(spec["default"])
+        if isinstance(config.get(key), dict):
+            with_defaults(config[key], spec)
+    return config
