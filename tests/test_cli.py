@@ -112,6 +112,7 @@ def test_unknown_user_and_missing_files_fail_cleanly(results, tmp_path):
         ("truncated checkpoint", "truncated", "cpu", "model.pt: not a checkpoint written by"),
         ("empty file", "empty", "cpu", "model.pt: not a checkpoint written by"),
         ("meta.json given as the model", "meta", "cpu", "model.pt: not a checkpoint written by"),
+        ("a text file, /etc/passwd", "passwd", "cpu", "model.pt: not a checkpoint written by"),
         ("no such device", None, "gpu", "--device: 'gpu' is not a device"),
         ("a GPU this machine lacks", None, "cuda:99", "--device: 'cuda:99', but PyTorch"),
     ],
@@ -126,12 +127,27 @@ def test_a_bad_checkpoint_or_device_fails_cleanly(results, tmp_path, case, bad_m
         "truncated": good[:5000],
         "empty": b"",
         "meta": (results / "encoded" / "meta.json").read_bytes(),
+        "passwd": b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/bin/sh\n",
     }[bad_model])  # fmt: skip
     done = run("recommend", "--model", str(model), "--user", user,
                "--encoded", str(results / "encoded"), "--device", device)  # fmt: skip
     assert done.returncode == 2 and done.stdout == "", case
     assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "weights_only" not in done.stderr  # torch's advice to load unsafely is not passed on
+
+
+def test_a_file_of_any_first_byte_is_not_a_checkpoint(tmp_path):
+    """16 of the 256 first bytes of a text file raised an IndexError in the unpickler."""
+    import torch
+
+    from deepfm_rec.data.errors import DataError
+    from deepfm_rec.inference import read_checkpoint
+
+    path = tmp_path / "model.pt"
+    for first in range(256):
+        path.write_bytes(bytes([first]) + b"oot:x:0:0:root:/root:/bin/bash\n")
+        with pytest.raises(DataError, match="not a checkpoint written by deepfm-rec"):
+            read_checkpoint(path, torch.device("cpu"))
 
 
 def damage(folder: Path, how: str) -> str:
@@ -147,13 +163,40 @@ def damage(folder: Path, how: str) -> str:
         user = np.load(folder / "user.npy")
         np.save(folder / "user.npy", user.astype(np.int64))
         return f"user.npy: int64 ({len(user)},), but encode wrote int32 ({len(user)},)"
-    assert how == "no list of arrays"  # a meta.json of an older version
-    meta = json.loads((folder / "meta.json").read_text())
-    (folder / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "arrays"}))
-    return "meta.json: no list of arrays ('arrays')"
+    if how == "no list of arrays":  # a meta.json of an older version
+        meta = json.loads((folder / "meta.json").read_text())
+        (folder / "meta.json").write_text(
+            json.dumps({k: v for k, v in meta.items() if k != "arrays"})
+        )
+        return "meta.json: no list of arrays ('arrays')"
+    if how == "no items.tsv":
+        (folder / "items.tsv").unlink()
+        return "items.tsv: missing"
+    if how == "garbled items.tsv":
+        (folder / "items.tsv").write_bytes(bytes(range(256)) * 4)
+        return "items.tsv: not the movie table encode wrote (UnicodeDecodeError)"
+    assert how == "items.tsv cut short"
+    path = folder / "items.tsv"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:50]))
+    n_movies = len(np.load(folder / "item_ids.npy")) - 1  # code 0 is no movie
+    return (
+        "items.tsv: not the movie table encode wrote (a title and genres for each movie "
+        f"code 1..{n_movies})"
+    )
 
 
-@pytest.mark.parametrize("how", ["deleted", "truncated", "another dtype", "no list of arrays"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "deleted",
+        "truncated",
+        "another dtype",
+        "no list of arrays",
+        "no items.tsv",
+        "garbled items.tsv",
+        "items.tsv cut short",
+    ],
+)
 def test_a_damaged_encoded_folder_is_a_usage_error_naming_the_file(results, tmp_path, how):
     encoded = shutil.copytree(results / "encoded", tmp_path / "encoded")
     expected = damage(encoded, how)
@@ -270,3 +313,41 @@ def test_tune_writes_each_trial_as_it_ends(tune_project, encoded_tiny, tmp_path)
     table = pd.read_csv(out, sep="\t")
     assert 1 <= len(table) < 100000 and table["valid_rmse"].notna().all()
     assert [p.name for p in tmp_path.iterdir()] == ["t.tsv"]  # no scratch file left
+
+
+def test_a_deleted_meta_json_names_the_encoded_folder(results, tmp_path):
+    """Not the model's grandparent (results/{dataset}/deepfm/stars/encoded, no such folder)."""
+    dataset = shutil.copytree(results, tmp_path / "ml-latest-small")
+    (dataset / "encoded" / "meta.json").unlink()
+    done = run("recommend", "--model", str(dataset / "deepfm/stars/seed0/model.pt"), "--user",
+               "1", "--device", "cpu")  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(
+        f"deepfm-rec recommend: error: --encoded {dataset / 'encoded'}: not an encoded folder "
+        "(no meta.json)"
+    ), done.stderr
+
+
+def test_a_k_beyond_the_catalogue_is_refused(results, encoded_tiny):
+    """-k 10^12 tried to allocate terabytes."""
+    user = str(encoded_tiny.arrays["user_ids"][1])
+    n_movies = len(encoded_tiny.arrays["item_ids"]) - 1
+    for k in (10**12, n_movies + 1):
+        done = run("recommend", "--model", str(results / "deepfm/stars/seed0/model.pt"),
+                   "--user", user, "-k", str(k), "--device", "cpu")  # fmt: skip
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert done.stderr.splitlines()[-1] == (
+            f"deepfm-rec recommend: error: -k {k}: more than the {n_movies} movies of "
+            f"{results / 'encoded'}"
+        ), done.stderr
+
+
+def test_a_config_of_random_bytes_is_one_line(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_bytes(bytes(range(128, 256)))
+    done = run("recommend", "--user", "1", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "deepfm-rec recommend: error: config/config.yaml: not UTF-8 text (byte 0x80 at offset "
+        "0); a config is a YAML file; or give --model"
+    ), done.stderr

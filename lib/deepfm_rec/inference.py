@@ -6,6 +6,7 @@ Shapes: B batch size. Ratings are in stars.
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +53,22 @@ def predict(model: torch.nn.Module, maker: BatchMaker, rows: np.ndarray, batch_s
 def read_checkpoint(checkpoint: Path, device: torch.device) -> dict:
     """The checkpoint dict written by deepfm_rec.train.train, its tensors on `device`."""
     try:
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 111": not a checkpoint
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(checkpoint, map_location=device, weights_only=True)
         if not isinstance(state, dict) or not {"model", "meta", "state_dict"} <= set(state):
             raise KeyError("model, meta or state_dict")
-    except (OSError, EOFError, RuntimeError, KeyError, pickle.UnpicklingError) as error:
+    # a text file's first byte is a pickle opcode, which raises any of these (/etc/passwd's
+    # 'r' an IndexError in the unpickler)
+    except (
+        OSError,
+        EOFError,
+        RuntimeError,
+        KeyError,
+        IndexError,
+        ValueError,
+        pickle.UnpicklingError,
+    ) as error:
         raise DataError(
             f"{checkpoint}: not a checkpoint written by deepfm-rec's training (reading it "
             f"raised {type(error).__name__}); train it again"
