@@ -2,20 +2,24 @@
 
 A rule's folder output (resources/{dataset}, results/{dataset}/encoded) is written into a
 scratch folder beside it and moved into place only when complete; whatever fails, the
-scratch folder is removed. A full disk (or quota) while writing is reported as such,
-naming the output: pandas, pyarrow and Path.write_text raise ENOSPC without a file name,
-and numpy's np.save raises "N requested and M written" without even the errno.
+scratch folder is removed (and one a killed job left, by the next run). A full disk (or
+quota) while writing is reported as such, naming the output: pandas, pyarrow and
+Path.write_text raise ENOSPC without a file name, and numpy's np.save raises "N requested
+and M written" without even the errno.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from loguru import logger
 
 from deepfm_rec.data.errors import DISK_FULL
 
@@ -67,6 +71,13 @@ def staged(dest: str | Path) -> Iterator[Path]:
     are 0700, so that nobody else could read the results on a shared cluster)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # A killed job (kill -9, a node lost) leaves its scratch folders, ml-32m's a gigabyte:
+    # no other job writes `dest`, so those beside it are left over, and removed here.
+    leftover = re.compile(rf"\.{re.escape(dest.name)}\.[a-z0-9_]{{8}}")
+    for path in dest.parent.iterdir():
+        if leftover.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+            logger.warning("{}: removing a scratch folder left by an interrupted job", path)
+            shutil.rmtree(path)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         staging.chmod(0o777 & ~_umask())
