@@ -3,6 +3,7 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 CONFIG_FILE = "config/config.yaml"
+SCHEMA = "workflow/schemas/config.schema.yaml"
 
 
 include: "workflow/rules/config.smk"
@@ -14,7 +15,8 @@ check_config_file(CONFIG_FILE)
 configfile: CONFIG_FILE
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+check_config_keys(config, SCHEMA)
+validate(config, SCHEMA)
 
 
 container: "docker://ghcr.io/deepfm-rec/deepfm-rec:0.1.0"

@@ -6,13 +6,16 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from deepfm_rec.recommend import Recommender, read_items
 from deepfm_rec.train import TrainConfig, train
+from workflow_helpers import copy_project, edit_config
 
 FIELDS = ["user", "item", "genres", "history", "raters"]
 
@@ -109,6 +112,7 @@ def test_unknown_user_and_missing_files_fail_cleanly(results, tmp_path):
         ("truncated checkpoint", "truncated", "cpu", "model.pt: not a checkpoint written by"),
         ("empty file", "empty", "cpu", "model.pt: not a checkpoint written by"),
         ("meta.json given as the model", "meta", "cpu", "model.pt: not a checkpoint written by"),
+        ("a text file, /etc/passwd", "passwd", "cpu", "model.pt: not a checkpoint written by"),
         ("no such device", None, "gpu", "--device: 'gpu' is not a device"),
         ("a GPU this machine lacks", None, "cuda:99", "--device: 'cuda:99', but PyTorch"),
     ],
@@ -123,12 +127,27 @@ def test_a_bad_checkpoint_or_device_fails_cleanly(results, tmp_path, case, bad_m
         "truncated": good[:5000],
         "empty": b"",
         "meta": (results / "encoded" / "meta.json").read_bytes(),
+        "passwd": b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/bin/sh\n",
     }[bad_model])  # fmt: skip
     done = run("recommend", "--model", str(model), "--user", user,
                "--encoded", str(results / "encoded"), "--device", device)  # fmt: skip
     assert done.returncode == 2 and done.stdout == "", case
     assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "weights_only" not in done.stderr  # torch's advice to load unsafely is not passed on
+
+
+def test_a_file_of_any_first_byte_is_not_a_checkpoint(tmp_path):
+    """16 of the 256 first bytes of a text file raised an IndexError in the unpickler."""
+    import torch
+
+    from deepfm_rec.data.errors import DataError
+    from deepfm_rec.inference import read_checkpoint
+
+    path = tmp_path / "model.pt"
+    for first in range(256):
+        path.write_bytes(bytes([first]) + b"oot:x:0:0:root:/root:/bin/bash\n")
+        with pytest.raises(DataError, match="not a checkpoint written by deepfm-rec"):
+            read_checkpoint(path, torch.device("cpu"))
 
 
 def damage(folder: Path, how: str) -> str:
@@ -144,13 +163,40 @@ def damage(folder: Path, how: str) -> str:
         user = np.load(folder / "user.npy")
         np.save(folder / "user.npy", user.astype(np.int64))
         return f"user.npy: int64 ({len(user)},), but encode wrote int32 ({len(user)},)"
-    assert how == "no list of arrays"  # a meta.json of an older version
-    meta = json.loads((folder / "meta.json").read_text())
-    (folder / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "arrays"}))
-    return "meta.json: no list of arrays ('arrays')"
+    if how == "no list of arrays":  # a meta.json of an older version
+        meta = json.loads((folder / "meta.json").read_text())
+        (folder / "meta.json").write_text(
+            json.dumps({k: v for k, v in meta.items() if k != "arrays"})
+        )
+        return "meta.json: no list of arrays ('arrays')"
+    if how == "no items.tsv":
+        (folder / "items.tsv").unlink()
+        return "items.tsv: missing"
+    if how == "garbled items.tsv":
+        (folder / "items.tsv").write_bytes(bytes(range(256)) * 4)
+        return "items.tsv: not the movie table encode wrote (UnicodeDecodeError)"
+    assert how == "items.tsv cut short"
+    path = folder / "items.tsv"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:50]))
+    n_movies = len(np.load(folder / "item_ids.npy")) - 1  # code 0 is no movie
+    return (
+        "items.tsv: not the movie table encode wrote (a title and genres for each movie "
+        f"code 1..{n_movies})"
+    )
 
 
-@pytest.mark.parametrize("how", ["deleted", "truncated", "another dtype", "no list of arrays"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "deleted",
+        "truncated",
+        "another dtype",
+        "no list of arrays",
+        "no items.tsv",
+        "garbled items.tsv",
+        "items.tsv cut short",
+    ],
+)
 def test_a_damaged_encoded_folder_is_a_usage_error_naming_the_file(results, tmp_path, how):
     encoded = shutil.copytree(results / "encoded", tmp_path / "encoded")
     expected = damage(encoded, how)
@@ -161,4 +207,147 @@ def test_a_damaged_encoded_folder_is_a_usage_error_naming_the_file(results, tmp_
     assert done.stderr.splitlines()[-1] == (
         f"deepfm-rec recommend: error: {encoded}/{expected}; encode it again "
         "(snakemake --forcerun encode)"
+    ), done.stderr
+
+
+@pytest.fixture(scope="module")
+def tune_project(tmp_path_factory) -> Path:
+    """A project folder to run `deepfm-rec tune` in, its FM stars trainings one epoch."""
+    project = copy_project(tmp_path_factory.mktemp("tune"))
+    edit_config(project, {"fm": {"stars": {"max_epochs": 1}}})
+    return project
+
+
+def tune(project: Path, encoded, *args: str) -> subprocess.CompletedProcess:
+    return run("tune", "--model", "fm", "--encoded", str(encoded.folder), "--threads", "1",
+               *args, cwd=project)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trials", "0"], "--trials 0: the search needs at least one trial"),
+        (["--trials", "-1"], "--trials -1: the search needs at least one trial"),
+        (["--seed", "-1"], "--seed(s) -1: a seed is 0 to 4294967295 (2^32 - 1)"),
+        (
+            ["--seeds", "1", "18446744073709551617"],
+            "--seed(s) 18446744073709551617: a seed is 0 to 4294967295 (2^32 - 1)",
+        ),
+        (["--threads", "0"], "--threads 0: at least one thread"),
+        (["--show", "-1"], "--show -1: a number of trials, 0 or more"),
+        (
+            ["--out", "/nonexistent/dir/t.tsv"],
+            "--out /nonexistent/dir/t.tsv: cannot write a "
+            "file there (a folder, or its folder missing or not writable)",
+        ),
+        (["--device", "cuda:99"], "--device: 'cuda:99', but PyTorch"),
+        (["--device", "gpu"], "--device: 'gpu' is not a device; use auto, cpu or cuda[:N]"),
+    ],
+)
+def test_tune_refuses_bad_arguments_before_it_trains(tune_project, encoded_tiny, tmp_path, args,
+                                                     message):  # fmt: skip
+    out = tmp_path / "t.tsv"
+    done = tune(tune_project, encoded_tiny, "--out", str(out), *args)
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"deepfm-rec tune: error: {message}"), (
+        done.stderr
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"seeds: [1, 2\n", "config/config.yaml is not valid YAML: while parsing a flow "),
+        (b"- 1\n", "config/config.yaml: a YAML list, not a mapping of config keys to values"),
+        (b"\xff\xfe\x00", "config/config.yaml: not UTF-8 text (byte 0xff at offset 0)"),
+        (b"", "config/config.yaml: empty; write {} for the shipped settings"),
+        (
+            b"fm: {stars: {batch_size: 0}}\n",
+            "config/config.yaml: config key 'fm.stars.batch_size': 0 is less than the minimum of 1",
+        ),
+        (
+            b"fm: {stars: {batchsize: 64}}\n",
+            "config/config.yaml: config key 'fm.stars.batchsize': "
+            "no such key in section 'fm.stars'; did you mean 'batch_size'?",
+        ),
+    ],
+)
+def test_tune_refuses_a_bad_config_file_in_one_line(tmp_path, encoded_tiny, content, message):
+    project = copy_project(tmp_path / "project")
+    (project / "config" / "config.yaml").write_bytes(content)
+    done = tune(project, encoded_tiny, "--out", str(tmp_path / "t.tsv"))
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"deepfm-rec tune: error: {message}"), (
+        done.stderr
+    )
+
+
+def test_tune_without_the_models_section_searches_from_the_defaults(tmp_path, encoded_tiny):
+    project = copy_project(tmp_path / "project")
+    (project / "config" / "config.yaml").write_text("seed: 1\n")  # no fm, no dataset
+    out = tmp_path / "t.tsv"
+    done = tune(project, encoded_tiny, "--trials", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out, sep="\t")
+    assert list(table["embed_dim"]) == [32] and list(table["lr"]) == [0.0008]  # fm.stars's
+
+
+def test_tune_writes_each_trial_as_it_ends(tune_project, encoded_tiny, tmp_path):
+    """An interrupted search keeps the trials it ran (they were written only at the end)."""
+    out = tmp_path / "t.tsv"
+    script = Path(sys.executable).with_name("deepfm-rec")
+    search = subprocess.Popen(
+        [str(script), "tune", "--model", "fm", "--encoded", str(encoded_tiny.folder),
+         "--threads", "1", "--trials", "100000", "--out", str(out)],
+        cwd=tune_project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists() and search.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert out.exists() and search.poll() is None, "no trial written while it searched"
+    finally:
+        search.kill()
+        search.wait()
+    table = pd.read_csv(out, sep="\t")
+    assert 1 <= len(table) < 100000 and table["valid_rmse"].notna().all()
+    assert [p.name for p in tmp_path.iterdir()] == ["t.tsv"]  # no scratch file left
+
+
+def test_a_deleted_meta_json_names_the_encoded_folder(results, tmp_path):
+    """Not the model's grandparent (results/{dataset}/deepfm/stars/encoded, no such folder)."""
+    dataset = shutil.copytree(results, tmp_path / "ml-latest-small")
+    (dataset / "encoded" / "meta.json").unlink()
+    done = run("recommend", "--model", str(dataset / "deepfm/stars/seed0/model.pt"), "--user",
+               "1", "--device", "cpu")  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(
+        f"deepfm-rec recommend: error: --encoded {dataset / 'encoded'}: not an encoded folder "
+        "(no meta.json)"
+    ), done.stderr
+
+
+def test_a_k_beyond_the_catalogue_is_refused(results, encoded_tiny):
+    """-k 10^12 tried to allocate terabytes."""
+    user = str(encoded_tiny.arrays["user_ids"][1])
+    n_movies = len(encoded_tiny.arrays["item_ids"]) - 1
+    for k in (10**12, n_movies + 1):
+        done = run("recommend", "--model", str(results / "deepfm/stars/seed0/model.pt"),
+                   "--user", user, "-k", str(k), "--device", "cpu")  # fmt: skip
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert done.stderr.splitlines()[-1] == (
+            f"deepfm-rec recommend: error: -k {k}: more than the {n_movies} movies of "
+            f"{results / 'encoded'}"
+        ), done.stderr
+
+
+def test_a_config_of_random_bytes_is_one_line(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_bytes(bytes(range(128, 256)))
+    done = run("recommend", "--user", "1", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "deepfm-rec recommend: error: config/config.yaml: not UTF-8 text (byte 0x80 at offset "
+        "0); a config is a YAML file; or give --model"
     ), done.stderr

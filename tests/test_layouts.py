@@ -310,6 +310,12 @@ BAD_RATINGS = {
     "item negative": (lambda f: [f[0], "-1", *f[2:]], "is negative: -1"),
     "rating above 5": (lambda f: [*f[:2], "7", f[3]], "rating 7.0 is outside the 0.5-5"),
     "rating below 0.5": (lambda f: [*f[:2], "0", f[3]], "rating 0.0 is outside the 0.5-5"),
+    # one such time made movie_age's standard deviation 2.3e9 years
+    "timestamp -2^63": (
+        lambda f: [*f[:3], str(-(2**63))],
+        "-9223372036854775808 is outside 1970-2099 (Unix time in seconds)",
+    ),  # fmt: skip
+    "timestamp in 2100": (lambda f: [*f[:3], "4102444800"], "4102444800 is outside 1970-2099"),
 }
 
 
@@ -477,3 +483,50 @@ def test_an_unclosed_quote_in_a_full_size_ratings_file_is_named(tmp_path):
     _replace_line(folder / "ratings.csv", 11, '1,"50,4.0,964982931')
     message = _error("csv", folder)
     assert "ratings.csv:11: " in message and "quote" in message
+
+
+def test_an_id_written_in_exponent_form_is_refused(tmp_path):
+    """`1e3` was read as user 1000."""
+    folder = _copy("csv", tmp_path)
+    fields = (folder / "ratings.csv").read_text().splitlines()[4].split(",")
+    _replace_line(folder / "ratings.csv", 5, ",".join(["1e3", *fields[1:]]))
+    assert _error("csv", folder) == (
+        f"{folder / 'ratings.csv'}:5: userId is not written as a whole number: '1e3'"
+    )
+
+
+def test_blank_lines_at_the_end_of_a_csv_file_are_no_rows(tmp_path):
+    folder = _copy("csv", tmp_path)
+    expected = read_tables(folder, "csv")
+    with open(folder / "ratings.csv", "a") as file:
+        file.write("\n\n")
+    tables = read_tables(folder, "csv")
+    pd.testing.assert_frame_equal(tables.ratings, expected.ratings)
+    _replace_line(folder / "ratings.csv", 4, "")  # a blank line before the last is an error
+    assert _error("csv", folder).endswith("ratings.csv:4: expected 4 comma-separated fields, "
+                                          "found 0 (a blank line)")  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["csv", "ml-1m"])
+def test_empty_genre_names_are_dropped_with_a_warning(layout, tmp_path):
+    """100,000 '|' made 100,001 empty-named genres of one movie, and '' a genre."""
+    folder = _copy(layout, tmp_path)
+    name, sep = ("movies.csv", ",") if layout == "csv" else ("movies.dat", "::")
+    lines = (folder / name).read_text(encoding="latin-1").splitlines()
+    number = 2 if layout == "csv" else 1
+    head, _ = lines[number - 1].rsplit(sep, 1)
+    item = int(head.split(sep)[0])
+    _replace_line(folder / name, number, f"{head}{sep}|Action||Comedy{'|' * 100_000}",
+                  "latin-1")  # fmt: skip
+    warnings: list[str] = []
+    sink = logger.add(warnings.append, level="WARNING", format="{message}")
+    try:
+        tables = read_tables(folder, layout)
+    finally:
+        logger.remove(sink)
+    assert _genres(tables)[item] == ["Action", "Comedy"]
+    assert "" not in {g for names in tables.movies["genres"] for g in names}
+    assert (
+        f"{folder / name}: 100002 empty genre names dropped (a '|' doubled or at either "
+        "end)" in [w.strip() for w in warnings]
+    )

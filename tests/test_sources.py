@@ -232,6 +232,8 @@ def test_bad_names_and_paths_say_which_key(tmp_path):
         fetch("ml-7m", None, tmp_path / "out")
     with pytest.raises(DataError, match=r"'source': .*nowhere does not exist"):
         fetch("ml-latest-small", tmp_path / "nowhere", tmp_path / "out")
+    with pytest.raises(DataError, match=r"'source': /dev/zero is not a regular file or folder"):
+        fetch("ml-latest-small", Path("/dev/zero"), tmp_path / "out")  # it does exist
     assert only(tmp_path) == []
 
 

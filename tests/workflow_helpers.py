@@ -7,6 +7,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,22 @@ def require_or_skip(condition: object, reason: str, strict: str) -> None:
     if os.environ.get(strict) == "1":
         pytest.fail(f"{reason} ({strict}=1)")
     pytest.skip(reason)
+
+
+@contextmanager
+def full_disk(folder: Path, size: str = "1m") -> Iterator[Path]:
+    """`folder` (made here) on a tmpfs of `size` for the block: a disk that fills up.
+    Mounting needs root: the test skips without it, unless DEEPFM_REQUIRE_MOUNT=1."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
+    mounted = subprocess.run(mount, capture_output=True, text=True)
+    require_or_skip(
+        mounted.returncode == 0, f"cannot mount a tmpfs: {mounted.stderr}", "DEEPFM_REQUIRE_MOUNT"
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 def copy_project(dest: Path) -> Path:

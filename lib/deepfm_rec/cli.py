@@ -11,12 +11,12 @@ names any other checkpoint.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from loguru import logger
 
 TITLE_WIDTH = 60
@@ -45,10 +45,15 @@ def format_table(table: pd.DataFrame) -> str:
 def default_encoded(model: Path) -> Path:
     """The encoded folder of a workflow checkpoint: the nearest `encoded` folder above it
     (results/{dataset}/encoded for results/{dataset}/{model}/seed{seed}/model.pt)."""
-    for folder in model.resolve().parents:
+    parents = model.resolve().parents
+    for folder in parents:
         if (folder / "encoded" / "meta.json").is_file():
             return folder / "encoded"
-    return model.parent.parent / "encoded"
+    for folder in parents:  # damaged: named, so that the error says which
+        if (folder / "encoded").is_dir():
+            return folder / "encoded"
+    # none: the workflow's place, results/{dataset}/encoded for .../{objective}/seed{seed}/
+    return parents[3] / "encoded" if len(parents) > 4 else model.parent / "encoded"
 
 
 CONFIG = Path("config/config.yaml")
@@ -59,14 +64,37 @@ def default_model(parser: argparse.ArgumentParser) -> Path:
     results/{dataset}/{recommend.model}/{recommend.objective}/seed{first seed}/model.pt."""
     if not CONFIG.is_file():
         parser.error(f"no --model given and no {CONFIG} here to find the study's model in")
+    from deepfm_rec.config_file import read_config
+    from deepfm_rec.data.errors import DataError
+
     try:
-        config = yaml.safe_load(CONFIG.read_text())
+        config = read_config(CONFIG)
         dataset, seed = config["dataset"], config["seeds"][0]
         chosen = config.get("recommend", {"model": "deepfm", "objective": "ranking"})
         name, objective = chosen["model"], chosen["objective"]
-    except (yaml.YAMLError, KeyError, IndexError, TypeError) as error:
+    except DataError as error:
+        parser.error(f"{error}; or give --model")
+    except (KeyError, IndexError, TypeError) as error:
         parser.error(f"{CONFIG}: cannot find the study's model in it ({error}); give --model")
     return Path("results") / dataset / name / objective / f"seed{seed}" / "model.pt"
+
+
+def check_items(encoded_dir: Path, n_movies: int, parser: argparse.ArgumentParser) -> None:
+    """items.tsv of the encoded folder: there, and a row for each movie code 1..n_movies."""
+    from deepfm_rec.recommend import read_items
+
+    path = encoded_dir / "items.tsv"
+    again = "encode it again (snakemake --forcerun encode)"
+    if not path.is_file():
+        parser.error(f"{path}: missing; {again}")
+    try:
+        items = read_items(encoded_dir)
+    except (ValueError, KeyError, TypeError) as error:  # pandas' parse errors are ValueErrors
+        parser.error(f"{path}: not the movie table encode wrote ({type(error).__name__}); {again}")
+    codes = list(range(1, n_movies + 1))
+    if list(items.index) != codes or not {"title", "genres"} <= set(items.columns):
+        parser.error(f"{path}: not the movie table encode wrote (a title and genres for each "
+                     f"movie code 1..{n_movies}); {again}")  # fmt: skip
 
 
 def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -91,6 +119,9 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         encoded = open_encoded(encoded_dir)
     except DataError as error:
         parser.error(str(error))
+    n_movies = encoded.size("item") - 1  # code 0 is no movie
+    if args.k > n_movies:
+        parser.error(f"-k {args.k}: more than the {n_movies} movies of {encoded_dir}")
     ids = np.asarray(encoded.arrays["user_ids"])[1:]  # code 0 is no user
     if not (ids == args.user).any():
         parser.error(
@@ -114,6 +145,7 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     except ValueError as error:
         parser.error(f"--exclude {args.exclude}: {error}")
     code = user_code(encoded, args.user)
+    check_items(encoded_dir, n_movies, parser)
     try:
         device = str(resolve_device(args.device, key="--device"))
         recommender = Recommender.from_checkpoint(model, encoded, device)
@@ -144,11 +176,48 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         print(format_table(favourites))
 
 
+SEED_MAX = 2**32 - 1  # numpy's and torch's generators take no more (as the schema says)
+
+
+def read_study_config(parser: argparse.ArgumentParser) -> dict:
+    """config/config.yaml checked against the workflow's schema, its defaults filled in."""
+    from deepfm_rec.config_file import (
+        SCHEMA,
+        check_config,
+        read_config,
+        read_schema,
+        with_defaults,
+    )
+    from deepfm_rec.data.errors import DataError
+
+    if not CONFIG.is_file() or not SCHEMA.is_file():
+        parser.error(f"no {CONFIG} and {SCHEMA} here: run in the project folder (its "
+                     "settings are the base)")  # fmt: skip
+    try:
+        config, schema = read_config(CONFIG), read_schema()
+        check_config(config, schema)
+    except DataError as error:
+        parser.error(f"{CONFIG}: {error}" if str(error).startswith("config key") else str(error))
+    return with_defaults(config, schema)
+
+
 def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """The `tune` subcommand: a seeded search on the valid split (deepfm_rec.tuning)."""
-    if not CONFIG.is_file():
-        parser.error(f"no {CONFIG} here: run in the project folder (its settings are the base)")
-    config = yaml.safe_load(CONFIG.read_text())
+    # Bad arguments fail before the search: it would train, then fail.
+    if args.trials < 1:
+        parser.error(f"--trials {args.trials}: the search needs at least one trial")
+    for seed in [args.seed, *(args.seeds or [])]:
+        if not 0 <= seed <= SEED_MAX:
+            parser.error(f"--seed(s) {seed}: a seed is 0 to {SEED_MAX} (2^32 - 1)")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads {args.threads}: at least one thread")
+    if args.show < 0:
+        parser.error(f"--show {args.show}: a number of trials, 0 or more")
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        parser.error(f"--out {out}: cannot write a file there (a folder, or its folder "
+                     "missing or not writable)")  # fmt: skip
+    config = read_study_config(parser)
     encoded = Path(args.encoded or f"results/{config['dataset']}/encoded")
     if not (encoded / "meta.json").is_file():
         parser.error(f"--encoded {encoded}: not an encoded folder (snakemake --cores 2 "
@@ -158,16 +227,18 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         settings |= {key: config["ranking"][key] for key in ("k", "threshold")}
 
     from deepfm_rec.data.errors import DataError
+    from deepfm_rec.inference import resolve_device
     from deepfm_rec.tuning import search  # torch and optuna: seconds, after the checks
 
     try:
+        resolve_device(args.device, key="--device")
         table = search(encoded, args.model, settings, trials=args.trials, seed=args.seed,
-                       seeds=args.seeds, device=args.device, threads=args.threads)  # fmt: skip
+                       seeds=args.seeds, device=args.device, threads=args.threads,
+                       out=out)  # fmt: skip
     except DataError as error:
         parser.error(str(error))
-    table.to_csv(args.out, sep="\t", index=False, float_format="%.6g")
     print(table.head(args.show).to_string(index=False, float_format="%.4g"))
-    print(f"\nall {len(table)} trials, best first: {args.out}")
+    print(f"\nall {len(table)} trials, best first: {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,8 @@ import torch
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import Encoded
 from deepfm_rec.data.errors import DataError
+from deepfm_rec.data.staging import replaced
 from deepfm_rec.models import attach_bags, build_model
-
 
 # set by SLURM (and by most schedulers, CUDA_VISIBLE_DEVICES) in a job given GPUs
 GPU_JOB_VARIABLES = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "CUDA_VISIBLE_DEVICES")
@@ -44,7 +45,9 @@ def resolve_device(device: str, key: str = "config key 'device'") -> torch.devic
         if granted is not None:
             why = (
                 f"a driver older than its CUDA {torch.version.cuda}, or a container run "
-                "without --nv" if torch.version.cuda else "a CPU-only build"
+                "without --nv"
+                if torch.version.cuda
+                else "a CPU-only build"
             )
             raise DataError(
                 f"{key}: auto, and this job was given GPUs ({granted}) but PyTorch "
@@ -81,15 +84,34 @@ def predict(model: torch.nn.Module, maker: BatchMaker, rows: np.ndarray, batch_s
 def read_checkpoint(checkpoint: Path, device: torch.device) -> dict:
     """The checkpoint dict written by deepfm_rec.train.train, its tensors on `device`."""
     try:
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 111": not a checkpoint
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(checkpoint, map_location=device, weights_only=True)
         if not isinstance(state, dict) or not {"model", "meta", "state_dict"} <= set(state):
             raise KeyError("model, meta or state_dict")
-    except (OSError, EOFError, RuntimeError, KeyError, pickle.UnpicklingError) as error:
+    # a text file's first byte is a pickle opcode, which raises any of these (/etc/passwd's
+    # 'r' an IndexError in the unpickler)
+    except (
+        OSError,
+        EOFError,
+        RuntimeError,
+        KeyError,
+        IndexError,
+        ValueError,
+        pickle.UnpicklingError,
+    ) as error:
         raise DataError(
             f"{checkpoint}: not a checkpoint written by deepfm-rec's training (reading it "
             f"raised {type(error).__name__}); train it again"
         ) from None
     return state
+
+
+def write_checkpoint(state: dict, checkpoint: Path) -> None:
+    """Save the checkpoint dict whole or not at all: a full disk is an OSError naming
+    `checkpoint` (torch.save's own error names neither), and leaves no partial file."""
+    with replaced(checkpoint) as scratch:
+        torch.save(state, scratch)
 
 
 def model_of(state: dict, checkpoint: Path, sparse: bool = False) -> torch.nn.Module:

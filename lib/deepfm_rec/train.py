@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from deepfm_rec.data.batches import DEFAULT_MEMORY_BUDGET, BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
-from deepfm_rec.inference import resolve_device
+from deepfm_rec.inference import resolve_device, write_checkpoint
 from deepfm_rec.models import OBJECTIVES, attach_bags, build_model
 from deepfm_rec.objectives import Ranking, Stars
 from deepfm_rec.optim import RowAdam
@@ -306,7 +306,7 @@ def train(
     if history is not None:
         table.to_csv(history, sep="\t", index=False, float_format="%.6g")
     if checkpoint is not None:
-        torch.save(
+        write_checkpoint(
             {
                 "model": model_name,
                 "hparams": hparams,

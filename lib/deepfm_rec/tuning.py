@@ -23,6 +23,7 @@ import torch
 from loguru import logger
 
 from deepfm_rec.data.encoding import open_encoded
+from deepfm_rec.data.staging import replaced
 from deepfm_rec.train import split_settings, train
 
 # The settings each search draws, by (model, objective): name -> (kind, arguments).
@@ -82,6 +83,7 @@ def search(
     seeds: list[int] | None = None,
     device: str = "cpu",
     threads: int | None = None,
+    out: str | Path | None = None,
 ) -> pd.DataFrame:
     """Run `trials` trials of `model` from the config section `settings` (which holds
     the objective, and k and threshold for ranking), each with SPACES' settings drawn by
@@ -90,7 +92,8 @@ def search(
 
     Returns one row per trial, best first: the drawn settings, the valid score (valid_rmse
     or valid_ndcg, the mean over the seeds), the kept epochs (one per seed, "/"-joined) and
-    the seconds the trial took.
+    the seconds the trial took. With `out`, that table is written there (TSV) as each
+    trial ends, so that an interrupted search keeps the trials it ran.
     """
     if threads is not None:
         torch.set_num_threads(threads)
@@ -100,6 +103,10 @@ def search(
     score_name = "valid_rmse" if objective == "stars" else "valid_ndcg"
     seeds = [seed] if seeds is None else seeds
     rows = []
+
+    def table() -> pd.DataFrame:
+        trials = pd.DataFrame(rows)
+        return trials.sort_values(score_name, ascending=objective == "stars", ignore_index=True)
 
     def run(trial: optuna.Trial) -> float:
         drawn = suggest(trial, space)
@@ -116,6 +123,9 @@ def search(
                      "kept_epochs": "/".join(kept),
                      "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
         logger.info("trial {}: {} {:.4f} with {}", trial.number, score_name, score, drawn)
+        if out is not None:
+            with replaced(out) as scratch:
+                table().to_csv(scratch, sep="\t", index=False, float_format="%.6g")
         return score
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -131,5 +141,4 @@ def search(
     else:
         logger.info("the section's own settings are outside the space: trial 0 is a draw too")
     study.optimize(run, n_trials=trials)
-    table = pd.DataFrame(rows)
-    return table.sort_values(score_name, ascending=objective == "stars").reset_index(drop=True)
+    return table()

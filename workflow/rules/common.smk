@@ -18,6 +18,13 @@ wildcard_constraints:
 # Snakemake's own message for a missing input spans many lines and names no config key
 if config["source"] and not Path(config["source"]).exists():
     raise WorkflowError(f"config key 'source': {config['source']} does not exist")
+if config["source"] and not (
+    Path(config["source"]).is_file() or Path(config["source"]).is_dir()
+):
+    raise WorkflowError(
+        f"config key 'source': {config['source']} is not a regular file or folder (a "
+        "device, a FIFO?); a source is the dataset's .zip or the folder it unpacks to"
+    )
 if config["recommend"]["objective"] not in OBJECTIVES:
     raise WorkflowError(
         f"config key 'recommend.objective': {config['recommend']['objective']!r} is not "

@@ -34,6 +34,7 @@ from loguru import logger
 from deepfm_rec.data.errors import DataError
 
 NO_GENRES = "(no genres listed)"
+YEAR_2100 = 4_102_444_800  # Unix time of 2100-01-01: a rating's time is 1970-2099
 
 # The line of a file's first data row, or the line each data row starts on (a quoted CSV
 # field may span lines).
@@ -120,6 +121,14 @@ def _integer(
             raise DataError(
                 f"{path}:{_line(lines, row)}: {column} {problem}: {quote(df[column].iloc[row])}"
             )
+    if df[column].dtype.kind == "f" and path.suffix == ".csv":  # 1e3 or 1.0 made it float
+        text = pd.read_csv(path, usecols=[column], dtype=str, keep_default_na=False)[column]
+        bad = ~text.iloc[: len(df)].str.fullmatch(r"-?[0-9]+").to_numpy()
+        row = int(bad.argmax())
+        raise DataError(
+            f"{path}:{_line(lines, row)}: {column} is not written as a whole number: "
+            f"{quote(text.iloc[row])}"
+        )
     return values.astype("int64")
 
 
@@ -198,12 +207,28 @@ def _ratings(raw: pd.DataFrame, columns: list[str], path: Path, lines: Lines) ->
             "timestamp": _integer(raw, timestamp, path, lines),
         }
     )
+    # a time far outside MovieLens' years would dominate movie_age's and rating_year's std
+    bad = ~ratings["timestamp"].between(0, YEAR_2100 - 1).to_numpy()
+    if bad.any():
+        row = int(bad.argmax())
+        raise DataError(
+            f"{path}:{_line(lines, row)}: {timestamp} {ratings['timestamp'].iloc[row]} is "
+            "outside 1970-2099 (Unix time in seconds)"
+        )
     return _check_ratings(ratings, path, lines)
 
 
-def _genre_lists(genres: pd.Series) -> list[list[str]]:
-    """`|`-joined genre names as lists; "(no genres listed)" is the empty list."""
-    return [[] if g in ("", NO_GENRES) else g.split("|") for g in genres]
+def _genre_lists(genres: pd.Series, path: Path) -> list[list[str]]:
+    """`|`-joined genre names as lists; "(no genres listed)" is the empty list. An empty
+    name (`Action||Comedy`, a `|` at either end) is no genre: dropped, with a warning."""
+    lists = [[] if g in ("", NO_GENRES) else g.split("|") for g in genres]
+    empty = sum(name == "" for names in lists for name in names)
+    if empty:
+        logger.warning(
+            "{}: {} empty genre names dropped (a '|' doubled or at either end)", path, empty
+        )
+        lists = [[name for name in names if name] for names in lists]
+    return lists
 
 
 def _no_tags() -> pd.DataFrame:
@@ -320,8 +345,16 @@ def _scan_csv(path: Path) -> np.ndarray:
         reader = csv.reader(handle)
         n_fields = len(next(reader, []))
         line = reader.line_num + 1
+        blank = None  # the first of the blank lines since the last record
         try:
             for fields in reader:
+                if not fields:  # valid at the end of the file only
+                    blank = blank or line
+                    line = reader.line_num + 1
+                    continue
+                if blank:
+                    raise DataError(f"{path}:{blank}: expected {n_fields} comma-separated "
+                                    "fields, found 0 (a blank line)")  # fmt: skip
                 if any(_runs_on(f) for f in fields):
                     raise DataError(f"{path}:{line}: a quote opened on this line is not closed")
                 if len(fields) != n_fields:
@@ -353,6 +386,8 @@ def _read_csv(path: Path, columns: list[str], text: bool) -> tuple[pd.DataFrame,
         raise DataError(f"{path}: empty file, expected a header {','.join(columns)}") from None
     except pd.errors.ParserError:
         df = None
+    while df is not None and len(df) and ((df.iloc[-1] == "") | df.iloc[-1].isna()).all():
+        df = df.iloc[:-1]  # a blank line at the end is valid CSV: no row
     lines: Lines = 2  # row r on line r + 2, unless a quoted field spans lines
     if df is None or _has_gaps(df) or _has_line_breaks(df):
         lines = _scan_csv(path)
@@ -378,7 +413,7 @@ def read_csv_layout(folder: Path) -> Tables:
         {
             "item": _id(raw, "movieId", path, lines),
             "title": raw["title"],
-            "genres": _genre_lists(raw["genres"]),
+            "genres": _genre_lists(raw["genres"], path),
         }
     )
     _check_movies(movies, ratings, path, lines)
@@ -409,7 +444,7 @@ def _read_dat_layout(folder: Path, encoding: str) -> Tables:
         {
             "item": _id(raw, "MovieID", path, 1),
             "title": raw["Title"],
-            "genres": _genre_lists(raw["Genres"]),
+            "genres": _genre_lists(raw["Genres"], path),
         }
     )
     _check_movies(movies, ratings, path, 1)

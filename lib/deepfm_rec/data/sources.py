@@ -365,6 +365,11 @@ def fetch(
             elif path.is_file():
                 provenance = _extract_zip(spec, path, folder, spec.md5 or _local_md5(path))
                 tables = _parse(spec, folder, f"{path}:{spec.folder}")
+            elif path.exists():
+                raise DataError(
+                    f"config key 'source': {path} is not a regular file or folder (a device, "
+                    "a FIFO?); a source is the dataset's .zip or the folder it unpacks to"
+                )
             else:
                 raise DataError(f"config key 'source': {path} does not exist")
         write_canonical(tables, staging)

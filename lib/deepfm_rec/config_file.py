@@ -1,0 +1,118 @@
+"""Reading config/config.yaml and checking it against the schema, each fault one line.
+
+The workflow (workflow/rules/config.smk) and `deepfm-rec tune` read the config through
+these: a file that is not UTF-8, not YAML, empty or not a mapping, a number PyYAML reads
+as text, an unknown key (with the nearest valid one) or a value the schema refuses is a
+DataError naming the file and line, or the key. Snakemake's own messages for the last two
+print the whole schema and config (1,700 lines), the useful line somewhere inside.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import io
+import re
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from deepfm_rec.data.errors import DataError
+
+SCHEMA = Path("workflow/schemas/config.schema.yaml")
+
+
+def _exponent_texts(node: yaml.Node, key: str = "") -> list[tuple[int, str, str]]:
+    """(line, key, value) of each unquoted value that is a number in exponent form but
+    text to YAML 1.1 (PyYAML): 1e-3 has no dot, 1.0e3 no sign in its exponent."""
+    if isinstance(node, yaml.MappingNode):
+        return [hit for k, v in node.value for hit in _exponent_texts(v, f"{key}.{k.value}")]
+    if isinstance(node, yaml.SequenceNode):
+        return [hit for v in node.value for hit in _exponent_texts(v, key)]
+    number = re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", node.value)
+    text = node.style is None and node.tag == "tag:yaml.org,2002:str"
+    return [(node.start_mark.line + 1, key[1:], node.value)] if number and text else []
+
+
+def read_config(path: str | Path) -> dict:
+    """The config file at `path` as a dict; a DataError naming the file (and line) if it
+    is not UTF-8 YAML text of a mapping, or holds a number PyYAML reads as text."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+        stream = io.StringIO(text)
+        stream.name = str(path)  # what PyYAML's messages call it
+        config = yaml.safe_load(stream)
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+            f"{error.start}); a config is a YAML file"
+        ) from None
+    except yaml.YAMLError as error:
+        message = " ".join(str(error).split())  # one line
+        raise DataError(f"{path} is not valid YAML: {message}") from None
+    if config is None:
+        raise DataError(f"{path}: empty; write {{}} for the shipped settings")
+    if not isinstance(config, dict):
+        raise DataError(
+            f"{path}: a YAML {type(config).__name__}, not a mapping of config keys to values"
+        )
+    texts = _exponent_texts(yaml.compose(text, Loader=yaml.SafeLoader))
+    if texts:
+        line, key, value = texts[0]
+        raise DataError(
+            f"{path}, line {line}: {key}: {value} is text to YAML 1.1 (PyYAML), whose "
+            f"numbers in exponent form need a dot and a signed exponent; write {float(value)!r}"
+        )
+    return config
+
+
+def read_schema(path: str | Path = SCHEMA) -> dict:
+    """The config schema (its YAML anchors and merge keys resolved)."""
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _unknown_key(config: dict, schema: dict, section: str = "") -> str | None:
+    """One line on the first key of `config` that `schema` does not know, or None."""
+    known = schema.get("properties", {})
+    for key, value in config.items():
+        where = f"{section}.{key}" if section else str(key)
+        if key not in known:
+            if schema.get("additionalProperties", True) is not False:
+                continue
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"its keys are {', '.join(known)}"
+            place = f"in section {section!r}" if section else "at the top level"
+            return f"config key {where!r}: no such key {place}; {hint}"
+        if isinstance(value, dict) and known[key].get("type") == "object":
+            found = _unknown_key(value, known[key], where)
+            if found:
+                return found
+    return None
+
+
+def check_config(config: dict, schema: dict) -> None:
+    """A DataError of one line naming the key if `config` does not validate against
+    `schema`: an unknown key with the nearest valid name, else the schema's first
+    complaint."""
+    unknown = _unknown_key(config, schema)
+    if unknown:
+        raise DataError(unknown)
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(config)
+    )
+    if error is not None:
+        key = ".".join(map(str, error.absolute_path)) or "(the whole config)"
+        message = error.message if len(error.message) <= 200 else error.message[:200] + "…"
+        raise DataError(f"config key {key!r}: {message}")
+
+
+def with_defaults(config: dict, schema: dict) -> dict:
+    """`config` with every key it leaves out filled in from the schema's defaults, in every
+    section (as the workflow's validate(..., set_default=True) fills them)."""
+    for key, spec in schema.get("properties", {}).items():
+        if key not in config and "default" in spec:
+            config[key] = copy.deepcopy(spec["default"])
+        if isinstance(config.get(key), dict):
+            with_defaults(config[key], spec)
+    return config
