@@ -41,6 +41,7 @@ RUN --mount=type=secret,id=cacert \
         pandas==3.1.1 \
         pyarrow==26.0.1 \
         pyyaml==6.0.4 \
+        jsonschema==4.26.0 \
         loguru==0.7.3 \
         matplotlib==3.11.2 \
         tqdm==4.70.1 \
