@@ -228,6 +228,7 @@ def fast(encoded, name, config: TrainConfig, hparams: dict, device, make, timing
     found = measure(work, objective.loss, size, model, optimizer, warmup=3, **timing)
     if config.objective == "ranking":
         found["negatives"] = objective.sampler.count
+    found["bag_refresh"] = optimizer.refresh
     return found
 
 
@@ -310,9 +311,11 @@ def main() -> None:
           f"{args.seconds:g} s (range: slowest-fastest block); ms per step: one more block, "
           "by phase")  # fmt: skip
     for (name, objective), (config, hparams) in sections.items():
+        refresh = next(f["bag_refresh"] for m, p, _, f in results
+                       if m == name and p.startswith(f"config {objective}"))  # fmt: skip
         print(f"config {objective} {name}: {args.config.name}'s {name}.{objective}: fields "
-              f"{','.join(hparams['fields'])}, {config.optimizer}, bag_refresh "
-              f"{config.bag_refresh}"
+              f"{','.join(hparams['fields'])}, {config.optimizer}, bag_refresh {refresh} "
+              f"({'set' if config.bag_refresh else 'null: by size'})"
               + (f", {config.loss} loss, {config.negatives} {config.sampler} negatives per "
                  f"batch (every movie if 0 or the catalogue's size or more), positives of "
                  f"{config.positives:g}+ stars" if objective == "ranking" else ""))  # fmt: skip

@@ -111,7 +111,7 @@ def test_bag_refresh_by_default_grows_with_the_bags_codes_per_batch(encoded_tiny
     assert codes > CODES_PER_ROW * 64  # so that the test above is not just 1
     assert refresh_steps(TrainConfig(batch_size=1024), CODES_PER_ROW * 1024) == 1
     assert refresh_steps(TrainConfig(batch_size=1024), CODES_PER_ROW * 1024 + 1) == 2
-    assert refresh_steps(TrainConfig(batch_size=1024), 16_000_000) == 32  # 10M ratings' bags
+    assert refresh_steps(TrainConfig(batch_size=1024), 16_000_000) == 63  # 10M ratings' bags
     assert refresh_steps(TrainConfig(bag_refresh=3), 10**9) == 3  # as set
     with pytest.raises(ValueError, match="bag_refresh must be at least 1, not 0"):
         refresh_steps(TrainConfig(bag_refresh=0), 1)
