@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from train_speed import CONFIG, HPARAMS, SEED_FIELDS, ranking_sections  # this folder is on sys.path
+from train_speed import CONFIG, HPARAMS, SEED_FIELDS, config_sections  # this folder is on sys.path
 
 from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.inference import resolve_device
-from deepfm_rec.models import build_model
+from deepfm_rec.models import attach_bags, build_model
 from deepfm_rec.recommend import Recommender
 
 
@@ -59,12 +59,14 @@ def main() -> None:
         (name, "stars", "stars", HPARAMS[name] | {"fields": SEED_FIELDS}) for name in HPARAMS
     ] + [
         (name, "ranking", config.objective, hparams)
-        for name, (config, hparams) in ranking_sections(args.config).items()
+        for (name, objective), (config, hparams) in config_sections(args.config).items()
+        if objective == "ranking"
     ]
     rows = []
     for name, label, objective, hparams in models:
         torch.manual_seed(0)
         model = build_model(name, encoded.meta, objective=objective, **hparams)
+        attach_bags(model, encoded)
         recommender = Recommender(model, encoded, device, args.pairs_per_batch)
         n_users = recommender.n_users - 1
         users = np.random.default_rng(0).permutation(np.arange(1, n_users + 1))
