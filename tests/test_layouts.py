@@ -485,14 +485,19 @@ def test_an_unclosed_quote_in_a_full_size_ratings_file_is_named(tmp_path):
     assert "ratings.csv:11: " in message and "quote" in message
 
 
-def test_an_id_written_in_exponent_form_is_refused(tmp_path):
-    """`1e3` was read as user 1000."""
-    folder = _copy("csv", tmp_path)
-    fields = (folder / "ratings.csv").read_text().splitlines()[4].split(",")
-    _replace_line(folder / "ratings.csv", 5, ",".join(["1e3", *fields[1:]]))
-    assert _error("csv", folder) == (
-        f"{folder / 'ratings.csv'}:5: userId is not written as a whole number: '1e3'"
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_an_id_written_in_exponent_form_is_refused(tmp_path, layout):
+    """`1e3` was read as user 1000 (and `2.0e1` as movie 20), in every layout."""
+    folder = _copy(layout, tmp_path)
+    _, name, sep, _ = LAYOUTS[layout]
+    fields = (folder / name).read_text(encoding="latin-1").splitlines()[4].split(sep)
+    _replace_line(folder / name, 5, sep.join(["1e3", *fields[1:]]))
+    user = {"csv": "userId", "ml-100k": "user id"}.get(layout, "UserID")
+    assert _error(layout, folder) == (
+        f"{folder / name}:5: {user} is not written as a whole number: '1e3'"
     )
+    _replace_line(folder / name, 5, sep.join([fields[0], "2.0e1", *fields[2:]]))
+    assert ":5: " in _error(layout, folder) and "'2.0e1'" in _error(layout, folder)
 
 
 def test_blank_lines_at_the_end_of_a_csv_file_are_no_rows(tmp_path):

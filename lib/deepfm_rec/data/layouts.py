@@ -34,6 +34,9 @@ from loguru import logger
 from deepfm_rec.data.errors import DataError
 
 NO_GENRES = "(no genres listed)"
+# the headerless files of numbers (read by _read_numbers): separator, and an encoding that
+# decodes any byte (their fields are ASCII numbers; ml-10m's are UTF-8 too)
+HEADERLESS = {"u.data": ("\t", "latin-1"), "ratings.dat": ("::", "latin-1")}
 YEAR_2100 = 4_102_444_800  # Unix time of 2100-01-01: a rating's time is 1970-2099
 
 # The line of a file's first data row, or the line each data row starts on (a quoted CSV
@@ -121,13 +124,18 @@ def _integer(
             raise DataError(
                 f"{path}:{_line(lines, row)}: {column} {problem}: {quote(df[column].iloc[row])}"
             )
-    if df[column].dtype.kind == "f" and path.suffix == ".csv":  # 1e3 or 1.0 made it float
-        text = pd.read_csv(path, usecols=[column], dtype=str, keep_default_na=False)[column]
-        bad = ~text.iloc[: len(df)].str.fullmatch(r"-?[0-9]+").to_numpy()
-        row = int(bad.argmax())
+    if df[column].dtype.kind == "f":  # whole numbers, but 1e3 or 1.0 made the column float
+        if path.suffix == ".csv":
+            text = pd.read_csv(path, usecols=[column], dtype=str, keep_default_na=False)
+            cells = text[column].iloc[: len(df)].tolist()
+        else:  # the headerless files of numbers (u.data, ratings.dat), column by position
+            sep, encoding = HEADERLESS[path.name]
+            j = list(df.columns).index(column)
+            cells = [fields[j] for fields in _records(path, df.shape[1], sep, encoding)]
+        row = next(r for r, cell in enumerate(cells) if not re.fullmatch(r"-?[0-9]+", cell))
         raise DataError(
             f"{path}:{_line(lines, row)}: {column} is not written as a whole number: "
-            f"{quote(text.iloc[row])}"
+            f"{quote(cells[row])}"
         )
     return values.astype("int64")
 
