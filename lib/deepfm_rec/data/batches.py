@@ -1,7 +1,7 @@
 """Batches gathered by vectorised indexing over the encoded arrays, no per-sample Python.
 
 Shapes: B batch size, Fc categorical fields, Fd dense fields, Fm multi-valued fields,
-U the distinct bags of one multi-valued field in the batch, L their values end to end.
+L the values of the rows' bags end to end (gather_bags).
 """
 
 from __future__ import annotations

@@ -280,8 +280,8 @@ def encode(
             (default; nothing of valid or test leaks into any bag) or observed (every
             rated pair, stars unseen).
         bag_limit: the most values an implicit-feedback bag keeps (a seeded random
-            sample of a larger one; None: all). A batch pools its rows' distinct bags,
-            and on MovieLens 10M a popular movie has tens of thousands of raters.
+            sample of a larger one; None: all). Training reads each bag's pooled sum from
+            a table (BagSums), so a cap only shrinks the bags' memory.
 
     Returns:
         The meta dict written to meta.json.
