@@ -53,11 +53,15 @@ def main() -> None:
     valid = encoded.rows("valid")
     label = np.asarray(encoded.arrays["label"])[valid]
 
-    print(f"{args.model} stars on {encoded.meta['dataset']}, seed {config['seeds'][0]}, "
-          f"config batch {base.batch_size}, lr {base.lr}, {base.optimizer}, fields "
-          f"{','.join(hparams['fields'])}, pooling {hparams.get('pooling', 'mean')}")  # fmt: skip
-    print(f"{'batch':>6} {'lr':>9} {'steps/epoch':>12} {'epochs':>7} {'best':>5} "
-          f"{'valid RMSE':>11} {'seconds':>8}")  # fmt: skip
+    print(
+        f"{args.model} stars on {encoded.meta['dataset']}, seed {config['seeds'][0]}, "
+        f"config batch {base.batch_size}, lr {base.lr}, {base.optimizer}, fields "
+        f"{','.join(hparams['fields'])}, pooling {hparams.get('pooling', 'mean')}"
+    )
+    print(
+        f"{'batch':>6} {'lr':>9} {'steps/epoch':>12} {'epochs':>7} {'best':>5} "
+        f"{'valid RMSE':>11} {'seconds':>8}"
+    )
     for batch_size in args.batches:
         scaled = base.lr * math.sqrt(batch_size / base.batch_size)
         for lr in sorted({base.lr, scaled}):
@@ -71,8 +75,10 @@ def main() -> None:
             prediction = predict(model, maker, valid, 8192)
             rmse = float(np.sqrt(np.mean((prediction - label) ** 2)))
             steps = math.ceil(len(encoded.rows("train")) / batch_size)
-            print(f"{batch_size:>6} {lr:>9.4g} {steps:>12} {len(history):>7} {best:>5} "
-                  f"{rmse:>11.4f} {seconds:>8.1f}")  # fmt: skip
+            print(
+                f"{batch_size:>6} {lr:>9.4g} {steps:>12} {len(history):>7} {best:>5} "
+                f"{rmse:>11.4f} {seconds:>8.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,9 @@ def scores(encoded, model, history, kept, objective: str, ranking: dict) -> tupl
         error = predict(model, maker, test, 8192) - np.asarray(encoded.arrays["label"])[test]
         return math.sqrt(row["valid_mse"]), float(np.sqrt(np.mean(error**2)))
     relevant = relevant_items(encoded, "test", ranking["threshold"])
-    table = rank_and_score(Recommender(model, encoded), relevant, [ranking["k"]],
-                           ranking["exclude"])  # fmt: skip
+    table = rank_and_score(
+        Recommender(model, encoded), relevant, [ranking["k"]], ranking["exclude"]
+    )
     return float(row["valid_ndcg"]), float(table["ndcg"].iloc[0])
 
 
@@ -57,8 +58,12 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     parser.add_argument("--encoded", type=Path, help="default results/{dataset}/encoded")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--settings", nargs="+", metavar="MAPPING",
-                        help='variants instead of the fields: "{lr: 0.001}" ...')  # fmt: skip
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        metavar="MAPPING",
+        help='variants instead of the fields: "{lr: 0.001}" ...',
+    )
     args = parser.parse_args()
     config = yaml.safe_load(args.config.read_text())
     section = {"objective": args.objective, **config[args.model][args.objective]}
@@ -74,8 +79,10 @@ def main() -> None:
             parser.error(f'--settings {text!r}: not a YAML mapping such as "{{lr: 0.001}}"')
         unknown = sorted(set(changed) - set(section))
         if unknown:
-            parser.error(f"--settings {text!r}: {', '.join(unknown)} not a key of "
-                         f"{args.model}.{args.objective} in {args.config}")  # fmt: skip
+            parser.error(
+                f"--settings {text!r}: {', '.join(unknown)} not a key of "
+                f"{args.model}.{args.objective} in {args.config}"
+            )
         variants.append((text, changed))
     torch.set_num_threads(args.threads)
     encoded = open_encoded(args.encoded or Path(f"results/{config['dataset']}/encoded"))
@@ -83,24 +90,33 @@ def main() -> None:
         fields = section["fields"]
         owners = {f["name"]: f["owner"] for f in encoded.meta["fields"]}
         allowed = [n for n in owners if args.objective == "stars" or owners[n] != "pair"]
-        variants += [(f"without {name}", {"fields": [f for f in fields if f != name]})
-                     for name in fields]  # fmt: skip
-        variants += [(f"with {name}", {"fields": [*fields, name]})
-                     for name in allowed if name not in fields]  # fmt: skip
+        variants += [
+            (f"without {name}", {"fields": [f for f in fields if f != name]}) for name in fields
+        ]
+        variants += [
+            (f"with {name}", {"fields": [*fields, name]}) for name in allowed if name not in fields
+        ]
     metric = "RMSE" if args.objective == "stars" else f"NDCG@{config['ranking']['k']}"
     rows = []
     for label, changed in variants:
         found, epochs = [], []
         for seed in args.seeds:
             train_config, hparams = split_settings({**section, **changed})
-            model, history, kept = train(encoded, args.model, hparams, train_config, seed=seed,
-                                         device="cpu")  # fmt: skip
+            model, history, kept = train(
+                encoded, args.model, hparams, train_config, seed=seed, device="cpu"
+            )
             found.append(scores(encoded, model, history, kept, args.objective, config["ranking"]))
             epochs.append(str(kept))
         valid, test = np.mean(found, axis=0)
         kept_epochs = "/".join(epochs)
-        rows.append({"variant": label, f"valid {metric}": valid, f"test {metric}": test,
-                     "kept epochs": kept_epochs})  # fmt: skip
+        rows.append(
+            {
+                "variant": label,
+                f"valid {metric}": valid,
+                f"test {metric}": test,
+                "kept epochs": kept_epochs,
+            }
+        )
         print(f"{label}: valid {valid:.4f} test {test:.4f} kept {kept_epochs}", flush=True)
     table = pd.DataFrame(rows)
     print(f"\n{args.model} ({args.objective}) on {encoded.meta['dataset']}, seeds {args.seeds}:")

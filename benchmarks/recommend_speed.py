@@ -81,12 +81,15 @@ def main() -> None:
         pairs = len(users) * recommender.n_candidates
         rows.append((name, label, len(users), pairs / seconds, seconds * n_users / len(users)))
 
-    print(f"\n{n_users:,} users × {recommender.n_candidates:,} movies, device {device}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")  # fmt: skip
+    print(
+        f"\n{n_users:,} users × {recommender.n_candidates:,} movies, device {device}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print(f"top-{args.k} lists, movies rated in train excluded; untrained models")
     print("all users (s): measured when every user is timed, else extrapolated from the sample")
-    print(f"{'model':<7} {'objective':<9} {'users timed':>12} {'pairs/s':>14} "
-          f"{'all users (s)':>14}")  # fmt: skip
+    print(
+        f"{'model':<7} {'objective':<9} {'users timed':>12} {'pairs/s':>14} {'all users (s)':>14}"
+    )
     for name, label, timed, rate, total in rows:
         print(f"{name:<7} {label:<9} {timed:>12,} {rate:>14,.0f} {total:>14,.2f}")
 

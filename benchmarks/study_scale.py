@@ -82,19 +82,27 @@ def main() -> None:
 
     rules = rule_table(folder)
     metrics = pd.read_csv(folder / "results" / "metrics.tsv", sep="\t")
-    print(f"\nthe default study on {args.ratings:,} synthetic ratings, seeds {args.seeds}, "
-          f"snakemake --cores {args.cores}, threads {args.threads}: {folder}")  # fmt: skip
+    print(
+        f"\nthe default study on {args.ratings:,} synthetic ratings, seeds {args.seeds}, "
+        f"snakemake --cores {args.cores}, threads {args.threads}: {folder}"
+    )
     print(f"{'rule':<16} {'jobs':>4} {'seconds':>9} {'longest':>9} {'peak RSS MB':>12}")
     for row in rules.itertuples():
-        print(f"{row.Index:<16} {row.jobs:>4} {row.seconds:>9.1f} {row.longest:>9.1f} "
-              f"{row.peak_rss_mb:>12,.0f}")  # fmt: skip
-    print(f"{'total (wall)':<16} {len(rules) and rules['jobs'].sum():>4} {wall:>9.1f} "
-          f"{'':>9} {rules['peak_rss_mb'].max():>12,.0f}")  # fmt: skip
+        print(
+            f"{row.Index:<16} {row.jobs:>4} {row.seconds:>9.1f} {row.longest:>9.1f} "
+            f"{row.peak_rss_mb:>12,.0f}"
+        )
+    print(
+        f"{'total (wall)':<16} {len(rules) and rules['jobs'].sum():>4} {wall:>9.1f} "
+        f"{'':>9} {rules['peak_rss_mb'].max():>12,.0f}"
+    )
     k = yaml.safe_load((folder / "config" / "config.yaml").read_text())["ranking"]["k"]
     mean = metrics.groupby("model", sort=False)[["rmse", "mae", f"ndcg@{k}", f"hr@{k}"]].mean()
     truth = json.loads((folder / "results" / "synthetic" / "encoded" / "meta.json").read_text())
-    print(f"\ntest metrics, mean over the seeds; the generator's noise floor (RMSE of the true "
-          f"expected ratings): {truth['truth']['bayes_rmse']:.4f}")  # fmt: skip
+    print(
+        f"\ntest metrics, mean over the seeds; the generator's noise floor (RMSE of the true "
+        f"expected ratings): {truth['truth']['bayes_rmse']:.4f}"
+    )
     print(mean.to_string(float_format=lambda v: f"{v:.4f}", na_rep="-"))
 
 

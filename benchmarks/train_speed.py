@@ -106,8 +106,15 @@ def _encode(raw: Path, folder: Path, bag_limit: int | None) -> None:
     fetched = folder / "fetched"
     fetch("ml-10m", raw, fetched)
     write_users(fetched, folder / "users.tsv", dataset="ml-10m", mode="synthetic", seed=0)
-    encode_dataset(fetched, folder / "users.tsv", folder / "encoded", seed=0,
-                   valid_fraction=0.1, test_fraction=0.1, bag_limit=bag_limit)  # fmt: skip
+    encode_dataset(
+        fetched,
+        folder / "users.tsv",
+        folder / "encoded",
+        seed=0,
+        valid_fraction=0.1,
+        test_fraction=0.1,
+        bag_limit=bag_limit,
+    )
 
 
 PHASES = ("gather", "forward", "backward", "step")
@@ -264,8 +271,13 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path(__file__).parent / "data")
     parser.add_argument("--config", type=Path, default=CONFIG, help="its model sections")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1024, 8192, 65536],
-                        help="batch sizes of the fast, sparse_adam case")  # fmt: skip
+    parser.add_argument(
+        "--batches",
+        type=int,
+        nargs="+",
+        default=[1024, 8192, 65536],
+        help="batch sizes of the fast, sparse_adam case",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks per case")
     parser.add_argument("--seconds", type=float, default=1.0, help="least length of a block")
     parser.add_argument("--epoch", action="store_true", help="also time one full FM epoch")
@@ -304,32 +316,48 @@ def main() -> None:
         run_fast(name, "seed fields, adam", TrainConfig(batch_size=1024, optimizer="adam"), seed)
     epoch = epoch_seconds(encoded, device) if args.epoch else None
 
-    print(f"\n{encoded.meta['rows']:,} ratings ({n_train:,} train), device {device}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")  # fmt: skip
+    print(
+        f"\n{encoded.meta['rows']:,} ratings ({n_train:,} train), device {device}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print(f"encode: {encode_s:.1f} s, peak RSS {encode_rss:.2f} GB")
-    print(f"samples/s (ranking: positives/s): median of {args.repeats} blocks of at least "
-          f"{args.seconds:g} s (range: slowest-fastest block); ms per step: one more block, "
-          "by phase")  # fmt: skip
+    print(
+        f"samples/s (ranking: positives/s): median of {args.repeats} blocks of at least "
+        f"{args.seconds:g} s (range: slowest-fastest block); ms per step: one more block, "
+        "by phase"
+    )
     for (name, objective), (config, hparams) in sections.items():
-        refresh = next(f["bag_refresh"] for m, p, _, f in results
-                       if m == name and p.startswith(f"config {objective}"))  # fmt: skip
-        print(f"config {objective} {name}: {args.config.name}'s {name}.{objective}: fields "
-              f"{','.join(hparams['fields'])}, {config.optimizer}, bag_refresh {refresh} "
-              f"({'set' if config.bag_refresh else 'null: by size'})"
-              + (f", {config.loss} loss, {config.negatives} {config.sampler} negatives per "
-                 f"batch (every movie if 0 or the catalogue's size or more), positives of "
-                 f"{config.positives:g}+ stars" if objective == "ranking" else ""))  # fmt: skip
-    print(f"{'model':<7} {'path':<40} {'batch':>6} {'samples/s':>11} {'range':>17} "
-          + " ".join(f"{phase:>8}" for phase in PHASES))  # fmt: skip
+        refresh = next(
+            f["bag_refresh"]
+            for m, p, _, f in results
+            if m == name and p.startswith(f"config {objective}")
+        )
+        print(
+            f"config {objective} {name}: {args.config.name}'s {name}.{objective}: fields "
+            f"{','.join(hparams['fields'])}, {config.optimizer}, bag_refresh {refresh} "
+            f"({'set' if config.bag_refresh else 'null: by size'})"
+            + (
+                f", {config.loss} loss, {config.negatives} {config.sampler} negatives per "
+                f"batch (every movie if 0 or the catalogue's size or more), positives of "
+                f"{config.positives:g}+ stars"
+                if objective == "ranking"
+                else ""
+            )
+        )
+    print(
+        f"{'model':<7} {'path':<40} {'batch':>6} {'samples/s':>11} {'range':>17} "
+        + " ".join(f"{phase:>8}" for phase in PHASES)
+    )
     for name, path, batch_size, found in results:
         spread = f"{min(found['rates']):,.0f}-{max(found['rates']):,.0f}"
         ms = " ".join(f"{found['phases'][phase]:>8.2f}" for phase in PHASES)
-        print(f"{name:<7} {path:<40} {batch_size:>6} {found['median']:>11,.0f} {spread:>17} "
-              + ms)  # fmt: skip
+        print(f"{name:<7} {path:<40} {batch_size:>6} {found['median']:>11,.0f} {spread:>17} " + ms)
     if epoch is not None:
         seconds, rows, steps = epoch
-        print(f"one FM epoch at batch 1024 ({rows:,} rows in {steps:,} steps, with loading "
-              f"the table; seed fields, sparse_adam): {seconds:.2f} s")  # fmt: skip
+        print(
+            f"one FM epoch at batch 1024 ({rows:,} rows in {steps:,} steps, with loading "
+            f"the table; seed fields, sparse_adam): {seconds:.2f} s"
+        )
 
 
 if __name__ == "__main__":

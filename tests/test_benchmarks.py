@@ -24,8 +24,11 @@ CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 def run(script: str, *args: str) -> list[str]:
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.splitlines()
 
@@ -106,8 +109,11 @@ def test_recommend_speed_times_four_models_on_the_encoded_data(train_speed, user
     assert any(line.startswith(header) for line in lines), lines
     rows = table(lines, "model ")
     assert [row[:2] for row in rows] == [
-        ["fm", "stars"], ["deepfm", "stars"], ["fm", "ranking"], ["deepfm", "ranking"]
-    ]  # fmt: skip
+        ["fm", "stars"],
+        ["deepfm", "stars"],
+        ["fm", "ranking"],
+        ["deepfm", "ranking"],
+    ]
     for _, _, timed, rate, total in rows:  # the rates and times are not judged
         assert number(timed) == (int(users) or n_users)  # 0: every user
         assert re.fullmatch(r"[\d,]+", rate) and re.fullmatch(r"[\d,]+\.\d\d", total), rows
@@ -118,8 +124,10 @@ def test_batch_lr_trains_each_setting_of_the_stars_section(train_speed):
     args = ["--encoded", str(encoded), "--batches", "4096", "--max-epochs", "2"]
     lines = run("batch_lr.py", *args)
     stars = CONFIG["fm"]["stars"]
-    assert lines[0].startswith(f"fm stars on ml-10m, seed {CONFIG['seeds'][0]}, config batch "
-                               f"{stars['batch_size']}, lr {stars['lr']}")  # fmt: skip
+    assert lines[0].startswith(
+        f"fm stars on ml-10m, seed {CONFIG['seeds'][0]}, config batch "
+        f"{stars['batch_size']}, lr {stars['lr']}"
+    )
     assert f"fields {','.join(stars['fields'])}" in lines[0]
     rows = table(lines, " batch", first=" ")
     lrs = sorted({stars["lr"], stars["lr"] * math.sqrt(4096 / stars["batch_size"])})
@@ -155,8 +163,10 @@ def test_fields_ablation_trains_each_settings_variant_and_checks_its_keys(train_
     row = re.compile(r".+: valid \d\.\d{4} test \d\.\d{4} kept ")
     printed = [line for line in lines if row.match(line)]
     assert [line.split(": valid")[0] for line in printed] == [
-        "as configured", "{embed_dim: 8}", "{lr: 0.01}"
-    ]  # fmt: skip
+        "as configured",
+        "{embed_dim: 8}",
+        "{lr: 0.01}",
+    ]
     for line in printed:  # one seed: one kept epoch of at most max_epochs
         assert line.split(" kept ")[1] in ("1", "2")
     # a row is its settings' training: the trainer's own valid RMSE at its kept epoch
@@ -168,8 +178,10 @@ def test_fields_ablation_trains_each_settings_variant_and_checks_its_keys(train_
         assert line.split(": valid ")[1].startswith(f"{valid:.4f} ") and line.endswith(f" {kept}")
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "fields_ablation.py"), *base, "--settings", "{lrr: 1}"],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 2 and "lrr not a key of fm.stars" in done.stderr
 
 
@@ -183,9 +195,15 @@ def test_study_scale_runs_the_default_study_on_synthetic_data(tmp_path):
     start = next(i for i, line in enumerate(lines) if line.startswith("rule "))
     rows = {line.split()[0]: line.split() for line in lines[start + 1 :] if line.strip()}
     objectives = len(CONFIG["objectives"])
-    expected = {"encode": 1, "train_fm": objectives, "train_deepfm": objectives,
-                "evaluate": 2 * objectives, "baselines": 1, "recommend": 1,
-                "profile": len(CONFIG["profile"]["models"]) * objectives}  # fmt: skip
+    expected = {
+        "encode": 1,
+        "train_fm": objectives,
+        "train_deepfm": objectives,
+        "evaluate": 2 * objectives,
+        "baselines": 1,
+        "recommend": 1,
+        "profile": len(CONFIG["profile"]["models"]) * objectives,
+    }
     for rule, jobs in expected.items():
         _, count, seconds, longest, rss = rows[rule]
         assert int(count) == jobs, rule
@@ -195,6 +213,13 @@ def test_study_scale_runs_the_default_study_on_synthetic_data(tmp_path):
     floor = next(line for line in lines if line.startswith("test metrics, mean over the seeds"))
     assert re.search(r"noise floor .*: \d\.\d{4}$", floor)
     models = [line.split("  ")[0].strip() for line in lines[lines.index(floor) + 2 :]]
-    for name in ("fm (stars)", "deepfm (stars)", "fm (ranking)", "deepfm (ranking)", "bias",
-                 "popularity", "ease"):  # fmt: skip
+    for name in (
+        "fm (stars)",
+        "deepfm (stars)",
+        "fm (ranking)",
+        "deepfm (ranking)",
+        "bias",
+        "popularity",
+        "ease",
+    ):
         assert name in models, (name, models)

@@ -29,27 +29,37 @@ def results(encoded_tiny, tmp_path_factory) -> Path:
     hparams = {"embed_dim": 8, "mlp": [16], "fields": FIELDS}
     for objective in ("stars", "ranking"):
         (dataset / "deepfm" / objective / "seed0").mkdir(parents=True)
-        config = TrainConfig(objective=objective, max_epochs=1, batch_size=512, lr=0.01,
-                             negatives=100)  # fmt: skip
+        config = TrainConfig(
+            objective=objective, max_epochs=1, batch_size=512, lr=0.01, negatives=100
+        )
         checkpoint = dataset / "deepfm" / objective / "seed0" / "model.pt"
-        train(encoded_tiny, "deepfm", hparams, config, seed=0, device="cpu",
-              checkpoint=checkpoint)  # fmt: skip
+        train(encoded_tiny, "deepfm", hparams, config, seed=0, device="cpu", checkpoint=checkpoint)
     return dataset
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("deepfm-rec")  # the installed console script
     command = [str(script)] if script.exists() else [sys.executable, "-m", "deepfm_rec.cli"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd)  # fmt: skip
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 def test_recommend_prints_k_rows_and_the_users_favourites(results, encoded_tiny):
     ids = encoded_tiny.arrays["user_ids"]
     user = int(ids[7])
     model = str(results / "deepfm" / "stars" / "seed0" / "model.pt")
-    done = run("recommend", "--model", model, "--user", str(user), "-k", "7", "--device", "cpu",
-               "--exclude", "train")  # fmt: skip
+    done = run(
+        "recommend",
+        "--model",
+        model,
+        "--user",
+        str(user),
+        "-k",
+        "7",
+        "--device",
+        "cpu",
+        "--exclude",
+        "train",
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"Top 7 for user {user} by DeepFM trained for stars")
@@ -117,20 +127,32 @@ def test_unknown_user_and_missing_files_fail_cleanly(results, tmp_path):
         ("a GPU this machine lacks", None, "cuda:99", "--device: 'cuda:99', but PyTorch"),
     ],
 )
-def test_a_bad_checkpoint_or_device_fails_cleanly(results, tmp_path, case, bad_model, device,
-                                                   expected):  # fmt: skip
+def test_a_bad_checkpoint_or_device_fails_cleanly(
+    results, tmp_path, case, bad_model, device, expected
+):
     user = str(np.load(results / "encoded" / "user_ids.npy")[1])
     model = tmp_path / "model.pt"
     good = (results / "deepfm" / "stars" / "seed0" / "model.pt").read_bytes()
-    model.write_bytes({
-        None: good,
-        "truncated": good[:5000],
-        "empty": b"",
-        "meta": (results / "encoded" / "meta.json").read_bytes(),
-        "passwd": b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/bin/sh\n",
-    }[bad_model])  # fmt: skip
-    done = run("recommend", "--model", str(model), "--user", user,
-               "--encoded", str(results / "encoded"), "--device", device)  # fmt: skip
+    model.write_bytes(
+        {
+            None: good,
+            "truncated": good[:5000],
+            "empty": b"",
+            "meta": (results / "encoded" / "meta.json").read_bytes(),
+            "passwd": b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/bin/sh\n",
+        }[bad_model]
+    )
+    done = run(
+        "recommend",
+        "--model",
+        str(model),
+        "--user",
+        user,
+        "--encoded",
+        str(results / "encoded"),
+        "--device",
+        device,
+    )
     assert done.returncode == 2 and done.stdout == "", case
     assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "weights_only" not in done.stderr  # torch's advice to load unsafely is not passed on
@@ -201,8 +223,17 @@ def test_a_damaged_encoded_folder_is_a_usage_error_naming_the_file(results, tmp_
     encoded = shutil.copytree(results / "encoded", tmp_path / "encoded")
     expected = damage(encoded, how)
     user = str(np.load(results / "encoded" / "user_ids.npy")[1])
-    done = run("recommend", "--model", str(results / "deepfm" / "stars" / "seed0" / "model.pt"),
-               "--user", user, "--encoded", str(encoded), "--device", "cpu")  # fmt: skip
+    done = run(
+        "recommend",
+        "--model",
+        str(results / "deepfm" / "stars" / "seed0" / "model.pt"),
+        "--user",
+        user,
+        "--encoded",
+        str(encoded),
+        "--device",
+        "cpu",
+    )
     assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
     assert done.stderr.splitlines()[-1] == (
         f"deepfm-rec recommend: error: {encoded}/{expected}; encode it again "
@@ -219,8 +250,17 @@ def tune_project(tmp_path_factory) -> Path:
 
 
 def tune(project: Path, encoded, *args: str) -> subprocess.CompletedProcess:
-    return run("tune", "--model", "fm", "--encoded", str(encoded.folder), "--threads", "1",
-               *args, cwd=project)  # fmt: skip
+    return run(
+        "tune",
+        "--model",
+        "fm",
+        "--encoded",
+        str(encoded.folder),
+        "--threads",
+        "1",
+        *args,
+        cwd=project,
+    )
 
 
 @pytest.mark.parametrize(
@@ -244,8 +284,9 @@ def tune(project: Path, encoded, *args: str) -> subprocess.CompletedProcess:
         (["--device", "gpu"], "--device: 'gpu' is not a device; use auto, cpu or cuda[:N]"),
     ],
 )
-def test_tune_refuses_bad_arguments_before_it_trains(tune_project, encoded_tiny, tmp_path, args,
-                                                     message):  # fmt: skip
+def test_tune_refuses_bad_arguments_before_it_trains(
+    tune_project, encoded_tiny, tmp_path, args, message
+):
     out = tmp_path / "t.tsv"
     done = tune(tune_project, encoded_tiny, "--out", str(out), *args)
     assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
@@ -298,10 +339,24 @@ def test_tune_writes_each_trial_as_it_ends(tune_project, encoded_tiny, tmp_path)
     out = tmp_path / "t.tsv"
     script = Path(sys.executable).with_name("deepfm-rec")
     search = subprocess.Popen(
-        [str(script), "tune", "--model", "fm", "--encoded", str(encoded_tiny.folder),
-         "--threads", "1", "--trials", "100000", "--out", str(out)],
-        cwd=tune_project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(script),
+            "tune",
+            "--model",
+            "fm",
+            "--encoded",
+            str(encoded_tiny.folder),
+            "--threads",
+            "1",
+            "--trials",
+            "100000",
+            "--out",
+            str(out),
+        ],
+        cwd=tune_project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not out.exists() and search.poll() is None and time.monotonic() < deadline:
@@ -319,8 +374,15 @@ def test_a_deleted_meta_json_names_the_encoded_folder(results, tmp_path):
     """Not the model's grandparent (results/{dataset}/deepfm/stars/encoded, no such folder)."""
     dataset = shutil.copytree(results, tmp_path / "ml-latest-small")
     (dataset / "encoded" / "meta.json").unlink()
-    done = run("recommend", "--model", str(dataset / "deepfm/stars/seed0/model.pt"), "--user",
-               "1", "--device", "cpu")  # fmt: skip
+    done = run(
+        "recommend",
+        "--model",
+        str(dataset / "deepfm/stars/seed0/model.pt"),
+        "--user",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.splitlines()[-1].startswith(
         f"deepfm-rec recommend: error: --encoded {dataset / 'encoded'}: not an encoded folder "
@@ -333,8 +395,17 @@ def test_a_k_beyond_the_catalogue_is_refused(results, encoded_tiny):
     user = str(encoded_tiny.arrays["user_ids"][1])
     n_movies = len(encoded_tiny.arrays["item_ids"]) - 1
     for k in (10**12, n_movies + 1):
-        done = run("recommend", "--model", str(results / "deepfm/stars/seed0/model.pt"),
-                   "--user", user, "-k", str(k), "--device", "cpu")  # fmt: skip
+        done = run(
+            "recommend",
+            "--model",
+            str(results / "deepfm/stars/seed0/model.pt"),
+            "--user",
+            user,
+            "-k",
+            str(k),
+            "--device",
+            "cpu",
+        )
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert done.stderr.splitlines()[-1] == (
             f"deepfm-rec recommend: error: -k {k}: more than the {n_movies} movies of "

@@ -37,16 +37,30 @@ TINY = {**FAST, "seeds": [7], "profile": {"batch_size": 32, "warmup": 1}}
 )
 def test_each_layout_runs_download_to_report(tmp_path, dataset, source, origin):
     project = copy_project(tmp_path)
-    edit_config(project, {**TINY, "dataset": dataset, "source": source and str(source),
-                          "synthetic": {"n_ratings": 3000}})  # fmt: skip
+    edit_config(
+        project,
+        {
+            **TINY,
+            "dataset": dataset,
+            "source": source and str(source),
+            "synthetic": {"n_ratings": 3000},
+        },
+    )
     ran = snakemake(project, "results/report.html")
     assert "deepfm-rec: the report is results/report.html" in ran.stdout
     meta = json.loads((project / f"results/{dataset}/encoded/meta.json").read_text())
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
     assert list(metrics["model"]) == [
-        "fm (stars)", "fm (ranking)", "deepfm (stars)", "deepfm (ranking)",
-        "global_mean", "bias", "popularity", "itemknn", "ease",
-    ]  # fmt: skip
+        "fm (stars)",
+        "fm (ranking)",
+        "deepfm (stars)",
+        "deepfm (ranking)",
+        "global_mean",
+        "bias",
+        "popularity",
+        "itemknn",
+        "ease",
+    ]
     assert (metrics["rows"].dropna() == meta["splits"]["test"]).all()
     assert meta["users_origin"] == [origin]
     page = (project / "results" / "report.html").read_text()
@@ -237,8 +251,7 @@ def test_a_disk_that_fills_while_a_checkpoint_is_written_is_one_line_and_leaves_
     snakemake(project, "results/ml-latest-small/encoded")
     fm = project / "results/ml-latest-small/fm"
     with full_disk(fm):  # not the seed folder: Snakemake removes it when the job fails
-        result = snakemake(project, "results/ml-latest-small/fm/stars/seed7/model.pt",
-                           check=False)  # fmt: skip
+        result = snakemake(project, "results/ml-latest-small/fm/stars/seed7/model.pt", check=False)
         left = sorted(str(p.relative_to(fm)) for p in fm.rglob("*"))
     assert result.returncode != 0 and "Traceback" not in result.stdout, result.stdout[-3000:]
     assert {line for line in result.stdout.splitlines() if line.startswith("OSError")} == {

@@ -102,8 +102,15 @@ def test_held_out_rows_change_no_bag(tables_small, encoded_small, tmp_path):
     ratings.loc[held_out, "item"] = np.random.default_rng(0).choice(movies, held_out.sum())
     tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
     users = build_users(ratings["user"].unique(), None, "auto", seed=7)
-    encode(tables, users, tmp_path / "moved", seed=7, valid_fraction=0.1, test_fraction=0.1,
-           provenance={})  # fmt: skip
+    encode(
+        tables,
+        users,
+        tmp_path / "moved",
+        seed=7,
+        valid_fraction=0.1,
+        test_fraction=0.1,
+        provenance={},
+    )
     moved = open_encoded(tmp_path / "moved")
     np.testing.assert_array_equal(moved.arrays["split"], encoded_small.arrays["split"])
     for field in ("history", "raters"):
@@ -115,8 +122,16 @@ def test_the_observed_convention_holds_every_rated_pair(tables_small, tmp_path):
     tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
     users = build_users(ratings["user"].unique(), None, "auto", seed=1)
     out = tmp_path / "observed"
-    encode(tables, users, out, seed=1, valid_fraction=0.1, test_fraction=0.1,
-           provenance={}, implicit="observed")  # fmt: skip
+    encode(
+        tables,
+        users,
+        out,
+        seed=1,
+        valid_fraction=0.1,
+        test_fraction=0.1,
+        provenance={},
+        implicit="observed",
+    )
     encoded = open_encoded(out)
     a = encoded.arrays
     coded = (np.asarray(a["user"]) > 0) & (np.asarray(a["item"]) > 0)
@@ -159,8 +174,16 @@ def test_the_temporal_split_holds_out_each_users_latest_ratings(tables_small, tm
     tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
     users = build_users(ratings["user"].unique(), None, "auto", seed=1)
     out = tmp_path / "temporal"
-    encode(tables, users, out, seed=1, valid_fraction=0.1, test_fraction=0.1,
-           provenance={}, split_method="temporal")  # fmt: skip
+    encode(
+        tables,
+        users,
+        out,
+        seed=1,
+        valid_fraction=0.1,
+        test_fraction=0.1,
+        provenance={},
+        split_method="temporal",
+    )
     split = np.asarray(open_encoded(out).arrays["split"])
     frame = ratings.assign(split=split)
     times = frame.groupby(["user", "split"])["timestamp"].agg(["min", "max"]).unstack()
@@ -221,8 +244,16 @@ def test_a_tag_is_keyed_by_its_user_and_movie_whatever_their_ids(tmp_path):
     tags = pd.DataFrame({"user": [2], "item": [5], "tag": ["funny"]})
     tables = Tables(ratings, movies.assign(genres=[[]] * len(movies)), tags)
     users = build_users(ratings["user"].unique(), None, "none", seed=0)
-    encode(tables, users, tmp_path / "encoded", seed=0, valid_fraction=0.1, test_fraction=0.1,
-           provenance={}, split_method="temporal")  # fmt: skip
+    encode(
+        tables,
+        users,
+        tmp_path / "encoded",
+        seed=0,
+        valid_fraction=0.1,
+        test_fraction=0.1,
+        provenance={},
+        split_method="temporal",
+    )
     encoded = open_encoded(tmp_path / "encoded")
     assert np.flatnonzero(encoded.arrays["tags.bag"]).tolist() == [10]  # the row of (2, 5)
     assert len(bags_of(encoded, "tags")[encoded.arrays["tags.bag"][10]]) == 1
@@ -257,8 +288,15 @@ def test_a_split_left_empty_is_an_error_naming_the_key(
     tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
     users = build_users(ratings["user"].unique(), None, "synthetic", seed=0)
     with pytest.raises(DataError, match=rf"config key 'split' .* leaves the {empty} split empty"):
-        encode(tables, users, tmp_path / "encoded", seed=0, valid_fraction=valid,
-               test_fraction=test, provenance={})  # fmt: skip
+        encode(
+            tables,
+            users,
+            tmp_path / "encoded",
+            seed=0,
+            valid_fraction=valid,
+            test_fraction=test,
+            provenance={},
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -276,16 +314,25 @@ def test_a_bag_limit_keeps_a_seeded_sample_and_leaves_out_only_what_it_kept(
     users = build_users(tables_small.ratings["user"].unique(), None, "auto", seed=7)
     capped = []
     for name in ("a", "b"):
-        encode(tables_small, users, tmp_path / name, seed=7, valid_fraction=0.1,
-               test_fraction=0.1, provenance={}, bag_limit=50)  # fmt: skip
+        encode(
+            tables_small,
+            users,
+            tmp_path / name,
+            seed=7,
+            valid_fraction=0.1,
+            test_fraction=0.1,
+            provenance={},
+            bag_limit=50,
+        )
         capped.append(open_encoded(tmp_path / name))
     assert capped[0].meta["bag_limit"] == 50 and encoded_small.meta["bag_limit"] is None
     a = capped[0].arrays
     for field, other in (("history", "item"), ("raters", "user")):
         full, kept = bags_of(encoded_small, field), bags_of(capped[0], field)
         assert kept == bags_of(capped[1], field)  # seeded: the same sample twice
-        assert all(len(k) == min(len(f), 50) and set(k) <= set(f)
-                   for f, k in zip(full, kept, strict=True))  # fmt: skip
+        assert all(
+            len(k) == min(len(f), 50) and set(k) <= set(f) for f, k in zip(full, kept, strict=True)
+        )
         assert any(len(f) > 50 for f in full)  # the cap binds on this data
         # a train row leaves its own pair out only where its bag kept it
         leave, bag = np.asarray(a[f"{field}.leave"]), np.asarray(a[f"{field}.bag"])

@@ -106,8 +106,9 @@ def test_ease_solves_its_objective(shape):
 @pytest.fixture(scope="module")
 def fitted(encoded_small):
     """The two tuned baselines on ml-latest-small (seed 7), and popularity beside them."""
-    records = fit_item_rankers(encoded_small, ks=(1, 10, 20), threshold=4.0,
-                               memory_budget=BUDGET, k=10)  # fmt: skip
+    records = fit_item_rankers(
+        encoded_small, ks=(1, 10, 20), threshold=4.0, memory_budget=BUDGET, k=10
+    )
     popularity = rank_and_score(
         PopularityRanker(encoded_small), relevant_items(encoded_small), (10,)
     )
@@ -128,8 +129,16 @@ def test_records_have_the_baseline_form(fitted, encoded_small):
         assert record["kind"] == "baseline"
         assert [row["k"] for row in record["ranking"]] == [1, 10, 20]
         assert {row["users"] for row in record["ranking"]} == {test_users}
-        assert set(record["ranking"][0]) == {"k", "users", "hr", "precision", "recall", "ndcg",
-                                         "coverage", "popularity"}  # fmt: skip
+        assert set(record["ranking"][0]) == {
+            "k",
+            "users",
+            "hr",
+            "precision",
+            "recall",
+            "ndcg",
+            "coverage",
+            "popularity",
+        }
         params = record["params"]
         assert params["items_used"] == params["items_total"] == n_total  # 8 GB: all of them
         assert params["tuned_on"] == "valid ndcg@10"
@@ -240,17 +249,25 @@ def test_fit_passes_exclude_to_test_only_and_records_the_cap(encoded_tiny, monke
         return rank_and_score(ranker, relevant, ks, exclude)
 
     monkeypatch.setattr(item_rankers, "rank_and_score", spy)
-    records = fit_item_rankers(encoded_tiny, ks=(5, 10), threshold=4.0, memory_budget=2e6,
-                               exclude="train+valid", neighbours=(5, 10),
-                               lambdas=(50.0, 500.0))  # fmt: skip
+    records = fit_item_rankers(
+        encoded_tiny,
+        ks=(5, 10),
+        threshold=4.0,
+        memory_budget=2e6,
+        exclude="train+valid",
+        neighbours=(5, 10),
+        lambdas=(50.0, 500.0),
+    )
     n_valid = len(relevant_items(encoded_tiny, "valid"))
     n_test = len(relevant_items(encoded_tiny, "test"))
     assert calls == [
-        ("ItemKNN", n_valid, "train"), ("ItemKNN", n_valid, "train"),
+        ("ItemKNN", n_valid, "train"),
+        ("ItemKNN", n_valid, "train"),
         ("ItemKNN", n_test, "train+valid"),
-        ("EASE", n_valid, "train"), ("EASE", n_valid, "train"),
+        ("EASE", n_valid, "train"),
+        ("EASE", n_valid, "train"),
         ("EASE", n_test, "train+valid"),
-    ]  # fmt: skip
+    ]
     knn, ease = (r["params"] for r in records)
     n_total = len(train_counts(encoded_tiny))
     assert knn["items_used"] == knn["items_total"] == n_total  # lists, no N × N matrix

@@ -314,7 +314,7 @@ BAD_RATINGS = {
     "timestamp -2^63": (
         lambda f: [*f[:3], str(-(2**63))],
         "-9223372036854775808 is outside 1970-2099 (Unix time in seconds)",
-    ),  # fmt: skip
+    ),
     "timestamp in 2100": (lambda f: [*f[:3], "4102444800"], "4102444800 is outside 1970-2099"),
 }
 
@@ -435,8 +435,9 @@ HUGE = 10_000_000  # characters of one field
         ("csv", "tags.csv", "2,{},pixar,1445714994", "1.5" + "0" * HUGE, "movieId is not a whole"),
     ],
 )
-def test_a_huge_value_is_quoted_by_its_start_and_length(layout, name, line, value, expected,
-                                                         tmp_path):  # fmt: skip
+def test_a_huge_value_is_quoted_by_its_start_and_length(
+    layout, name, line, value, expected, tmp_path
+):
     folder = _copy(layout, tmp_path)
     _replace_line(folder / name, 2, line.format(value))
     message = _error(layout, folder)
@@ -508,8 +509,9 @@ def test_blank_lines_at_the_end_of_a_csv_file_are_no_rows(tmp_path):
     tables = read_tables(folder, "csv")
     pd.testing.assert_frame_equal(tables.ratings, expected.ratings)
     _replace_line(folder / "ratings.csv", 4, "")  # a blank line before the last is an error
-    assert _error("csv", folder).endswith("ratings.csv:4: expected 4 comma-separated fields, "
-                                          "found 0 (a blank line)")  # fmt: skip
+    assert _error("csv", folder).endswith(
+        "ratings.csv:4: expected 4 comma-separated fields, found 0 (a blank line)"
+    )
 
 
 @pytest.mark.parametrize("layout", ["csv", "ml-1m"])
@@ -521,8 +523,7 @@ def test_empty_genre_names_are_dropped_with_a_warning(layout, tmp_path):
     number = 2 if layout == "csv" else 1
     head, _ = lines[number - 1].rsplit(sep, 1)
     item = int(head.split(sep)[0])
-    _replace_line(folder / name, number, f"{head}{sep}|Action||Comedy{'|' * 100_000}",
-                  "latin-1")  # fmt: skip
+    _replace_line(folder / name, number, f"{head}{sep}|Action||Comedy{'|' * 100_000}", "latin-1")
     warnings: list[str] = []
     sink = logger.add(warnings.append, level="WARNING", format="{message}")
     try:

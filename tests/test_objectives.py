@@ -17,8 +17,17 @@ from deepfm_rec.recommend import Recommender
 from deepfm_rec.train import TrainConfig, train
 
 FIELDS = ["user", "item", "history", "genres", "raters"]
-RANKING = TrainConfig(objective="ranking", lr=0.006, l2=0.01, batch_size=1024, max_epochs=3,
-                      negatives=1000, sampler="popularity", positives=4.0, patience=2)  # fmt: skip
+RANKING = TrainConfig(
+    objective="ranking",
+    lr=0.006,
+    l2=0.01,
+    batch_size=1024,
+    max_epochs=3,
+    negatives=1000,
+    sampler="popularity",
+    positives=4.0,
+    patience=2,
+)
 
 
 def train_movies(encoded) -> dict[int, set[int]]:
@@ -36,8 +45,9 @@ def test_negatives_never_count_a_movie_the_user_rated_in_train(encoded_small, co
     """For real users, the negatives a row keeps (not masked) are movies its user did not
     rate in train, and the masked ones are exactly those they did."""
     rated = train_movies(encoded_small)
-    sampler = NegativeSampler(encoded_small, torch.device("cpu"), count, method,
-                              torch.Generator().manual_seed(0))  # fmt: skip
+    sampler = NegativeSampler(
+        encoded_small, torch.device("cpu"), count, method, torch.Generator().manual_seed(0)
+    )
     users = torch.tensor(sorted(rated)[:40] + [1, 1, 7])  # repeated users, as in a batch
     for _ in range(3):
         items, masked, log_q = sampler(users)
@@ -55,8 +65,9 @@ def test_popularity_draws_favour_the_most_rated_movies(encoded_small):
     counts = np.bincount(np.asarray(encoded_small.arrays["item"])[train])
     draws = {}
     for method in ("uniform", "popularity"):
-        sampler = NegativeSampler(encoded_small, torch.device("cpu"), 500, method,
-                                  torch.Generator().manual_seed(1))  # fmt: skip
+        sampler = NegativeSampler(
+            encoded_small, torch.device("cpu"), 500, method, torch.Generator().manual_seed(1)
+        )
         items, _, _ = sampler(torch.tensor([1]))
         draws[method] = counts[items.numpy()].mean()
     assert draws["popularity"] > 2 * draws["uniform"]
@@ -77,15 +88,22 @@ def test_a_ranking_model_sees_no_pair_fields_nor_held_out_pairs(encoded_small, t
 def ranked(encoded_small, tmp_path_factory):
     folder = tmp_path_factory.mktemp("ranking")
     hparams = {"fields": FIELDS, "embed_dim": 16}
-    model, history, kept = train(encoded_small, "fm", hparams, RANKING, seed=3, device="cpu",
-                                 checkpoint=folder / "model.pt")  # fmt: skip
+    model, history, kept = train(
+        encoded_small, "fm", hparams, RANKING, seed=3, device="cpu", checkpoint=folder / "model.pt"
+    )
     return model, history, kept, folder / "model.pt"
 
 
 def test_ranking_training_keeps_the_best_valid_ndcg(encoded_small, ranked):
     model, history, kept, checkpoint = ranked
-    assert list(history.columns) == ["epoch", "train_loss", "valid_ndcg", "valid_recall", "lr",
-                                     "seconds"]  # fmt: skip
+    assert list(history.columns) == [
+        "epoch",
+        "train_loss",
+        "valid_ndcg",
+        "valid_recall",
+        "lr",
+        "seconds",
+    ]
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     best = history.set_index("epoch").loc[kept, "valid_ndcg"]
     assert best == history["valid_ndcg"].max()

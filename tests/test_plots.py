@@ -11,12 +11,15 @@ from deepfm_rec.plots import metric_differences, metrics_figure, plot_metrics
 # metrics.tsv-like rows: two seeds per model, one row per baseline (stars)
 RUNS = pd.DataFrame(
     [
-        ("fm", "model", 0.8740, 0.6711), ("fm", "model", 0.8774, 0.6759),
-        ("deepfm", "model", 0.8624, 0.6622), ("deepfm", "model", 0.8626, 0.6660),
-        ("global_mean", "baseline", 1.0542, 0.8401), ("bias", "baseline", 0.8716, 0.6713),
+        ("fm", "model", 0.8740, 0.6711),
+        ("fm", "model", 0.8774, 0.6759),
+        ("deepfm", "model", 0.8624, 0.6622),
+        ("deepfm", "model", 0.8626, 0.6660),
+        ("global_mean", "baseline", 1.0542, 0.8401),
+        ("bias", "baseline", 0.8716, 0.6713),
     ],
     columns=["model", "kind", "rmse", "mae"],
-)  # fmt: skip
+)
 
 
 @pytest.fixture
@@ -24,9 +27,12 @@ def summary() -> pd.DataFrame:
     """What plot_metrics takes (deepfm_rec.report.summarize's rows): mean and std over seeds."""
     grouped = RUNS.groupby(["model", "kind"], sort=False)
     summary = grouped.agg(
-        seeds=("rmse", "size"), rmse_mean=("rmse", "mean"), rmse_std=("rmse", "std"),
-        mae_mean=("mae", "mean"), mae_std=("mae", "std"),
-    )  # fmt: skip
+        seeds=("rmse", "size"),
+        rmse_mean=("rmse", "mean"),
+        rmse_std=("rmse", "std"),
+        mae_mean=("mae", "mean"),
+        mae_std=("mae", "std"),
+    )
     return summary.fillna(0.0).reset_index()  # a single run's std is 0
 
 

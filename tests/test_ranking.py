@@ -78,14 +78,21 @@ def hand_encoded() -> Encoded:
     movie 2 (3.5: not relevant) and movie 4 (4 stars); an uncoded user rates movie 1.
     """
     rows = [
-        (1, 1, 4.0, "train"), (2, 1, 3.0, "train"), (3, 1, 5.0, "train"),
-        (1, 2, 3.0, "train"), (3, 2, 2.0, "train"),
-        (2, 3, 4.0, "train"), (3, 3, 1.0, "train"),
+        (1, 1, 4.0, "train"),
+        (2, 1, 3.0, "train"),
+        (3, 1, 5.0, "train"),
+        (1, 2, 3.0, "train"),
+        (3, 2, 2.0, "train"),
+        (2, 3, 4.0, "train"),
+        (3, 3, 1.0, "train"),
         (3, 4, 4.0, "train"),
         (1, 4, 4.0, "valid"),
-        (1, 3, 5.0, "test"), (1, 0, 4.0, "test"), (2, 2, 3.5, "test"),
-        (2, 4, 4.0, "test"), (0, 1, 5.0, "test"),
-    ]  # fmt: skip
+        (1, 3, 5.0, "test"),
+        (1, 0, 4.0, "test"),
+        (2, 2, 3.5, "test"),
+        (2, 4, 4.0, "test"),
+        (0, 1, 5.0, "test"),
+    ]
     return rows_encoded(rows, n_users=3, n_items=4)
 
 
@@ -97,9 +104,12 @@ def test_relevant_items_by_hand():
     assert relevant.counts.tolist() == [2, 1]  # user 1's uncoded movie still counts
     strict = relevant_items(hand_encoded(), "test", threshold=4.5)
     assert strict.users.tolist() == [1] and strict.counts.tolist() == [1]
-    with pytest.raises(DataError, match=r"^no valid rating \(of a user with train ratings\) "
-                       r"reaches config key 'ranking.threshold' \(4.5 stars; valid ratings "
-                       r"span 4.0-4.0 stars\)"):  # fmt: skip
+    with pytest.raises(
+        DataError,
+        match=r"^no valid rating \(of a user with train ratings\) "
+        r"reaches config key 'ranking.threshold' \(4.5 stars; valid ratings "
+        r"span 4.0-4.0 stars\)",
+    ):
         relevant_items(hand_encoded(), "valid", threshold=4.5)
 
 

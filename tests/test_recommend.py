@@ -23,8 +23,17 @@ from deepfm_rec.train import TrainConfig, train
 
 # every user and movie field: a pair's own fields (tags, the rating's time) are not a
 # candidate's, so a model of them would not score a rated row as its candidate pair
-SIDE_FIELDS = ["user", "item", "gender", "occupation", "age", "genres", "history", "raters",
-               "release_year"]  # fmt: skip
+SIDE_FIELDS = [
+    "user",
+    "item",
+    "gender",
+    "occupation",
+    "age",
+    "genres",
+    "history",
+    "raters",
+    "release_year",
+]
 HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1, "field_dropout": 0.3, "fields": SIDE_FIELDS}
 QUICK = TrainConfig(max_epochs=1, batch_size=512, lr=0.01)
 
@@ -83,8 +92,10 @@ def one_pair_batch(encoded: Encoded, user: int, item: int) -> Batch:
     row_of = {"user": user_row, "item": item_row}
     owner = {f["name"]: f["owner"] for f in encoded.meta["fields"]}
 
-    categorical = [int(a[n][row_of[owner[n]]]) for n in ("user", "item", "gender", "occupation",
-                                                         "release_year")]  # fmt: skip
+    categorical = [
+        int(a[n][row_of[owner[n]]])
+        for n in ("user", "item", "gender", "occupation", "release_year")
+    ]
     return Batch(
         categorical=torch.tensor([categorical], dtype=torch.int32),
         dense=torch.tensor([[float(a["age"][user_row])]], dtype=torch.float32),
@@ -99,9 +110,16 @@ def one_pair_batch(encoded: Encoded, user: int, item: int) -> Batch:
 
 def test_top_k_matches_scoring_every_pair_one_by_one(recommender, encoded_tiny, tiny_model):
     assert tiny_model.fields == [
-        "user", "item", "gender", "occupation", "release_year", "genres", "history", "raters",
+        "user",
+        "item",
+        "gender",
+        "occupation",
+        "release_year",
+        "genres",
+        "history",
+        "raters",
         "age",
-    ]  # fmt: skip
+    ]
     n_items = recommender.n_items
     k = 15
     users = np.array([3, 41])
@@ -154,8 +172,10 @@ def test_user_codes_map_to_movielens_ids(encoded_tiny):
     ids = encoded_tiny.arrays["user_ids"]
     assert ids[0] == -1 and (np.diff(ids[1:]) > 0).all()
     assert [user_code(encoded_tiny, int(ids[c])) for c in (1, 5, len(ids) - 1)] == [
-        1, 5, len(ids) - 1
-    ]  # fmt: skip
+        1,
+        5,
+        len(ids) - 1,
+    ]
     assert user_code(encoded_tiny, 10**9) == 0 and user_code(encoded_tiny, -5) == 0
 
 
@@ -185,8 +205,9 @@ def test_a_checkpoint_of_other_data_is_refused(encoded_tiny, fm_checkpoint):
             fm_checkpoint, Encoded(encoded_tiny.folder, other, encoded_tiny.arrays), "cpu"
         )
     fields = [f for f in encoded_tiny.meta["fields"] if f["name"] != "raters"]
-    fewer = Encoded(encoded_tiny.folder, {**encoded_tiny.meta, "fields": fields},
-                    encoded_tiny.arrays)  # fmt: skip
+    fewer = Encoded(
+        encoded_tiny.folder, {**encoded_tiny.meta, "fields": fields}, encoded_tiny.arrays
+    )
     with pytest.raises(ValueError, match="trained on other encoded data.*'fields' differs"):
         Recommender.from_checkpoint(fm_checkpoint, fewer, "cpu")
 
@@ -205,12 +226,20 @@ def test_a_dataset_without_demographics(tables_small, tmp_path):
     )
     encoded = open_encoded(tmp_path / "encoded")
     assert [f["name"] for f in encoded.meta["fields"]] == [
-        "user", "item", "genres", "tags", "history", "raters", "release_year", "rating_year",
+        "user",
+        "item",
+        "genres",
+        "tags",
+        "history",
+        "raters",
+        "release_year",
+        "rating_year",
         "movie_age",
-    ]  # fmt: skip
+    ]
     fields = ["user", "item", "genres", "history", "raters"]
-    model, _, _ = train(encoded, "fm", {"embed_dim": 4, "fields": fields}, QUICK, seed=0,
-                        device="cpu")  # fmt: skip
+    model, _, _ = train(
+        encoded, "fm", {"embed_dim": 4, "fields": fields}, QUICK, seed=0, device="cpu"
+    )
     recommender = Recommender(model, encoded)
     users = np.arange(1, recommender.n_users)
     items, scores = recommender.top_k(users, 10)

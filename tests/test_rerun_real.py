@@ -87,9 +87,15 @@ def test_a_deepfm_setting_reruns_train_deepfm_and_its_dependents_only(project):
     changed = touched(before, stamps(project))
     assert {f"{DATA}/deepfm/stars/seed42/model.pt", "results/report.html"} <= changed
     assert_untouched(
-        before, changed, f"{DATA}/fm/", f"{DATA}/deepfm/ranking/", f"{DATA}/encoded/",
-        f"{DATA}/users", f"{DATA}/baselines", "resources/",
-    )  # fmt: skip
+        before,
+        changed,
+        f"{DATA}/fm/",
+        f"{DATA}/deepfm/ranking/",
+        f"{DATA}/encoded/",
+        f"{DATA}/users",
+        f"{DATA}/baselines",
+        "resources/",
+    )
     after = metrics(project)
     unchanged = [name for name in after.index.levels[0] if name != "deepfm (stars)"]
     pd.testing.assert_frame_equal(after.loc[unchanged], scores.loc[unchanged])  # did not move
@@ -110,8 +116,13 @@ def test_forcing_train_fm_reruns_fm_and_its_dependents_only(project):
     changed = touched(before, stamps(project))
     assert {f"{DATA}/fm/stars/seed42/model.pt", f"{DATA}/fm/ranking/seed43/metrics.json"} <= changed
     assert_untouched(
-        before, changed, f"{DATA}/deepfm/", f"{DATA}/encoded/", f"{DATA}/users",
-        f"{DATA}/baselines", "resources/",
-    )  # fmt: skip
+        before,
+        changed,
+        f"{DATA}/deepfm/",
+        f"{DATA}/encoded/",
+        f"{DATA}/users",
+        f"{DATA}/baselines",
+        "resources/",
+    )
     # the same config and seeds on the CPU: the retrained FMs score exactly as before
     pd.testing.assert_frame_equal(metrics(project), scores, check_exact=True)

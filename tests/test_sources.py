@@ -42,8 +42,14 @@ def assert_same_tables(fetched: Path, raw: Path, layout: str) -> None:
             pd.testing.assert_frame_equal(getattr(written, name), getattr(parsed, name))
 
 
-EMBEDDED_OUT = ["LICENSE.md", "links.csv", "movies.parquet", "ratings.parquet", "source.json",
-                "tags.parquet"]  # fmt: skip
+EMBEDDED_OUT = [
+    "LICENSE.md",
+    "links.csv",
+    "movies.parquet",
+    "ratings.parquet",
+    "source.json",
+    "tags.parquet",
+]
 
 
 def test_embedded_folder_is_verified_parsed_and_written_as_tables(tmp_path):
@@ -99,8 +105,11 @@ def test_only_the_datasets_files_are_unpacked_from_a_zip(tmp_path, monkeypatch):
         zf.writestr("ml-32m/../ratings.csv", "userId,movieId,rating,timestamp\n1,1,5.0,1\n")
     fetch("ml-32m", archive, tmp_path / "out")
     assert only(tmp_path / "out") == [
-        "movies.parquet", "ratings.parquet", "source.json", "tags.parquet",
-    ]  # fmt: skip
+        "movies.parquet",
+        "ratings.parquet",
+        "source.json",
+        "tags.parquet",
+    ]
     ratings = read_canonical(tmp_path / "out").ratings
     pd.testing.assert_frame_equal(ratings, read_tables(EMBEDDED, "csv").ratings)
     # the size cap counts the dataset's files only
@@ -124,8 +133,11 @@ def test_a_zip_with_the_right_md5_is_extracted_and_parsed(tmp_path, monkeypatch)
     assert_same_tables(tmp_path / "out", fixture, "ml-100k")
     # a zip whose data does not parse fails, naming the file inside the zip
     bad = make_zip(tmp_path / "bad.zip", "ml-100k", {**files, "u.item": b"1|Toy Story\n"})
-    monkeypatch.setitem(DATASETS, "ml-100k", sources.DatasetSpec(
-        "ml-100k", "ml-100k", "ml-100k", FILES_100K, md5=bad))  # fmt: skip
+    monkeypatch.setitem(
+        DATASETS,
+        "ml-100k",
+        sources.DatasetSpec("ml-100k", "ml-100k", "ml-100k", FILES_100K, md5=bad),
+    )
     with pytest.raises(DataError, match=r"bad\.zip:ml-100k/u\.item:1: expected 24 fields"):
         fetch("ml-100k", tmp_path / "bad.zip", tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
@@ -142,8 +154,11 @@ def test_zip_errors_name_the_archive_and_leave_nothing(tmp_path):
 def test_a_truncated_or_corrupt_zip_or_a_missing_member(tmp_path, monkeypatch):
     archive = tmp_path / "ml-1m.zip"
     make_zip(archive, "ml-1m", {"ratings.dat": b"1::2::3::4\n" * 1000, "movies.dat": b"m"})
-    monkeypatch.setitem(DATASETS, "ml-1m", sources.DatasetSpec(
-        "ml-1m", "ml-1m", "ml-1m", ("ratings.dat", "movies.dat", "users.dat")))  # fmt: skip
+    monkeypatch.setitem(
+        DATASETS,
+        "ml-1m",
+        sources.DatasetSpec("ml-1m", "ml-1m", "ml-1m", ("ratings.dat", "movies.dat", "users.dat")),
+    )
     with pytest.raises(DataError, match=r"ml-1m\.zip: missing ml-1m/users\.dat"):
         fetch("ml-1m", archive, tmp_path / "out")
     data = archive.read_bytes()

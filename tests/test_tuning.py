@@ -12,8 +12,18 @@ import yaml
 from deepfm_rec.train import split_settings, train
 from deepfm_rec.tuning import SPACES, in_space, search
 
-SECTION = {"objective": "stars", "embed_dim": 16, "mlp": [16], "dropout": 0.2, "field_dropout": 0.3,
-           "lr": 0.003, "l2": 0.01, "batch_size": 256, "max_epochs": 3, "patience": 1}  # fmt: skip
+SECTION = {
+    "objective": "stars",
+    "embed_dim": 16,
+    "mlp": [16],
+    "dropout": 0.2,
+    "field_dropout": 0.3,
+    "lr": 0.003,
+    "l2": 0.01,
+    "batch_size": 256,
+    "max_epochs": 3,
+    "patience": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +52,7 @@ def test_with_seeds_a_trial_scores_the_mean_of_its_trainings(encoded_tiny):
     config, hparams = split_settings(SECTION)
     rmses, kept = [], []
     for seed in (5, 6):
-        _, history, epoch = train(encoded_tiny, "deepfm", hparams, config, seed=seed,
-                                  device="cpu")  # fmt: skip
+        _, history, epoch = train(encoded_tiny, "deepfm", hparams, config, seed=seed, device="cpu")
         rmses.append(math.sqrt(history.set_index("epoch").loc[epoch, "valid_mse"]))
         kept.append(str(epoch))
     assert rmses[0] != rmses[1]  # the seeds train different models
@@ -77,14 +86,33 @@ def test_every_shipped_section_lies_in_its_space():
         assert not outside, f"{model}.{objective}: {outside} outside the search space"
 
 
-def test_the_tune_command_writes_its_trials_over_the_seeds(encoded_tiny, tmp_path, monkeypatch,
-                                                           capsys):  # fmt: skip
+def test_the_tune_command_writes_its_trials_over_the_seeds(
+    encoded_tiny, tmp_path, monkeypatch, capsys
+):
     from deepfm_rec.cli import main
 
     monkeypatch.chdir(Path(__file__).parents[1])  # the project's config is the base
     out = tmp_path / "tune.tsv"
-    main(["tune", "--model", "fm", "--trials", "2", "--seed", "3", "--seeds", "5", "6",
-          "--encoded", str(encoded_tiny.folder), "--threads", "1", "--out", str(out)])  # fmt: skip
+    main(
+        [
+            "tune",
+            "--model",
+            "fm",
+            "--trials",
+            "2",
+            "--seed",
+            "3",
+            "--seeds",
+            "5",
+            "6",
+            "--encoded",
+            str(encoded_tiny.folder),
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     table = pd.read_csv(out, sep="\t", dtype={"kept_epochs": str})
     assert list(table["trial"].sort_values()) == [0, 1]
     assert all(len(kept.split("/")) == 2 for kept in table["kept_epochs"])

@@ -47,8 +47,15 @@ def test_modes_with_and_without_real_demographics():
 def test_no_users_means_no_demographic_fields(tmp_path):
     tables = read_tables(FIXTURES / "ml-20m", "csv")
     users = build_users(tables.ratings["user"].unique(), None, "none", seed=0)
-    meta = encode(tables, users, tmp_path / "enc", seed=0, valid_fraction=0.1,
-                  test_fraction=0.1, provenance={"dataset": "ml-20m"})  # fmt: skip
+    meta = encode(
+        tables,
+        users,
+        tmp_path / "enc",
+        seed=0,
+        valid_fraction=0.1,
+        test_fraction=0.1,
+        provenance={"dataset": "ml-20m"},
+    )
     assert not {"gender", "occupation", "age"} & {f["name"] for f in meta["fields"]}
     assert [f["owner"] for f in meta["fields"]].count("user") == 2  # user and history
     assert meta["users_origin"] == []

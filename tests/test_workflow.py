@@ -86,9 +86,12 @@ def test_the_study_writes_its_outputs(project):
         "train_deepfm/ml-latest-small/ranking/seed43",
     ):
         assert (project / "logs" / f"{log}.log").stat().st_size > 0
-    for bench in ("evaluate/ml-latest-small/fm/stars/seed42", "baselines/ml-latest-small",
-                  "recommend/ml-latest-small/deepfm/ranking",
-                  "profile/ml-latest-small/deepfm/stars"):  # fmt: skip
+    for bench in (
+        "evaluate/ml-latest-small/fm/stars/seed42",
+        "baselines/ml-latest-small",
+        "recommend/ml-latest-small/deepfm/ranking",
+        "profile/ml-latest-small/deepfm/stars",
+    ):
         assert (project / "benchmarks" / f"{bench}.tsv").read_text().startswith("s\t"), bench
 
 
@@ -178,11 +181,17 @@ def test_the_temporal_split_and_train_only_exclusion_through_the_workflow(tmp_pa
     ratings, candidates exclude train only, and the records and the report say so."""
     project = copy_project(tmp_path / "project")
     one_epoch = {"max_epochs": 1, "embed_dim": 8}
-    edit_config(project, {
-        **FAST, "seeds": [7], "split": {"method": "temporal"}, "ranking": {"exclude": "train"},
-        "fm": {"stars": one_epoch, "ranking": one_epoch},
-        "deepfm": {"stars": one_epoch, "ranking": one_epoch},
-    })  # fmt: skip
+    edit_config(
+        project,
+        {
+            **FAST,
+            "seeds": [7],
+            "split": {"method": "temporal"},
+            "ranking": {"exclude": "train"},
+            "fm": {"stars": one_epoch, "ranking": one_epoch},
+            "deepfm": {"stars": one_epoch, "ranking": one_epoch},
+        },
+    )
     snakemake(project)
     results = project / "results" / "ml-latest-small"
     meta = json.loads((results / "encoded" / "meta.json").read_text())
@@ -327,7 +336,7 @@ def test_a_misspelt_key_on_the_command_line_is_one_line_with_the_nearest_name(tm
         (
             bytes(range(128, 256)),
             "config/config.yaml: not UTF-8 text (byte 0x80 at offset 0); a config is a YAML file",
-        ),  # fmt: skip
+        ),
         (b"", "config/config.yaml: empty; write {} for the shipped settings"),
         (
             b"- dataset: ml-1m\n",

@@ -93,8 +93,10 @@ def check_items(encoded_dir: Path, n_movies: int, parser: argparse.ArgumentParse
         parser.error(f"{path}: not the movie table encode wrote ({type(error).__name__}); {again}")
     codes = list(range(1, n_movies + 1))
     if list(items.index) != codes or not {"title", "genres"} <= set(items.columns):
-        parser.error(f"{path}: not the movie table encode wrote (a title and genres for each "
-                     f"movie code 1..{n_movies}); {again}")  # fmt: skip
+        parser.error(
+            f"{path}: not the movie table encode wrote (a title and genres for each "
+            f"movie code 1..{n_movies}); {again}"
+        )
 
 
 def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -165,8 +167,9 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     if stars:
         shown = table[["rank", "predicted_stars", "score", "title", "genres"]]
         print(format_table(shown.rename(columns={"predicted_stars": "stars"})))
-        print("stars: the predicted rating, clipped to the scale; score: unclipped, orders "
-              "the list")  # fmt: skip
+        print(
+            "stars: the predicted rating, clipped to the scale; score: unclipped, orders the list"
+        )
     else:
         print(format_table(table[["rank", "score", "title", "genres"]]))
         print("score: the ranking model's logit (no rating), orders the list")
@@ -191,8 +194,9 @@ def read_study_config(parser: argparse.ArgumentParser) -> dict:
     from deepfm_rec.data.errors import DataError
 
     if not CONFIG.is_file() or not SCHEMA.is_file():
-        parser.error(f"no {CONFIG} and {SCHEMA} here: run in the project folder (its "
-                     "settings are the base)")  # fmt: skip
+        parser.error(
+            f"no {CONFIG} and {SCHEMA} here: run in the project folder (its settings are the base)"
+        )
     try:
         config, schema = read_config(CONFIG), read_schema()
         check_config(config, schema)
@@ -215,13 +219,16 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error(f"--show {args.show}: a number of trials, 0 or more")
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        parser.error(f"--out {out}: cannot write a file there (a folder, or its folder "
-                     "missing or not writable)")  # fmt: skip
+        parser.error(
+            f"--out {out}: cannot write a file there (a folder, or its folder "
+            "missing or not writable)"
+        )
     config = read_study_config(parser)
     encoded = Path(args.encoded or f"results/{config['dataset']}/encoded")
     if not (encoded / "meta.json").is_file():
-        parser.error(f"--encoded {encoded}: not an encoded folder (snakemake --cores 2 "
-                     f"{encoded} makes it)")  # fmt: skip
+        parser.error(
+            f"--encoded {encoded}: not an encoded folder (snakemake --cores 2 {encoded} makes it)"
+        )
     settings = {"objective": args.objective, **config[args.model][args.objective]}
     if args.objective == "ranking":
         settings |= {key: config["ranking"][key] for key in ("k", "threshold")}
@@ -232,9 +239,17 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
     try:
         resolve_device(args.device, key="--device")
-        table = search(encoded, args.model, settings, trials=args.trials, seed=args.seed,
-                       seeds=args.seeds, device=args.device, threads=args.threads,
-                       out=out)  # fmt: skip
+        table = search(
+            encoded,
+            args.model,
+            settings,
+            trials=args.trials,
+            seed=args.seed,
+            seeds=args.seeds,
+            device=args.device,
+            threads=args.threads,
+            out=out,
+        )
     except DataError as error:
         parser.error(str(error))
     print(table.head(args.show).to_string(index=False, float_format="%.4g"))
@@ -290,10 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--model", choices=["fm", "deepfm"], default="deepfm")
     search.add_argument("--objective", choices=["stars", "ranking"], default="stars")
     search.add_argument("--trials", type=int, default=30, help="trainings (default 30)")
-    search.add_argument("--seed", type=int, default=0, help="seeds the sampler (and the "
-                        "training, without --seeds)")  # fmt: skip
-    search.add_argument("--seeds", type=int, nargs="+", help="each trial trains once per "
-                        "seed and scores their mean valid metric (default: --seed)")  # fmt: skip
+    search.add_argument(
+        "--seed", type=int, default=0, help="seeds the sampler (and the training, without --seeds)"
+    )
+    search.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="each trial trains once per seed and scores their mean valid metric (default: --seed)",
+    )
     search.add_argument("--encoded", help="default results/{dataset}/encoded of the config")
     search.add_argument("--device", default="cpu", help="cpu (deterministic), cuda, ...")
     search.add_argument("--threads", type=int, help="CPU threads (default torch's)")

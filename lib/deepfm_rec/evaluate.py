@@ -145,8 +145,13 @@ def evaluate_model(
             encoded, next(model.parameters()).device, memory_budget, fields=model.fields
         )
         record |= rating_metrics(predict(model, maker, test, 8192), label)
-        logger.info("{} seed {}: test RMSE {:.4f} MAE {:.4f}", state["model"], state["seed"],
-                    record["rmse"], record["mae"])  # fmt: skip
+        logger.info(
+            "{} seed {}: test RMSE {:.4f} MAE {:.4f}",
+            state["model"],
+            state["seed"],
+            record["rmse"],
+            record["mae"],
+        )
     relevant = relevant_items(encoded, "test", threshold)
     ranking = rank_and_score(Recommender(model, encoded), relevant, ks, exclude)
     ((monitor, best),) = state["best"].items()
@@ -208,9 +213,11 @@ def write_baselines(
     ]
     relevant = relevant_items(encoded, "test", threshold)
     ranking = rank_and_score(PopularityRanker(encoded), relevant, tuple(ks), exclude)
-    records.append({"model": "popularity", "kind": "baseline",
-                    "ranking": ranking.to_dict("records")})  # fmt: skip
-    records += fit_item_rankers(encoded, ks=ks, threshold=threshold, memory_budget=memory_budget,
-                                k=k, exclude=exclude)  # fmt: skip
+    records.append(
+        {"model": "popularity", "kind": "baseline", "ranking": ranking.to_dict("records")}
+    )
+    records += fit_item_rankers(
+        encoded, ks=ks, threshold=threshold, memory_budget=memory_budget, k=k, exclude=exclude
+    )
     Path(out).write_text(json.dumps(records, indent=2) + "\n")
     return records

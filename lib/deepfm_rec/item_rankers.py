@@ -512,9 +512,13 @@ def fit_item_rankers(
         }
         logger.info(
             "{}: {}={} chosen on valid; {} of {} movies modelled; test {}",
-            model, label, chosen, params["items_used"], params["items_total"],
+            model,
+            label,
+            chosen,
+            params["items_used"],
+            params["items_total"],
             next((row for row in ranking if row["k"] == k), ranking[-1]),
-        )  # fmt: skip
+        )
         return {"model": model, "kind": "baseline", "ranking": ranking, "params": params}
 
     start = time.perf_counter()

@@ -119,8 +119,9 @@ class NegativeSampler:
         else:
             uniform = self.method == "uniform"
             weights = torch.ones_like(self.weights) if uniform else self.weights
-            drawn = torch.multinomial(weights, self.count, replacement=False,
-                                      generator=self.generator)  # fmt: skip
+            drawn = torch.multinomial(
+                weights, self.count, replacement=False, generator=self.generator
+            )
             items = drawn + 1
             # log of each drawn movie's chance to be among the S: S / C when uniform; for
             # popularity, 1 - (1 - p)^S, the chance that S draws of p hit it (S·p would
@@ -188,8 +189,9 @@ class Ranking:
         self.recommender = None
 
     def batches(self, generator: torch.Generator) -> Iterator[tuple[Batch, torch.Tensor]]:
-        order = torch.as_tensor(self.positives)[torch.randperm(len(self.positives),
-                                                               generator=generator)]  # fmt: skip
+        order = torch.as_tensor(self.positives)[
+            torch.randperm(len(self.positives), generator=generator)
+        ]
         order = order.to(self.maker.device)
         for start in range(0, len(order), self.config.batch_size):
             rows = order[start : start + self.config.batch_size]

@@ -17,16 +17,23 @@ def plot_curves(history: pd.DataFrame, best: int, path: Path, title: str) -> Non
     valid MSE and MAE (stars) of a star model; train loss and valid NDCG and recall of a
     ranking model."""
     if "train_mse" in history:
-        panels = [("MSE (stars²)", ["train_mse", "valid_mse"]),
-                  ("MAE (stars)", ["train_mae", "valid_mae"])]  # fmt: skip
+        panels = [
+            ("MSE (stars²)", ["train_mse", "valid_mse"]),
+            ("MAE (stars)", ["train_mae", "valid_mae"]),
+        ]
     else:
         panels = [("train loss", ["train_loss"]), ("valid", ["valid_ndcg", "valid_recall"])]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
     for ax, (label, columns) in zip(axes, panels, strict=True):
         for column in columns:
             name = column.replace("_", " ").replace("valid ndcg", "valid NDCG@K")
-            ax.plot(history["epoch"], history[column], "o-", ms=3, label=name.split(" ", 1)[0]
-                    if label.startswith(("MSE", "MAE")) else name)  # fmt: skip
+            ax.plot(
+                history["epoch"],
+                history[column],
+                "o-",
+                ms=3,
+                label=name.split(" ", 1)[0] if label.startswith(("MSE", "MAE")) else name,
+            )
         ax.axvline(best, color="grey", ls="--", lw=1, label=f"kept epoch {best}")
         ax.set(xlabel="epoch", ylabel=label)
         ax.grid(alpha=0.3)
@@ -100,12 +107,20 @@ def metrics_figure(summary: pd.DataFrame, reference: str = "bias") -> plt.Figure
                 text = f"{_signed(diff[y], 4)}{spread} stars ({_signed(percent.iloc[y], 2)}%)"
             if shown[y] != diff[y]:  # cut at the edge of the axis
                 edge = "\u25b6" if diff[y] > 0 else "\u25c0"
-                ax.text(shown[y], y, edge, ha="right" if diff[y] > 0 else "left", va="center",
-                        color="white", fontsize=9)  # fmt: skip
+                ax.text(
+                    shown[y],
+                    y,
+                    edge,
+                    ha="right" if diff[y] > 0 else "left",
+                    va="center",
+                    color="white",
+                    fontsize=9,
+                )
                 text += ", off the axis"
             # the values in a column right of the axes, so that none covers a bar
-            ax.annotate(text, (1.02, y), xycoords=("axes fraction", "data"), va="center",
-                        fontsize=8.5)  # fmt: skip
+            ax.annotate(
+                text, (1.02, y), xycoords=("axes fraction", "data"), va="center", fontsize=8.5
+            )
         labels = [f"{m}  {v:.4f}" for m, v in zip(diffs["model"], mean, strict=True)]
         ax.set_yticks(range(n), labels)
         ax.set_ylim(n - 0.5, -0.5)

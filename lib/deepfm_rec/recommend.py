@@ -89,10 +89,11 @@ class Recommender(CandidateRanker):
         for key in ("fields", "dataset", "checksum", "seed", "rows"):
             if trained_on.get(key) != encoded.meta.get(key):
                 values = (
-                    "" if key == "fields"  # a long list: the key says enough
+                    ""
+                    if key == "fields"  # a long list: the key says enough
                     else f" ({trained_on.get(key)!r} in the checkpoint, "
                     f"{encoded.meta.get(key)!r} in the folder)"
-                )  # fmt: skip
+                )
                 raise ValueError(
                     f"{checkpoint} was trained on other encoded data than {encoded.folder}: "
                     f"meta.json key {key!r} differs{values}"

@@ -114,14 +114,21 @@ def search(
         start = time.perf_counter()
         scores, kept = [], []
         for training_seed in seeds:
-            _, history, epoch = train(enc, model, hparams, config, seed=training_seed,
-                                      device=device)  # fmt: skip
+            _, history, epoch = train(
+                enc, model, hparams, config, seed=training_seed, device=device
+            )
             scores.append(valid_score(history, epoch, objective))
             kept.append(str(epoch))
         score = sum(scores) / len(scores)
-        rows.append({"trial": trial.number, **drawn, score_name: score,
-                     "kept_epochs": "/".join(kept),
-                     "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
+        rows.append(
+            {
+                "trial": trial.number,
+                **drawn,
+                score_name: score,
+                "kept_epochs": "/".join(kept),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
         logger.info("trial {}: {} {:.4f} with {}", trial.number, score_name, score, drawn)
         if out is not None:
             with replaced(out) as scratch:
@@ -134,10 +141,12 @@ def search(
         sampler=optuna.samplers.TPESampler(seed=seed),
     )
     if all(in_space(settings.get(name), kind, args) for name, (kind, *args) in space.items()):
-        study.enqueue_trial({  # choices by their position, as suggest draws them
-            name: args[0].index(settings[name]) if kind == "choice" else settings[name]
-            for name, (kind, *args) in space.items()
-        })  # fmt: skip
+        study.enqueue_trial(
+            {  # choices by their position, as suggest draws them
+                name: args[0].index(settings[name]) if kind == "choice" else settings[name]
+                for name, (kind, *args) in space.items()
+            }
+        )
     else:
         logger.info("the section's own settings are outside the space: trial 0 is a draw too")
     study.optimize(run, n_trials=trials)

@@ -21,13 +21,20 @@ from pathlib import Path
 
 # Known to work headless as root on this machine; nothing of Chromium's own calls home.
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--window-size=1280,900",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1280,900",
     # Resolve no host at all: a page that asks for https://... still logs its request
     # (Network.requestWillBeSent), and the test never touches the network.
     "--host-resolver-rules=MAP * ~NOTFOUND",
-)  # fmt: skip
+)
 
 
 class DevToolsError(RuntimeError):
@@ -62,19 +69,31 @@ class Browser:
         # bash (dash takes no fd above 9) puts the pipe ends on fds 3 and 4, then is Chromium
         script = f'exec "$0" "$@" 3<&{commands_read} 4>&{replies_write} {commands_read}<&- {replies_write}>&-'  # noqa: E501
         self.process = subprocess.Popen(
-            ["bash", "-c", script, executable, *FLAGS, f"--user-data-dir={profile}",
-             "--remote-debugging-pipe", "about:blank"],
-            pass_fds=(commands_read, replies_write), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-        )  # fmt: skip
+            [
+                "bash",
+                "-c",
+                script,
+                executable,
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                "--remote-debugging-pipe",
+                "about:blank",
+            ],
+            pass_fds=(commands_read, replies_write),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         os.close(commands_read)
         os.close(replies_write)
         try:
             target = self.send("Target.createTarget", {"url": "about:blank"}, page=False)
             attached = self.send(
-                "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True},
+                "Target.attachToTarget",
+                {"targetId": target["targetId"], "flatten": True},
                 page=False,
-            )  # fmt: skip
+            )
             self.session = attached["sessionId"]
             for domain in ("Page", "Network", "Runtime"):
                 self.send(f"{domain}.enable")
@@ -91,8 +110,9 @@ class Browser:
             chunk = os.read(self._replies, 1 << 20)
             if not chunk:
                 stderr = self.process.stderr.read().decode(errors="replace")[-3000:]
-                raise DevToolsError(f"Chromium closed the pipe (exit {self.process.poll()}):\n"
-                                    f"{stderr}")  # fmt: skip
+                raise DevToolsError(
+                    f"Chromium closed the pipe (exit {self.process.poll()}):\n{stderr}"
+                )
             self._buffer += chunk
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)

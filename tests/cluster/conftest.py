@@ -40,9 +40,13 @@ class Cluster:
         """Every job slurmctld still holds (MinJobAge), as `scontrol show job -d -o` fields
         (-d adds JOB_GRES, the GRES the job was given)."""
         out = subprocess.run(
-            ["scontrol", "show", "job", "-d", "-o"], env=self.env, capture_output=True, text=True,
-            timeout=30, check=True,
-        ).stdout  # fmt: skip
+            ["scontrol", "show", "job", "-d", "-o"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
         jobs = []
         for line in out.splitlines():
             fields = {}
@@ -60,8 +64,11 @@ class Cluster:
 @pytest.fixture(scope="session")
 def slurm() -> Cluster:
     missing = [tool for tool in DAEMONS if not shutil.which(tool)]
-    require(not missing, f"SLURM is not installed (no {', '.join(missing)}): "
-            "apt-get install slurmctld slurmd slurm-client munge")  # fmt: skip
+    require(
+        not missing,
+        f"SLURM is not installed (no {', '.join(missing)}): "
+        "apt-get install slurmctld slurmd slurm-client munge",
+    )
     require(os.geteuid() == 0, "starting slurmctld and slurmd needs root")
     require(
         importlib.util.find_spec("snakemake_executor_plugin_slurm"),

@@ -47,13 +47,15 @@ def test_profile(dest: Path) -> Path:
         profile["set-resources"][rule]["slurm_partition"] = "gpu"
     for key in ("software-deployment-method", "apptainer-args", "apptainer-prefix"):
         profile.pop(key)
-    profile.update({
-        "slurm-status-command": "squeue",
-        "slurm-init-seconds-before-status-checks": 2,
-        "seconds-between-status-checks": 2,
-        "slurm-keep-successful-logs": True,
-        "latency-wait": 5,
-    })  # fmt: skip
+    profile.update(
+        {
+            "slurm-status-command": "squeue",
+            "slurm-init-seconds-before-status-checks": 2,
+            "seconds-between-status-checks": 2,
+            "slurm-keep-successful-logs": True,
+            "latency-wait": 5,
+        }
+    )
     dest.mkdir(parents=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return dest
@@ -74,8 +76,17 @@ def cluster_run(slurm, tmp_path_factory):
     """(project, snakemake's output, this run's SLURM jobs)."""
     project = small_project(tmp_path_factory.mktemp("cluster"))
     profile = test_profile(project / ".test-profile")
-    command = ["timeout", "-k", "10", str(TIMEOUT), SNAKEMAKE, "--workflow-profile",
-               str(profile), "--configfile", "config/small.yaml"]  # fmt: skip
+    command = [
+        "timeout",
+        "-k",
+        "10",
+        str(TIMEOUT),
+        SNAKEMAKE,
+        "--workflow-profile",
+        str(profile),
+        "--configfile",
+        "config/small.yaml",
+    ]
     result = subprocess.run(
         command, cwd=project, env=slurm.env, capture_output=True, text=True, timeout=TIMEOUT + 30
     )

@@ -39,9 +39,13 @@ class Image:
 
     def podman(self, *args: str, timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["podman", *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+            ["podman", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             **kwargs,
-        )  # fmt: skip
+        )
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +56,12 @@ def image() -> Image:
     ref = os.environ.get("DEEPFM_IMAGE", "localhost/deepfm-rec:ci")
     env = {**os.environ, "IMAGE": ref}
     build = subprocess.run(
-        ["bash", str(HARNESS / "build-image.sh"), snakefile_image()], env=env,
-        capture_output=True, text=True, timeout=BUILD_TIMEOUT,
-    )  # fmt: skip
+        ["bash", str(HARNESS / "build-image.sh"), snakefile_image()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
     if build.returncode != 0:
         pytest.fail(f"the image build failed:\n{build.stdout}{build.stderr}")
     print(build.stderr)  # the build's timings, shown with -s

@@ -91,9 +91,21 @@ def run_in_image(image, tmp_path_factory) -> Path:
     for path in project.rglob("*"):
         shutil.chown(path, IMAGE_USER, IMAGE_USER)
     result = image.podman(
-        "run", "--rm", "--network", "none", "--volume", f"{project}:/work", "--workdir", "/work",
-        image.ref, "snakemake", "--cores", "2", "--configfile", "config/small.yaml",
-    )  # fmt: skip
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--volume",
+        f"{project}:/work",
+        "--workdir",
+        "/work",
+        image.ref,
+        "snakemake",
+        "--cores",
+        "2",
+        "--configfile",
+        "config/small.yaml",
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     return project
 
@@ -111,15 +123,27 @@ def apptainer_run(image, tmp_path_factory):
     assert result.returncode == 0, result.stderr
     profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
     calls = project / "apptainer-calls.log"
-    env = {**image.env, "PATH": f"{STANDIN}:{image.env['PATH']}",
-           "APPTAINER_STANDIN_LOG": str(calls)}  # fmt: skip
+    env = {
+        **image.env,
+        "PATH": f"{STANDIN}:{image.env['PATH']}",
+        "APPTAINER_STANDIN_LOG": str(calls),
+    }
     command = [
-        "timeout", "-k", "10", "600", SNAKEMAKE, "--cores", "2",
-        "--configfile", "config/small.yaml",
-        "--software-deployment-method", profile["software-deployment-method"],
-        "--apptainer-prefix", profile["apptainer-prefix"],
+        "timeout",
+        "-k",
+        "10",
+        "600",
+        SNAKEMAKE,
+        "--cores",
+        "2",
+        "--configfile",
+        "config/small.yaml",
+        "--software-deployment-method",
+        profile["software-deployment-method"],
+        "--apptainer-prefix",
+        profile["apptainer-prefix"],
         f"--apptainer-args={profile['apptainer-args']}",
-    ]  # fmt: skip
+    ]
     result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     jobs = sum(scheduled_jobs(result.stdout + result.stderr).values()) - 1  # `all` runs nothing

@@ -89,17 +89,22 @@ class BatchMaker:
         self.meta = encoded.meta
         self.arrays = encoded.arrays
         chosen = model_fields(encoded.meta, fields)
-        self.names = {kind: [f["name"] for f in chosen if f["kind"] == kind]
-                      for kind in (CATEGORICAL, DENSE, MULTI)}  # fmt: skip
+        self.names = {
+            kind: [f["name"] for f in chosen if f["kind"] == kind]
+            for kind in (CATEGORICAL, DENSE, MULTI)
+        }
         n = encoded.meta["rows"]
         # a packed row: categorical codes, bag indices, left-out codes (None: a field
         # without, whose column is 0), dense values, label
         self.int_columns = [
             *self.names[CATEGORICAL],
             *(f"{m}.bag" for m in self.names[MULTI]),
-            *(f"{f['name']}.leave" if f.get("leave") else None
-              for f in chosen if f["kind"] == MULTI),
-        ]  # fmt: skip
+            *(
+                f"{f['name']}.leave" if f.get("leave") else None
+                for f in chosen
+                if f["kind"] == MULTI
+            ),
+        ]
         self.width = len(self.int_columns) + len(self.names[DENSE]) + 1
         self.resident = n * 4 * self.width <= memory_budget
         self.chunk_rows = chunk_rows

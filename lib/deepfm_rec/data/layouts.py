@@ -361,8 +361,10 @@ def _scan_csv(path: Path) -> np.ndarray:
                     line = reader.line_num + 1
                     continue
                 if blank:
-                    raise DataError(f"{path}:{blank}: expected {n_fields} comma-separated "
-                                    "fields, found 0 (a blank line)")  # fmt: skip
+                    raise DataError(
+                        f"{path}:{blank}: expected {n_fields} comma-separated "
+                        "fields, found 0 (a blank line)"
+                    )
                 if any(_runs_on(f) for f in fields):
                     raise DataError(f"{path}:{line}: a quote opened on this line is not closed")
                 if len(fields) != n_fields:

@@ -26,8 +26,29 @@ MODES = ("auto", "real", "synthetic", "none")
 GENDERS = {"M": 4331, "F": 1709}
 AGES = {1: 222, 18: 1103, 25: 2096, 35: 1193, 45: 550, 50: 496, 56: 380}
 # user counts of ml-1m's occupations, in the code order of its README (ML1M_OCCUPATIONS)
-OCCUPATION_COUNTS = (711, 528, 267, 173, 759, 112, 236, 679, 17, 92, 195, 129, 388, 142, 302,
-                     144, 241, 502, 70, 72, 281)  # fmt: skip
+OCCUPATION_COUNTS = (
+    711,
+    528,
+    267,
+    173,
+    759,
+    112,
+    236,
+    679,
+    17,
+    92,
+    195,
+    129,
+    388,
+    142,
+    302,
+    144,
+    241,
+    502,
+    70,
+    72,
+    281,
+)
 OCCUPATIONS = dict(zip(ML1M_OCCUPATIONS, OCCUPATION_COUNTS, strict=True))
 
 

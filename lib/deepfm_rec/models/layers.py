@@ -84,9 +84,12 @@ class BagSums:
         the bags (each row gets the gradients of the bags that hold it), plus those of the
         rows the steps read directly; the accumulators start again from zero."""
         through_bags = F.embedding_bag(
-            self.holders, self.grad_sums, self.holder_offsets, mode="sum",
+            self.holders,
+            self.grad_sums,
+            self.holder_offsets,
+            mode="sum",
             include_last_offset=True,
-        )  # fmt: skip
+        )
         table.grad = through_bags.add_(self.grad_table)
         self.grad_sums.zero_()
         self.grad_table.zero_()
