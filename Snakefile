@@ -19,7 +19,7 @@ check_config_keys(config, SCHEMA)
 validate(config, SCHEMA)
 
 
-container: "docker://ghcr.io/deepfm-rec/deepfm-rec:0.1.0"
+container: config["container"]
 
 
 report: "workflow/report/workflow.rst"
@@ -28,6 +28,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/tune.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from loguru import logger
 
+from deepfm_rec.config import load_config, train_settings
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.inference import predict
@@ -44,9 +44,9 @@ def main() -> None:
     if not (args.encoded / "meta.json").exists():
         raise SystemExit(f"{args.encoded}: no encoded data; build it with snakemake first")
     logger.remove()  # the per-epoch log lines; the table is the output
-    config = yaml.safe_load(args.config.read_text())
+    config = load_config(args.config)
     torch.set_num_threads(config["threads"])
-    base, hparams = split_settings({"objective": "stars", **config[args.model]["stars"]})
+    base, hparams = split_settings(train_settings(config, args.model, "stars"))
     if args.max_epochs:
         base.max_epochs = args.max_epochs
     encoded = open_encoded(args.encoded)
@@ -56,7 +56,7 @@ def main() -> None:
     print(
         f"{args.model} stars on {encoded.meta['dataset']}, seed {config['seeds'][0]}, "
         f"config batch {base.batch_size}, lr {base.lr}, {base.optimizer}, fields "
-        f"{','.join(hparams['fields'])}, pooling {hparams.get('pooling', 'mean')}"
+        f"{','.join(hparams['fields'])}, pooling {hparams['pooling']}"
     )
     print(
         f"{'batch':>6} {'lr':>9} {'steps/epoch':>12} {'epochs':>7} {'best':>5} "

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 import yaml
 
+from deepfm_rec.config import load_config, study_path, train_settings
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.inference import predict
@@ -65,10 +66,8 @@ def main() -> None:
         help='variants instead of the fields: "{lr: 0.001}" ...',
     )
     args = parser.parse_args()
-    config = yaml.safe_load(args.config.read_text())
-    section = {"objective": args.objective, **config[args.model][args.objective]}
-    if args.objective == "ranking":
-        section |= {key: config["ranking"][key] for key in ("k", "threshold")}
+    config = load_config(args.config)
+    section = train_settings(config, args.model, args.objective)
     variants = [("as configured", {})]
     for text in args.settings or []:
         try:
@@ -85,7 +84,7 @@ def main() -> None:
             )
         variants.append((text, changed))
     torch.set_num_threads(args.threads)
-    encoded = open_encoded(args.encoded or Path(f"results/{config['dataset']}/encoded"))
+    encoded = open_encoded(args.encoded or study_path("encoded", dataset=config["dataset"]))
     if not args.settings:
         fields = section["fields"]
         owners = {f["name"]: f["owner"] for f in encoded.meta["fields"]}

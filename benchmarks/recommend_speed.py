@@ -11,7 +11,7 @@ Times Recommender.top_k (K 10, movies rated in train excluded) for four models, 
 (which costs the same as trained ones):
 
 - stars: FM and DeepFM as train_speed.py's seed cases (embed 16, MLP 128-64-32, the
-  seed's fields, SEED_FIELDS);
+  seed's fields and mean pooling: SEED);
 - ranking: FM and DeepFM as config/config.yaml's fm.ranking and deepfm.ranking sections
   build them (their fields, embed dim, MLP, pooling).
 
@@ -29,8 +29,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from train_speed import CONFIG, HPARAMS, SEED_FIELDS, config_sections  # this folder is on sys.path
+from train_speed import (  # this folder is on sys.path
+    CONFIG,
+    MODELS,
+    ROOT,
+    config_sections,
+    seed_case,
+)
 
+from deepfm_rec.config import SCHEMA, load_config
 from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.inference import resolve_device
 from deepfm_rec.models import attach_bags, build_model
@@ -55,17 +62,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     encoded = open_encoded(args.encoded)
-    models = [
-        (name, "stars", "stars", HPARAMS[name] | {"fields": SEED_FIELDS}) for name in HPARAMS
-    ] + [
-        (name, "ranking", config.objective, hparams)
-        for (name, objective), (config, hparams) in config_sections(args.config).items()
+    study = load_config(args.config, ROOT / SCHEMA)
+    models = [(name, "stars", *seed_case(study, name)) for name in MODELS] + [
+        (name, "ranking", *case)
+        for (name, objective), case in config_sections(study).items()
         if objective == "ranking"
     ]
     rows = []
-    for name, label, objective, hparams in models:
+    for name, label, config, hparams in models:
         torch.manual_seed(0)
-        model = build_model(name, encoded.meta, objective=objective, **hparams)
+        model = build_model(name, encoded.meta, objective=config.objective, sparse=False, **hparams)
         attach_bags(model, encoded)
         recommender = Recommender(model, encoded, device, args.pairs_per_batch)
         n_users = recommender.n_users - 1

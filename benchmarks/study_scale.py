@@ -29,6 +29,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from deepfm_rec.config import SCHEMA, load_config, study_path
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ("Snakefile", "workflow", "scripts", "config")
 
@@ -43,7 +45,7 @@ def prepare(folder: Path, ratings: int, seeds: list[int], threads: int) -> None:
         else:
             shutil.copy2(source, dest)
     path = folder / "config" / "config.yaml"
-    config = yaml.safe_load(path.read_text())
+    config = load_config(path, folder / SCHEMA)
     config.update(dataset="synthetic", source=None, seeds=seeds, threads=threads)
     config["synthetic"]["n_ratings"] = ratings
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -81,7 +83,7 @@ def main() -> None:
         raise SystemExit(f"the study failed (exit {done.returncode}); logs in {folder / 'logs'}")
 
     rules = rule_table(folder)
-    metrics = pd.read_csv(folder / "results" / "metrics.tsv", sep="\t")
+    metrics = pd.read_csv(folder / study_path("metrics_table"), sep="\t")
     print(
         f"\nthe default study on {args.ratings:,} synthetic ratings, seeds {args.seeds}, "
         f"snakemake --cores {args.cores}, threads {args.threads}: {folder}"
@@ -96,9 +98,10 @@ def main() -> None:
         f"{'total (wall)':<16} {len(rules) and rules['jobs'].sum():>4} {wall:>9.1f} "
         f"{'':>9} {rules['peak_rss_mb'].max():>12,.0f}"
     )
-    k = yaml.safe_load((folder / "config" / "config.yaml").read_text())["ranking"]["k"]
+    k = load_config(folder / "config" / "config.yaml", folder / SCHEMA)["ranking"]["k"]
     mean = metrics.groupby("model", sort=False)[["rmse", "mae", f"ndcg@{k}", f"hr@{k}"]].mean()
-    truth = json.loads((folder / "results" / "synthetic" / "encoded" / "meta.json").read_text())
+    encoded = folder / study_path("encoded", dataset="synthetic")
+    truth = json.loads((encoded / "meta.json").read_text())
     print(
         f"\ntest metrics, mean over the seeds; the generator's noise floor (RMSE of the true "
         f"expected ratings): {truth['truth']['bayes_rmse']:.4f}"

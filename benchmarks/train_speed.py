@@ -16,9 +16,9 @@ measures training throughput of FM and DeepFM. Cases, per model:
   their sampler, positives); a ranking rate is positives/s, each positive scored against
   the batch's N shared negatives.
 - seed fields, sparse_adam (each --batches size) and seed fields, adam (batch 1024): the
-  seed's models (embed 16, MLP 128-64-32, fields user, item, gender, occupation, age,
-  genres, tags; mean pooling, MSE) with the lazy row-wise Adam and with the fused dense
-  Adam.
+  seed's models (the config's stars sections with embed 16, DeepFM's MLP 128-64-32 without
+  dropout, fields user, item, gender, occupation, age, genres, tags; mean pooling) with
+  the lazy row-wise Adam and with the fused dense Adam.
 
 It prints one table, last: per case the median samples/s (ranking: positives/s) of
 --repeats blocks, their range, and the ms per step of each phase (gather, forward,
@@ -32,6 +32,7 @@ every core; on a machine shared with other jobs, 1 avoids threads waiting for ea
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import resource
@@ -41,42 +42,48 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from deepfm_rec.data.batches import BatchMaker
-from deepfm_rec.data.encoding import (
-    Encoded,
-    encode_dataset,
-    open_encoded,
-)
+from deepfm_rec.config import SCHEMA, load_config, train_settings
+from deepfm_rec.data.encoding import encode_dataset, open_encoded
 from deepfm_rec.data.sources import fetch
 from deepfm_rec.data.synthetic import generate
 from deepfm_rec.data.users import write_users
 from deepfm_rec.inference import resolve_device
-from deepfm_rec.models import attach_bags, build_model
-from deepfm_rec.train import Optimizers, TrainConfig, objective_for, split_settings, uses_sparse
+from deepfm_rec.train import Optimizers, TrainConfig, build_setup, split_settings
 
-# the seed's models and fields, so that the figures compare with docs/speed.md's tables
-HPARAMS = {"fm": {"embed_dim": 16}, "deepfm": {"embed_dim": 16, "mlp": [128, 64, 32]}}
-SEED_FIELDS = ["user", "item", "gender", "occupation", "age", "genres", "tags"]
-CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "config" / "config.yaml"
+MODELS = ("fm", "deepfm")
 OBJECTIVES = ("stars", "ranking")
+# the seed's models and fields, so that the figures compare with docs/speed.md's tables
+SEED_FIELDS = ["user", "item", "gender", "occupation", "age", "genres", "tags"]
+SEED = {
+    "fm": {"fields": SEED_FIELDS, "embed_dim": 16, "pooling": "mean"},
+    "deepfm": {
+        "fields": SEED_FIELDS,
+        "embed_dim": 16,
+        "pooling": "mean",
+        "mlp": [128, 64, 32],
+        "dropout": 0.0,
+        "field_dropout": 0.0,
+    },
+}
 
 
-def config_sections(config: Path) -> dict[tuple[str, str], tuple[TrainConfig, dict]]:
-    """(TrainConfig, model hparams with fields and pooling) of each model's section of the
-    study's config by (model, objective), with the objective and, for ranking, the valid
-    metric's k and threshold added as the workflow's train_settings adds them."""
-    settings = yaml.safe_load(Path(config).read_text())
-    valid = {key: settings["ranking"][key] for key in ("k", "threshold")}
+def config_sections(config: dict) -> dict[tuple[str, str], tuple[TrainConfig, dict]]:
+    """(TrainConfig, model hparams) of each model's section of the study's config (read by
+    deepfm_rec.config.load_config) by (model, objective), as the workflow trains them."""
     return {
-        (name, objective): split_settings(
-            {"objective": objective, **settings[name][objective]}
-            | (valid if objective == "ranking" else {})
-        )
-        for name in HPARAMS
+        (name, objective): split_settings(train_settings(config, name, objective))
+        for name in MODELS
         for objective in OBJECTIVES
     }
+
+
+def seed_case(config: dict, name: str, **changes) -> tuple[TrainConfig, dict]:
+    """(TrainConfig, model hparams) of the seed's model `name` on stars: the config's
+    section with the seed's fields and model (SEED), and `changes`."""
+    return split_settings(train_settings(config, name, "stars") | SEED[name] | changes)
 
 
 def prepare(folder: Path, n_ratings: int, bag_limit: int | None) -> tuple[Path, float, float]:
@@ -200,54 +207,32 @@ def positives_of(item) -> int:
     return len(item[1])
 
 
-class Makers:
-    """BatchMakers by field list: the packed table of a field set is loaded once."""
-
-    def __init__(self, encoded: Encoded, device: torch.device) -> None:
-        self.encoded, self.device, self.made = encoded, device, {}
-
-    def __call__(self, fields: list[str]) -> BatchMaker:
-        key = tuple(fields)
-        if key not in self.made:
-            self.made[key] = BatchMaker(self.encoded, self.device, fields=fields)
-        return self.made[key]
-
-
-def fast_setup(encoded, name: str, config: TrainConfig, hparams: dict, device, make, seed=0):
-    """The model, its optimizers and its objective on the fast path, as train() builds
-    them; `make(fields)` gives the BatchMaker."""
-    torch.manual_seed(seed)
-    sparse = uses_sparse(config)
-    model = build_model(
-        name, encoded.meta, objective=config.objective, sparse=sparse, **hparams
-    ).to(device)
-    attach_bags(model, encoded)
-    draws = torch.Generator(device).manual_seed(seed)  # the negatives, on the device
-    objective = objective_for(encoded, make(model.fields), config, model.fields, draws, seed)
-    return model, Optimizers(model, config, sparse, objective.mode), objective
-
-
-def fast(encoded, name, config: TrainConfig, hparams: dict, device, make, timing: dict):
-    model, optimizer, objective = fast_setup(encoded, name, config, hparams, device, make)
+def fast(encoded, name, config: TrainConfig, hparams: dict, device, timing: dict):
+    """measure() of train()'s steps (its setup, seed 0, the arrays resident)."""
+    setup = build_setup(
+        encoded, name, hparams, config, seed=0, device=device, memory_budget=math.inf
+    )
+    objective, optimizer = setup.objective, setup.optimizer
     generator = torch.Generator().manual_seed(0)
     work = forever(lambda: objective.batches(generator))
     size = positives_of if config.objective == "ranking" else rows_of
-    found = measure(work, objective.loss, size, model, optimizer, warmup=3, **timing)
+    found = measure(work, objective.loss, size, setup.model, optimizer, warmup=3, **timing)
     if config.objective == "ranking":
         found["negatives"] = objective.sampler.count
     found["bag_refresh"] = optimizer.refresh
     return found
 
 
-def epoch_seconds(encoded, device) -> tuple[float, int, int]:
+def epoch_seconds(encoded, device, config: dict) -> tuple[float, int, int]:
     """(wall time, rows, steps) of one FM epoch's training steps at batch 1024 over the
     train split on the fast path (seed fields, sparse_adam: the README's figure), with
     loading the packed table once (train()'s validation after each epoch not included)."""
     start = time.perf_counter()
-    config = TrainConfig(batch_size=1024, optimizer="sparse_adam")
-    hparams = HPARAMS["fm"] | {"fields": SEED_FIELDS}
-    make = Makers(encoded, device)
-    model, optimizer, objective = fast_setup(encoded, "fm", config, hparams, device, make)
+    train_config, hparams = seed_case(config, "fm", batch_size=1024, optimizer="sparse_adam")
+    setup = build_setup(
+        encoded, "fm", hparams, train_config, seed=0, device=device, memory_budget=math.inf
+    )
+    model, optimizer, objective = setup.model, setup.optimizer, setup.objective
     rows = steps = 0
     for batch in objective.batches(torch.Generator().manual_seed(0)):
         loss, _ = objective.loss(model, batch)
@@ -285,10 +270,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    sections = config_sections(args.config)
+    study = load_config(args.config, ROOT / SCHEMA)
+    sections = config_sections(study)
     folder = args.folder / f"synthetic-{args.ratings}"
-    bag_limit = yaml.safe_load(args.config.read_text())["bag_limit"]
-    encoded_folder, encode_s, encode_rss = prepare(folder, args.ratings, bag_limit)
+    encoded_folder, encode_s, encode_rss = prepare(folder, args.ratings, study["bag_limit"])
     encoded = open_encoded(encoded_folder)
     n_train = encoded.meta["splits"]["train"]
     print(
@@ -296,25 +281,24 @@ def main() -> None:
     )
 
     timing = {"repeats": args.repeats, "seconds": args.seconds}
-    make = Makers(encoded, device)
     results = []  # (model, path, batch, measure()'s dict)
 
     def run_fast(name: str, path: str, config: TrainConfig, hparams: dict) -> None:
-        found = fast(encoded, name, config, hparams, device, make, timing)
+        found = fast(encoded, name, config, hparams, device, timing)
         if config.objective == "ranking":
             path = f"{path}, {found['negatives']} negatives"
         results.append((name, path, config.batch_size, found))
         progress(*results[-1])
 
-    for name in HPARAMS:
+    for name in MODELS:
         for objective in OBJECTIVES:
             run_fast(name, f"config {objective}", *sections[name, objective])
-        seed = HPARAMS[name] | {"fields": SEED_FIELDS}
         for batch_size in args.batches:
-            config = TrainConfig(batch_size=batch_size, optimizer="sparse_adam")
-            run_fast(name, "seed fields, sparse_adam", config, seed)
-        run_fast(name, "seed fields, adam", TrainConfig(batch_size=1024, optimizer="adam"), seed)
-    epoch = epoch_seconds(encoded, device) if args.epoch else None
+            case = seed_case(study, name, batch_size=batch_size, optimizer="sparse_adam")
+            run_fast(name, "seed fields, sparse_adam", *case)
+        case = seed_case(study, name, batch_size=1024, optimizer="adam")
+        run_fast(name, "seed fields, adam", *case)
+    epoch = epoch_seconds(encoded, device, study) if args.epoch else None
 
     print(
         f"\n{encoded.meta['rows']:,} ratings ({n_train:,} train), device {device}, "

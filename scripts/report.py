@@ -16,6 +16,7 @@ write_report(
     curves=snakemake.input.curves,
     profiles=snakemake.input.profiles,
     topk=snakemake.input.topk,
+    searches=list(snakemake.params.searches),
     k=snakemake.params.ranking["k"],
     threshold=snakemake.params.ranking["threshold"],
     exclude=snakemake.params.ranking["exclude"],

@@ -17,6 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED = ROOT / "resources" / "embedded" / "ml-latest-small"
 
 
+# Tests with these markers are slow too: `pytest -m "not slow"` leaves them out.
+SLOW_KINDS = {"workflow", "container", "cluster", "browser"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_KINDS & {mark.name for mark in item.iter_markers()}:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def raw_small(tmp_path_factory) -> Path:
     """The embedded ml-latest-small, fetched (md5-verified) into a temp folder."""

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from deepfm_rec.data.batches import BatchMaker
-from deepfm_rec.models import attach_bags, build_model
-from deepfm_rec.train import CODES_PER_ROW, Optimizers, TrainConfig, refresh_steps
+from deepfm_rec.models import attach_bags
+from deepfm_rec.train import CODES_PER_ROW, Optimizers, refresh_steps
+from settings_helpers import shipped, shipped_model
 
 FIELDS = ["user", "item", "genres", "history", "raters"]
 MULTI = ["genres", "history", "raters"]  # in the model's field order
@@ -37,7 +38,7 @@ def exact_vectors(model, encoded, batch) -> torch.Tensor:
 
 def model_and_batches(encoded, n: int):
     torch.manual_seed(0)
-    model = build_model("fm", encoded.meta, fields=FIELDS, embed_dim=4, pooling="sqrt")
+    model = shipped_model("fm", encoded.meta, fields=FIELDS, embed_dim=4, pooling="sqrt")
     attach_bags(model, encoded).train()
     with torch.no_grad():
         model.embedding.bag_table.normal_()  # rows of order 1: differences show
@@ -79,7 +80,7 @@ def test_delayed_gradient_equals_the_exact_gradients_summed_over_the_window(enco
 
 def test_bag_table_steps_every_bag_refresh_steps_and_the_sums_follow(encoded_tiny):
     model, batches = model_and_batches(encoded_tiny, 4)
-    config = TrainConfig(lr=0.01, bag_refresh=2)
+    config, _ = shipped("fm", "stars", lr=0.01, bag_refresh=2)
     optimizer = Optimizers(model, config, sparse=False)
     table = model.embedding.bag_table
     bags = model.embedding.bags
@@ -105,13 +106,14 @@ def test_bag_refresh_by_default_grows_with_the_bags_codes_per_batch(encoded_tiny
     model, _ = model_and_batches(encoded_tiny, 0)
     codes = sum(len(encoded_tiny.arrays[f"{m}.values"]) for m in MULTI)
     assert len(model.embedding.bags.values) == codes
-    assert Optimizers(model, TrainConfig(batch_size=64), sparse=False).refresh == -(
+    assert Optimizers(model, shipped("fm", "stars", batch_size=64)[0], sparse=False).refresh == -(
         -codes // (CODES_PER_ROW * 64)
     )
     assert codes > CODES_PER_ROW * 64  # so that the test above is not just 1
-    assert refresh_steps(TrainConfig(batch_size=1024), CODES_PER_ROW * 1024) == 1
-    assert refresh_steps(TrainConfig(batch_size=1024), CODES_PER_ROW * 1024 + 1) == 2
-    assert refresh_steps(TrainConfig(batch_size=1024), 16_000_000) == 63  # 10M ratings' bags
-    assert refresh_steps(TrainConfig(bag_refresh=3), 10**9) == 3  # as set
+    batch_1024, _ = shipped("fm", "stars", batch_size=1024, bag_refresh=None)
+    assert refresh_steps(batch_1024, CODES_PER_ROW * 1024) == 1
+    assert refresh_steps(batch_1024, CODES_PER_ROW * 1024 + 1) == 2
+    assert refresh_steps(batch_1024, 16_000_000) == 63  # 10M ratings' bags
+    assert refresh_steps(shipped("fm", "stars", bag_refresh=3)[0], 10**9) == 3  # as set
     with pytest.raises(ValueError, match="bag_refresh must be at least 1, not 0"):
-        refresh_steps(TrainConfig(bag_refresh=0), 1)
+        refresh_steps(shipped("fm", "stars", bag_refresh=0)[0], 1)

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deepfm_rec.config import SCHEMA
 from deepfm_rec.recommend import Recommender, read_items
-from deepfm_rec.train import TrainConfig, train
+from deepfm_rec.train import train
+from settings_helpers import ROOT, shipped
 from workflow_helpers import copy_project, edit_config
 
 FIELDS = ["user", "item", "genres", "history", "raters"]
@@ -26,12 +28,10 @@ def results(encoded_tiny, tmp_path_factory) -> Path:
     deepfm/{stars,ranking}/seed0/model.pt."""
     dataset = tmp_path_factory.mktemp("project") / "results" / "ml-latest-small"
     shutil.copytree(encoded_tiny.folder, dataset / "encoded")
-    hparams = {"embed_dim": 8, "mlp": [16], "fields": FIELDS}
+    changes = {"embed_dim": 8, "mlp": [16], "fields": FIELDS, "max_epochs": 1, "lr": 0.01}
     for objective in ("stars", "ranking"):
         (dataset / "deepfm" / objective / "seed0").mkdir(parents=True)
-        config = TrainConfig(
-            objective=objective, max_epochs=1, batch_size=512, lr=0.01, negatives=100
-        )
+        config, hparams = shipped("deepfm", objective, **changes, batch_size=512, negatives=100)
         checkpoint = dataset / "deepfm" / objective / "seed0" / "model.pt"
         train(encoded_tiny, "deepfm", hparams, config, seed=0, device="cpu", checkpoint=checkpoint)
     return dataset
@@ -82,6 +82,8 @@ def test_by_default_the_studys_ranking_model_recommends(results, encoded_tiny):
     DeepFM of the first seed) lists its scores, no stars, and no movie already rated."""
     project = results.parent.parent
     (project / "config").mkdir(exist_ok=True)
+    (project / "workflow" / "schemas").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / SCHEMA, project / SCHEMA)  # the defaults of what the config leaves out
     (project / "config" / "config.yaml").write_text(
         "dataset: ml-latest-small\nseeds: [0, 1]\nrecommend: {model: deepfm, objective: ranking}\n"
     )
@@ -99,7 +101,7 @@ def test_by_default_the_studys_ranking_model_recommends(results, encoded_tiny):
     assert all(t[:40] in row for t, row in zip(titles, lines[2:7], strict=True))
     (project / "config" / "config.yaml").unlink()
     alone = run("recommend", "--user", str(user), cwd=project)
-    assert alone.returncode == 2 and "no --model given and no config/config.yaml" in alone.stderr
+    assert alone.returncode == 2 and "no config/config.yaml and workflow/schemas" in alone.stderr
 
 
 def test_unknown_user_and_missing_files_fail_cleanly(results, tmp_path):
@@ -420,5 +422,5 @@ def test_a_config_of_random_bytes_is_one_line(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.splitlines()[-1] == (
         "deepfm-rec recommend: error: config/config.yaml: not UTF-8 text (byte 0x80 at offset "
-        "0); a config is a YAML file; or give --model"
+        "0); a config is a YAML file; or give --model, -k, --exclude, --device"
     ), done.stderr

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from deepfm_rec.data.encoding import SPLITS, _check, encode, open_encoded, split_rows
 from deepfm_rec.data.errors import DataError
+from deepfm_rec.data.fields import FIELDS
 from deepfm_rec.data.layouts import Tables
 from deepfm_rec.data.users import build_users
+from workflow_helpers import ROOT
 
 
 def test_arrays_are_readonly_memmaps_with_documented_dtypes(encoded_small):
@@ -43,6 +48,9 @@ def test_meta_describes_the_data(encoded_small, tables_small):
         ("release_year", "item"),
         ("rating_year", "pair"),
         ("movie_age", "pair"),
+    ]
+    assert [(f["name"], f["kind"], f["owner"]) for f in meta["fields"]] == [
+        (name, field.kind, field.owner) for name, field in FIELDS.items()
     ]
     assert meta["users_origin"] == ["synthetic"] and meta["seed"] == 7
     assert (meta["split_method"], meta["implicit"]) == ("random", "train")
@@ -339,3 +347,56 @@ def test_a_bag_limit_keeps_a_seeded_sample_and_leaves_out_only_what_it_kept(
         train = np.asarray(a["split"]) == SPLITS["train"]
         in_bag = np.array([v in kept[b] for v, b in zip(a[other], bag, strict=True)])
         np.testing.assert_array_equal(leave > 0, train & in_bag & (bag > 0))
+
+
+def test_a_builder_that_builds_an_unregistered_field_is_a_real_error(
+    tables_small, tmp_path, monkeypatch
+):
+    """The registry drives encode: a family's builder must build the fields registered to
+    it (here occupation, taken out of the registry, is still built by the demographics')."""
+    registry = {name: field for name, field in FIELDS.items() if name != "occupation"}
+    monkeypatch.setattr("deepfm_rec.data.fields.FIELDS", registry)
+    ratings = tables_small.ratings[tables_small.ratings["user"] <= 30].reset_index(drop=True)
+    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
+    users = build_users(ratings["user"].unique(), None, "synthetic", seed=0)
+    built = r"_demographics built fields \['gender', 'occupation', 'age'\]"
+    with pytest.raises(RuntimeError, match=rf"{built}, the registry gives it \['gender', 'age'\]"):
+        encode(
+            tables,
+            users,
+            tmp_path / "encoded",
+            seed=0,
+            valid_fraction=0.1,
+            test_fraction=0.1,
+            provenance={},
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def _field_enums(node):
+    """The item enum of every `fields` key in the config schema, at any depth."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "fields" and "items" in value:
+                yield value["items"]["enum"]
+            yield from _field_enums(value)
+
+
+def test_the_schema_and_the_readme_list_every_registry_field():
+    """Adding a field to FIELDS means adding it to the schema's `fields` enum and to the
+    README's table of the fields, with its owner and kind."""
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    enums = list(_field_enums(schema))
+    assert enums and all(enum == list(FIELDS) for enum in enums)
+    section = (ROOT / "README.md").read_text().split("### The fields\n", 1)[1].split("\n#")[0]
+    owner_word = {"user": "user", "item": "movie", "pair": "pair"}
+    kind_word = {"categorical": "categorical", "dense": "dense", "multi": "bag"}
+    listed = []
+    for row in (line for line in section.splitlines() if line.startswith("| `")):
+        names_cell, owners, kinds = [cell.strip() for cell in row.strip("|").split("|")][:3]
+        names = re.findall(r"`(\w+)`", names_cell)
+        assert set(names) <= set(FIELDS), row
+        assert set(owners.split(", ")) == {owner_word[FIELDS[n].owner] for n in names}, row
+        assert set(kinds.split(", ")) == {kind_word[FIELDS[n].kind] for n in names}, row
+        listed += names
+    assert sorted(listed) == sorted(FIELDS)

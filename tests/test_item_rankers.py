@@ -107,10 +107,10 @@ def test_ease_solves_its_objective(shape):
 def fitted(encoded_small):
     """The two tuned baselines on ml-latest-small (seed 7), and popularity beside them."""
     records = fit_item_rankers(
-        encoded_small, ks=(1, 10, 20), threshold=4.0, memory_budget=BUDGET, k=10
+        encoded_small, ks=(1, 10, 20), threshold=4.0, memory_budget=BUDGET, k=10, exclude="train"
     )
     popularity = rank_and_score(
-        PopularityRanker(encoded_small), relevant_items(encoded_small), (10,)
+        PopularityRanker(encoded_small), relevant_items(encoded_small, "test", 4.0), (10,)
     )
     return {r["model"]: r for r in records}, float(popularity["ndcg"].iloc[0])
 
@@ -122,7 +122,7 @@ def at(record: dict, k: int) -> dict:
 def test_records_have_the_baseline_form(fitted, encoded_small):
     records, _ = fitted
     assert list(records) == ["itemknn", "ease"]
-    test_users = len(relevant_items(encoded_small, "test"))
+    test_users = len(relevant_items(encoded_small, "test", 4.0))
     n_total = len(train_counts(encoded_small))
     for record in records.values():
         json.dumps(record)  # written as JSON by the baselines rule
@@ -171,10 +171,10 @@ def test_chosen_on_valid(fitted, encoded_small, model, name, grid):
         ranker = ItemKNN(encoded_small, params[name], memory_budget=BUDGET)
     else:
         ranker = EASE(encoded_small, params[name], memory_budget=BUDGET)
-    valid = rank_and_score(ranker, relevant_items(encoded_small, "valid"), (10,), "train")
+    valid = rank_and_score(ranker, relevant_items(encoded_small, "valid", 4.0), (10,), "train")
     assert float(valid["ndcg"].iloc[0]) == pytest.approx(max(ndcgs), abs=1e-9)
     # ... and the test metrics are those of the chosen value
-    test = rank_and_score(ranker, relevant_items(encoded_small, "test"), (1, 10, 20))
+    test = rank_and_score(ranker, relevant_items(encoded_small, "test", 4.0), (1, 10, 20))
     assert test.to_dict("records") == fitted[0][model]["ranking"]  # the same computation
     # the reference's λ on this data was 200 among 50..1000; ItemKNN's lists: 20 here
     if model == "ease":
@@ -182,7 +182,7 @@ def test_chosen_on_valid(fitted, encoded_small, model, name, grid):
 
 
 def test_lists_exclude_train_movies(encoded_small):
-    users = relevant_items(encoded_small, "test").users
+    users = relevant_items(encoded_small, "test", 4.0).users
     indptr, rated = rated_items(encoded_small, ["train"])
     for ranker in (
         ItemKNN(encoded_small, 20, memory_budget=BUDGET),
@@ -208,7 +208,7 @@ def test_ease_caps_the_catalogue_to_the_budget(encoded_small):
     assert ranker.columns.tolist() == modelled.tolist()
     assert counts[modelled].min() >= np.delete(counts, modelled).max()
     # every list: the user's modelled candidates first, then the others by popularity
-    users = relevant_items(encoded_small, "test").users
+    users = relevant_items(encoded_small, "test", 4.0).users
     items, _ = ranker.top_k(users, 1000)  # every user has over 6,000 candidates
     indptr, rated = rated_items(encoded_small, ["train"])
     owner = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
@@ -220,7 +220,7 @@ def test_ease_caps_the_catalogue_to_the_budget(encoded_small):
     tail = np.where(is_modelled, np.iinfo(np.int64).max, counts[items - 1])
     assert (np.diff(tail, axis=1) <= 0).all()  # the unmodelled by train ratings
     # still far better than popularity on test
-    test = rank_and_score(ranker, relevant_items(encoded_small), (10,))
+    test = rank_and_score(ranker, relevant_items(encoded_small, "test", 4.0), (10,))
     assert float(test["ndcg"].iloc[0]) > 0.15
 
 
@@ -254,12 +254,13 @@ def test_fit_passes_exclude_to_test_only_and_records_the_cap(encoded_tiny, monke
         ks=(5, 10),
         threshold=4.0,
         memory_budget=2e6,
+        k=10,
         exclude="train+valid",
         neighbours=(5, 10),
         lambdas=(50.0, 500.0),
     )
-    n_valid = len(relevant_items(encoded_tiny, "valid"))
-    n_test = len(relevant_items(encoded_tiny, "test"))
+    n_valid = len(relevant_items(encoded_tiny, "valid", 4.0))
+    n_test = len(relevant_items(encoded_tiny, "test", 4.0))
     assert calls == [
         ("ItemKNN", n_valid, "train"),
         ("ItemKNN", n_valid, "train"),
@@ -274,7 +275,7 @@ def test_fit_passes_exclude_to_test_only_and_records_the_cap(encoded_tiny, monke
     assert ease["items_total"] == n_total and 0 < ease["items_used"] < n_total
     # the test metrics are those of train+valid excluded, not train alone
     ranker = EASE(encoded_tiny, ease["lambda"], memory_budget=2e6)
-    test = relevant_items(encoded_tiny, "test")
+    test = relevant_items(encoded_tiny, "test", 4.0)
     both = rank_and_score(ranker, test, (5, 10), "train+valid")
     assert [r["ndcg"] for r in records[1]["ranking"]] == pytest.approx(both["ndcg"].tolist())
     assert both["recall"].tolist() != rank_and_score(ranker, test, (5, 10))["recall"].tolist()

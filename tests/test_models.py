@@ -10,6 +10,7 @@ import torch
 from deepfm_rec.data.batches import Batch, BatchMaker
 from deepfm_rec.models import attach_bags, build_model
 from deepfm_rec.models.layers import FactorizationMachine, FieldEmbedding
+from settings_helpers import shipped_model
 
 
 def brute_force_pairs(v: torch.Tensor) -> torch.Tensor:
@@ -52,7 +53,9 @@ def attached(layer: FieldEmbedding) -> FieldEmbedding:
 
 def test_field_embedding_vectors():
     torch.manual_seed(0)
-    layer = attached(FieldEmbedding(categorical=[3, 4], multi=[5], n_dense=1, dim=4, init_std=1.0))
+    layer = attached(
+        FieldEmbedding([3, 4], [5], 1, dim=4, init_std=1.0, sparse=False, pooling="mean")
+    )
     batch = small_batch()
     v = layer(batch)
     assert v.shape == (3, 4, 4)  # (B, Fc + Fm + Fd, D)
@@ -69,7 +72,9 @@ def test_field_embedding_vectors():
 
 def test_bags_pool_by_sqrt_and_leave_a_code_out():
     torch.manual_seed(0)
-    layer = attached(FieldEmbedding([3, 4], [5], 1, dim=4, init_std=1.0, pooling="sqrt"))
+    layer = attached(
+        FieldEmbedding([3, 4], [5], 1, dim=4, init_std=1.0, sparse=False, pooling="sqrt")
+    )
     bag_table = layer.bag_table
     v = layer(small_batch())
     torch.testing.assert_close(v[0, 2], (bag_table[1] + bag_table[3]) / 2**0.5)  # SVD++
@@ -78,7 +83,7 @@ def test_bags_pool_by_sqrt_and_leave_a_code_out():
     torch.testing.assert_close(v[0, 2], bag_table[1])  # [1]: count 1
     torch.testing.assert_close(v[1, 2], torch.zeros(4))
     torch.testing.assert_close(v[2, 2], torch.zeros(4))  # nothing left: the empty bag
-    mean = FieldEmbedding([3, 4], [5], 1, dim=4, init_std=1.0)
+    mean = FieldEmbedding([3, 4], [5], 1, dim=4, init_std=1.0, sparse=False, pooling="mean")
     mean.load_state_dict(layer.state_dict())
     attached(mean)
     torch.testing.assert_close(mean(small_batch(leave=[3, 0, 2]))[0, 2], bag_table[1])
@@ -97,8 +102,12 @@ def test_fm_prediction_is_bias_plus_weights_plus_pairs():
             ],
             "train_mean": 3.5,
         },
+        fields=None,
+        objective="stars",
         embed_dim=4,
         init_std=0.3,
+        sparse=False,
+        pooling="mean",
     )
     attached(model.embedding)
     batch = small_batch()
@@ -110,7 +119,9 @@ def test_fm_prediction_is_bias_plus_weights_plus_pairs():
 
 def test_deepfm_shapes_and_row_independence(encoded_tiny):
     torch.manual_seed(0)
-    model = build_model("deepfm", encoded_tiny.meta, embed_dim=8, mlp=[16, 8], dropout=0.5)
+    model = shipped_model(
+        "deepfm", encoded_tiny.meta, fields=None, embed_dim=8, mlp=[16, 8], dropout=0.5
+    )
     model = attach_bags(model, encoded_tiny).eval()
     maker = BatchMaker(encoded_tiny)
     rows = torch.arange(64)
@@ -127,7 +138,9 @@ def test_deepfm_shapes_and_row_independence(encoded_tiny):
 
 def test_initial_prediction_is_near_the_train_mean(encoded_tiny):
     torch.manual_seed(0)
-    model = attach_bags(build_model("fm", encoded_tiny.meta, embed_dim=8), encoded_tiny).eval()
+    model = attach_bags(
+        shipped_model("fm", encoded_tiny.meta, fields=None, embed_dim=8), encoded_tiny
+    ).eval()
     prediction = model(BatchMaker(encoded_tiny).batch(torch.arange(100)))
     # init_std 0.01: the untrained model is within a few hundredths of a star of the mean
     assert (prediction - encoded_tiny.meta["train_mean"]).abs().max() < 0.1
@@ -135,7 +148,15 @@ def test_initial_prediction_is_near_the_train_mean(encoded_tiny):
 
 def test_deepfm_field_dropout_drops_whole_field_vectors_of_the_mlp_input_only(encoded_tiny):
     torch.manual_seed(0)
-    model = build_model("deepfm", encoded_tiny.meta, embed_dim=8, mlp=[16], field_dropout=0.5)
+    model = shipped_model(
+        "deepfm",
+        encoded_tiny.meta,
+        fields=None,
+        embed_dim=8,
+        mlp=[16],
+        dropout=0.0,  # the MLP is deterministic: only the field dropout draws
+        field_dropout=0.5,
+    )
     attach_bags(model, encoded_tiny)
     batch = BatchMaker(encoded_tiny).batch(torch.arange(256))
     seen = []

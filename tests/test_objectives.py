@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,20 +16,12 @@ from deepfm_rec.inference import load_model
 from deepfm_rec.objectives import NegativeSampler, Ranking
 from deepfm_rec.ranking import PopularityRanker, rank_and_score, relevant_items
 from deepfm_rec.recommend import Recommender
-from deepfm_rec.train import TrainConfig, train
+from deepfm_rec.train import train
+from settings_helpers import shipped
 
 FIELDS = ["user", "item", "history", "genres", "raters"]
-RANKING = TrainConfig(
-    objective="ranking",
-    lr=0.006,
-    l2=0.01,
-    batch_size=1024,
-    max_epochs=3,
-    negatives=1000,
-    sampler="popularity",
-    positives=4.0,
-    patience=2,
-)
+CHANGES = {"max_epochs": 3, "negatives": 1000, "fields": FIELDS, "embed_dim": 16, "pooling": "mean"}
+RANKING, HPARAMS = shipped("fm", "ranking", **CHANGES)
 
 
 def train_movies(encoded) -> dict[int, set[int]]:
@@ -87,9 +81,8 @@ def test_a_ranking_model_sees_no_pair_fields_nor_held_out_pairs(encoded_small, t
 @pytest.fixture(scope="module")
 def ranked(encoded_small, tmp_path_factory):
     folder = tmp_path_factory.mktemp("ranking")
-    hparams = {"fields": FIELDS, "embed_dim": 16}
     model, history, kept = train(
-        encoded_small, "fm", hparams, RANKING, seed=3, device="cpu", checkpoint=folder / "model.pt"
+        encoded_small, "fm", HPARAMS, RANKING, seed=3, device="cpu", checkpoint=folder / "model.pt"
     )
     return model, history, kept, folder / "model.pt"
 
@@ -122,9 +115,8 @@ def test_ranking_training_beats_popularity_and_is_deterministic(encoded_small, r
     # three short epochs already rank better than the most-rated list (deterministic; the
     # margin is small this early: 0.005 here, and an init one draw apart gave 0.011)
     assert history["valid_ndcg"].max() > popularity["ndcg"].iloc[0] + 0.005
-    hparams = {"fields": FIELDS, "embed_dim": 16}
-    short = TrainConfig(**{**RANKING.__dict__, "max_epochs": 1})
-    _, first, _ = train(encoded_small, "fm", hparams, short, seed=3, device="cpu")
+    short = replace(RANKING, max_epochs=1)
+    _, first, _ = train(encoded_small, "fm", HPARAMS, short, seed=3, device="cpu")
     pd.testing.assert_frame_equal(
         first.drop(columns="seconds"), history.drop(columns="seconds").iloc[:1]
     )

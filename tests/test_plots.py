@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from deepfm_rec.plots import metric_differences, metrics_figure, plot_metrics
 
@@ -75,5 +77,16 @@ def test_the_axis_is_zoomed_on_the_models_and_cuts_the_global_mean(summary):
 
 
 def test_plot_metrics_writes_a_png(summary, tmp_path):
+    """The PNG decodes to the figure's shape (two panels, RMSE over MAE), each panel with
+    its coloured bars drawn."""
     plot_metrics(summary, tmp_path / "metrics.png")
-    assert (tmp_path / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(tmp_path / "metrics.png") as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    fig = metrics_figure(summary)
+    inches = fig.get_size_inches()
+    plt.close(fig)
+    height, width, _ = pixels.shape
+    assert width / height == pytest.approx(inches[0] / inches[1], rel=0.01)
+    coloured = pixels.max(axis=2) - pixels.min(axis=2) > 100  # bars, not grey axes or text
+    for panel in (coloured[: height // 2], coloured[height // 2 :]):
+        assert panel.mean() > 0.01

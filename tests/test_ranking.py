@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +21,8 @@ from deepfm_rec.ranking import (
     ranking_metrics,
     relevant_items,
 )
-from deepfm_rec.train import TrainConfig, train
+from deepfm_rec.train import train
+from settings_helpers import shipped
 
 LOG3 = 1 / np.log2(3)  # the discount of rank 2
 
@@ -125,7 +128,7 @@ def test_popularity_baseline_by_hand():
     everything, _ = ranker.top_k(np.array([1]), 4, exclude="none")
     assert everything.tolist() == [[1, 2, 3, 4]]
     # hits: user 1 [3, 4] -> 1 0 (2 relevant), user 2 [2, 4] -> 0 1 (1 relevant)
-    table = rank_and_score(ranker, relevant_items(encoded), ks=[1, 2]).set_index("k")
+    table = rank_and_score(ranker, relevant_items(encoded, "test", 4.0), ks=[1, 2]).set_index("k")
     assert table.loc[1, ["hr", "precision", "recall", "ndcg"]].tolist() == pytest.approx(
         [1 / 2, 1 / 2, (1 / 2 + 0) / 2, 1 / 2]
     )
@@ -136,7 +139,7 @@ def test_popularity_baseline_by_hand():
 
 def test_relevant_items_on_real_ratings(encoded_tiny):
     a = encoded_tiny.arrays
-    relevant = relevant_items(encoded_tiny)
+    relevant = relevant_items(encoded_tiny, "test", 4.0)
     test = (a["split"] == SPLITS["test"]) & (a["label"] >= 4.0) & (a["user"] > 0)
     assert relevant.counts.sum() == test.sum()
     assert len(relevant.items) == (test & (a["item"] > 0)).sum()
@@ -149,15 +152,16 @@ def test_relevant_items_on_real_ratings(encoded_tiny):
 
 def test_model_and_popularity_rankings_of_a_trained_model(encoded_tiny, tmp_path):
     checkpoint = tmp_path / "model.pt"
-    config = TrainConfig(max_epochs=1, batch_size=512, lr=0.01)
-    train(encoded_tiny, "fm", {"embed_dim": 4}, config, seed=0, device="cpu", checkpoint=checkpoint)
-    resident = evaluate_model(encoded_tiny, checkpoint, ks=(1, 5, 20))
+    config, hparams = shipped("fm", "stars", max_epochs=1, batch_size=512, lr=0.01, embed_dim=4)
+    train(encoded_tiny, "fm", hparams, config, seed=0, device="cpu", checkpoint=checkpoint)
+    settings = {"device": "cpu", "ks": (1, 5, 20), "threshold": 4.0, "exclude": "train+valid"}
+    resident = evaluate_model(encoded_tiny, checkpoint, memory_budget=math.inf, **settings)
     # a memory budget too small for the table streams the rows from the memmaps: same numbers
-    assert evaluate_model(encoded_tiny, checkpoint, ks=(1, 5, 20), memory_budget=1) == resident
+    assert evaluate_model(encoded_tiny, checkpoint, memory_budget=1, **settings) == resident
     tables = {
         "fm": pd.DataFrame(resident["ranking"]),
         "popularity": rank_and_score(
-            PopularityRanker(encoded_tiny), relevant_items(encoded_tiny), (1, 5, 20)
+            PopularityRanker(encoded_tiny), relevant_items(encoded_tiny, "test", 4.0), (1, 5, 20)
         ),
     }
     for rows in tables.values():

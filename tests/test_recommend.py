@@ -19,7 +19,8 @@ from deepfm_rec.recommend import (
     user_code,
     write_recommendations,
 )
-from deepfm_rec.train import TrainConfig, train
+from deepfm_rec.train import train
+from settings_helpers import shipped
 
 # every user and movie field: a pair's own fields (tags, the rating's time) are not a
 # candidate's, so a model of them would not score a rated row as its candidate pair
@@ -35,20 +36,21 @@ SIDE_FIELDS = [
     "release_year",
 ]
 HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1, "field_dropout": 0.3, "fields": SIDE_FIELDS}
-QUICK = TrainConfig(max_epochs=1, batch_size=512, lr=0.01)
+QUICK = {"max_epochs": 1, "batch_size": 512, "lr": 0.01}
 
 
 @pytest.fixture(scope="module")
 def tiny_model(encoded_tiny):
-    model, _, _ = train(encoded_tiny, "deepfm", HPARAMS, QUICK, seed=1, device="cpu")
+    config, hparams = shipped("deepfm", "stars", **QUICK, **HPARAMS)
+    model, _, _ = train(encoded_tiny, "deepfm", hparams, config, seed=1, device="cpu")
     return model.eval()
 
 
 @pytest.fixture(scope="module")
 def fm_checkpoint(encoded_tiny, tmp_path_factory):
     checkpoint = tmp_path_factory.mktemp("fm") / "model.pt"
-    hparams = {"embed_dim": 4, "fields": SIDE_FIELDS}
-    train(encoded_tiny, "fm", hparams, QUICK, seed=2, device="cpu", checkpoint=checkpoint)
+    config, hparams = shipped("fm", "stars", **QUICK, embed_dim=4, fields=SIDE_FIELDS)
+    train(encoded_tiny, "fm", hparams, config, seed=2, device="cpu", checkpoint=checkpoint)
     return checkpoint
 
 
@@ -183,7 +185,13 @@ def test_write_recommendations_tsv(fm_checkpoint, encoded_tiny, tmp_path):
     ids = encoded_tiny.arrays["user_ids"]
     out = tmp_path / "top.tsv"
     table = write_recommendations(
-        fm_checkpoint, encoded_tiny.folder, out, k=5, device="cpu", users=[int(ids[2]), int(ids[9])]
+        fm_checkpoint,
+        encoded_tiny.folder,
+        out,
+        k=5,
+        device="cpu",
+        exclude="train",
+        users=[int(ids[2]), int(ids[9])],
     )
     read = pd.read_csv(out, sep="\t", keep_default_na=False)
     assert list(read.columns) == RECOMMENDATION_COLUMNS
@@ -195,7 +203,15 @@ def test_write_recommendations_tsv(fm_checkpoint, encoded_tiny, tmp_path):
     np.testing.assert_allclose(read["score"], table["score"], atol=1e-4)
     assert read.groupby("user")["score"].is_monotonic_decreasing.all()
     with pytest.raises(ValueError, match="without train ratings"):
-        write_recommendations(fm_checkpoint, encoded_tiny.folder, out, k=5, users=[10**9])
+        write_recommendations(
+            fm_checkpoint,
+            encoded_tiny.folder,
+            out,
+            k=5,
+            device="cpu",
+            exclude="train",
+            users=[10**9],
+        )
 
 
 def test_a_checkpoint_of_other_data_is_refused(encoded_tiny, fm_checkpoint):
@@ -237,9 +253,8 @@ def test_a_dataset_without_demographics(tables_small, tmp_path):
         "movie_age",
     ]
     fields = ["user", "item", "genres", "history", "raters"]
-    model, _, _ = train(
-        encoded, "fm", {"embed_dim": 4, "fields": fields}, QUICK, seed=0, device="cpu"
-    )
+    config, hparams = shipped("fm", "stars", **QUICK, embed_dim=4, fields=fields)
+    model, _, _ = train(encoded, "fm", hparams, config, seed=0, device="cpu")
     recommender = Recommender(model, encoded)
     users = np.arange(1, recommender.n_users)
     items, scores = recommender.top_k(users, 10)

@@ -13,13 +13,14 @@ from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.inference import load_model, predict, resolve_device
 from deepfm_rec.objectives import Stars
-from deepfm_rec.train import EarlyStopping, TrainConfig, train
+from deepfm_rec.train import EarlyStopping, train
+from settings_helpers import shipped
 
 STAR_HISTORY = ["epoch", *Stars.columns, "lr", "seconds"]
 
 
 def test_early_stopping_waits_patience_epochs_without_min_delta_improvement():
-    stopper = EarlyStopping("valid_mae", "min", patience=2, min_delta=0.01)
+    stopper = EarlyStopping("valid_mae", mode="min", patience=2, min_delta=0.01)
     assert not stopper.step(1.0, 1)
     assert not stopper.step(0.95, 2)  # improved by 0.05
     assert not stopper.step(0.945, 3)  # 0.005 < min_delta: not an improvement
@@ -29,7 +30,7 @@ def test_early_stopping_waits_patience_epochs_without_min_delta_improvement():
 
 
 def test_early_stopping_resets_on_improvement_and_handles_max_mode():
-    stopper = EarlyStopping("ndcg", "max", patience=2)
+    stopper = EarlyStopping("ndcg", mode="max", patience=2, min_delta=0.0)
     assert not stopper.step(0.1, 1)
     assert not stopper.step(0.05, 2)
     assert not stopper.step(0.2, 3)  # improvement resets the wait
@@ -39,15 +40,17 @@ def test_early_stopping_resets_on_improvement_and_handles_max_mode():
 
 
 def test_early_stopping_stops_on_nan():
-    stopper = EarlyStopping("valid_mae", patience=5)
+    stopper = EarlyStopping("valid_mae", mode="min", patience=5, min_delta=0.0)
     stopper.step(0.8, 1)
     assert stopper.step(math.nan, 2) and "NaN" in stopper.reason
     with pytest.raises(ValueError, match="mode"):
-        EarlyStopping("x", mode="sideways")
+        EarlyStopping("x", mode="sideways", patience=1, min_delta=0.0)
 
 
-CONFIG = TrainConfig(lr=0.003, batch_size=256, max_epochs=6, l2=0.01, patience=2)
-HPARAMS = {"embed_dim": 8, "mlp": [16], "dropout": 0.1, "field_dropout": 0.3}
+CHANGES = {"lr": 0.003, "batch_size": 256, "max_epochs": 6, "l2": 0.01, "patience": 2}
+CONFIG, HPARAMS = shipped(
+    "deepfm", "stars", **CHANGES, embed_dim=8, mlp=[16], dropout=0.1, field_dropout=0.3
+)
 
 
 def test_training_is_deterministic_on_cpu(encoded_tiny):
@@ -68,7 +71,7 @@ def test_training_learns_and_restores_the_best_epoch(encoded_tiny, tmp_path):
     model, history, kept = train(
         encoded_tiny,
         "fm",
-        {"embed_dim": 8},
+        shipped("fm", "stars", embed_dim=8, fields=None)[1],
         CONFIG,
         seed=1,
         device="cpu",
@@ -102,9 +105,8 @@ def test_training_learns_and_restores_the_best_epoch(encoded_tiny, tmp_path):
 
 
 def test_predictions_are_clipped_to_the_rating_scale(encoded_tiny):
-    model, _, _ = train(
-        encoded_tiny, "fm", {"embed_dim": 4}, TrainConfig(max_epochs=1), seed=0, device="cpu"
-    )
+    config, hparams = shipped("fm", "stars", max_epochs=1, embed_dim=4, fields=None)
+    model, _, _ = train(encoded_tiny, "fm", hparams, config, seed=0, device="cpu")
     with torch.no_grad():
         model.bias.fill_(100.0)
     rows = encoded_tiny.rows("test")
@@ -115,14 +117,17 @@ def test_predictions_are_clipped_to_the_rating_scale(encoded_tiny):
 def test_sparse_updates_keep_the_quality_of_dense_adam(encoded_small, model):
     """The CPU fast path (sparse embedding gradients, SparseAdam) against dense Adam on the
     whole embedded dataset: its test RMSE is no more than 0.005 stars worse."""
-    hparams = {"embed_dim": 16} | (
-        {"mlp": [128, 64, 32], "dropout": 0.2} if model == "deepfm" else {}
+    # every field, mean pooling, no field dropout; 4 epochs, where valid MSE has levelled
+    # off for both (early stopping ends them at 6 to 11 epochs, 0.002 stars apart or less)
+    changes = {"embed_dim": 16, "fields": None, "pooling": "mean", "lr": 0.002, "l2": 0.03}
+    changes |= {"max_epochs": 4} | (
+        {"mlp": [128, 64, 32], "dropout": 0.2, "field_dropout": 0.0} if model == "deepfm" else {}
     )
     test = encoded_small.rows("test")
     label = np.asarray(encoded_small.arrays["label"])[test]
     rmse = {}
     for optimizer in ("adam", "sparse_adam"):
-        config = TrainConfig(lr=0.002, l2=0.03, optimizer=optimizer)
+        config, hparams = shipped(model, "stars", **changes, optimizer=optimizer)
         trained, _, _ = train(encoded_small, model, hparams, config, seed=42, device="cpu")
         prediction = predict(trained, BatchMaker(encoded_small), test, 8192)
         rmse[optimizer] = float(np.sqrt(np.mean((prediction - label) ** 2)))

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 from snakemake.utils import validate
 
 from workflow_helpers import (
@@ -40,6 +41,18 @@ RUNS = [(model, objective) for model in ("fm", "deepfm") for objective in ("star
 BASELINES = ["global_mean", "bias", "popularity", "itemknn", "ease"]
 
 
+def assert_curves_drawn(path):
+    """A learning-curves PNG that decodes to a wide figure of two panels, each with its
+    coloured curves drawn (not only axes and text, which are grey and black)."""
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    height, width, _ = pixels.shape
+    assert 2 * height < width  # two panels side by side
+    coloured = pixels.max(axis=2) - pixels.min(axis=2) > 100
+    for half in (coloured[:, : width // 2], coloured[:, width // 2 :]):
+        assert half.sum() > 500, path
+
+
 def test_the_study_writes_its_outputs(project):
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
     names = [f"{model} ({objective})" for model, objective in RUNS]
@@ -54,8 +67,17 @@ def test_the_study_writes_its_outputs(project):
     assert set(ranked["model"]) == {*names, "popularity", "itemknn", "ease"}
     for column in ("ndcg@10", "hr@10", "recall@10", "precision@10", "coverage@10"):
         assert ranked[column].between(0, 1).all(), column
-    assert (rated["rmse"] < 1.1).all()
     assert list(rated["rmse"] ** 2) == pytest.approx(list(rated["mse"]), rel=1e-5)
+    # the global mean, computed here from the encoded arrays: train's mean for every test row
+    encoded = project / "results/ml-latest-small/encoded"
+    label, split = (np.load(encoded / f"{name}.npy") for name in ("label", "split"))
+    mean_rmse = np.sqrt(np.mean((label[split == 2] - label[split == 0].mean()) ** 2))
+    by_model = metrics.set_index("model")
+    assert by_model.loc["global_mean", "rmse"] == pytest.approx(mean_rmse, abs=1e-5)
+    # the damped biases beat it, and every trained star model beats the biases
+    assert by_model.loc["bias", "rmse"] < mean_rmse
+    models = rated[rated["kind"] == "model"]
+    assert len(models) == 4 and (models["rmse"] < by_model.loc["bias", "rmse"]).all(), models
     by_run = metrics.set_index(["model", "seed"])
     for model, objective in RUNS:
         name = f"{model} ({objective})"
@@ -65,12 +87,20 @@ def test_the_study_writes_its_outputs(project):
         for seed in (42, 43):
             folder = project / "results/ml-latest-small" / model / objective / f"seed{seed}"
             record = json.loads((folder / "metrics.json").read_text())
-            assert record[metric if objective == "stars" else "ranking"] is not None
+            # the record holds the numbers metrics.tsv shows for this run
+            row = by_run.loc[(name, seed)]
+            at_10 = next(entry for entry in record["ranking"] if entry["k"] == 10)
+            assert at_10["ndcg"] == pytest.approx(row["ndcg@10"], abs=1e-6)
+            if objective == "stars":
+                assert record["rmse"] == pytest.approx(row["rmse"], abs=1e-6)
+                assert record["mae"] == pytest.approx(row["mae"], abs=1e-6)
             assert record["checksum"] == meta["checksum"] and record["seed"] == seed
             assert record["objective"] == objective and record["exclude"] == "train+valid"
             history = pd.read_csv(folder / "history.tsv", sep="\t")
             assert 1 <= len(history) <= (3 if objective == "stars" else 2)
-            assert (folder / "curves.png").read_bytes()[:4] == b"\x89PNG"
+            monitored = history.set_index("epoch").loc[record["best_epoch"], record["monitor"]]
+            assert record["best_valid"] == pytest.approx(monitored, abs=1e-6)
+            assert_curves_drawn(folder / "curves.png")
     for objective in ("stars", "ranking"):
         folder = project / "results/ml-latest-small/deepfm" / objective
         profile = (folder / "profile.txt").read_text()

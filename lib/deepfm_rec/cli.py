@@ -3,9 +3,9 @@
     deepfm-rec recommend --user 1 -k 10
 
 prints a user's top-K movies, beside the movies they rated highest in train, so a person
-can judge the list. Run in the project folder, the model is the study's recommender
-(config/config.yaml's `recommend`: the ranking-trained DeepFM, first seed); `--model`
-names any other checkpoint.
+can judge the list. Run in the project folder, the model, K and excluded splits are the
+study's (config/config.yaml's `recommend`, its first seed, `ranking.k`,
+`ranking.exclude` and `device`, as in the workflow's topk.tsv); the options name others.
 """
 
 from __future__ import annotations
@@ -56,27 +56,26 @@ def default_encoded(model: Path) -> Path:
     return parents[3] / "encoded" if len(parents) > 4 else model.parent / "encoded"
 
 
-CONFIG = Path("config/config.yaml")
-
-
-def default_model(parser: argparse.ArgumentParser) -> Path:
-    """The study's recommender checkpoint, from config/config.yaml in this folder:
-    results/{dataset}/{recommend.model}/{recommend.objective}/seed{first seed}/model.pt."""
-    if not CONFIG.is_file():
-        parser.error(f"no --model given and no {CONFIG} here to find the study's model in")
-    from deepfm_rec.config_file import read_config
+def read_study_config(parser: argparse.ArgumentParser, hint: str = "") -> dict:
+    """config/config.yaml of this folder, checked against the workflow's schema and its
+    defaults filled in (deepfm_rec.config); a usage error, `hint` appended, if it is
+    missing or not a valid config."""
+    from deepfm_rec.config import CONFIG, SCHEMA, load_config
     from deepfm_rec.data.errors import DataError
 
+    missing = (
+        f"no {CONFIG} and {SCHEMA} here: run in the project folder (its settings are the "
+        f"base){hint}"
+    )
+    if not CONFIG.is_file():
+        parser.error(missing)
     try:
-        config = read_config(CONFIG)
-        dataset, seed = config["dataset"], config["seeds"][0]
-        chosen = config.get("recommend", {"model": "deepfm", "objective": "ranking"})
-        name, objective = chosen["model"], chosen["objective"]
+        return load_config(CONFIG)
+    except FileNotFoundError:  # the schema (the file was checked)
+        parser.error(missing)
     except DataError as error:
-        parser.error(f"{error}; or give --model")
-    except (KeyError, IndexError, TypeError) as error:
-        parser.error(f"{CONFIG}: cannot find the study's model in it ({error}); give --model")
-    return Path("results") / dataset / name / objective / f"seed{seed}" / "model.pt"
+        where = f"{CONFIG}: " if str(error).startswith("config key") else ""
+        parser.error(f"{where}{error}{hint}")
 
 
 def check_items(encoded_dir: Path, n_movies: int, parser: argparse.ArgumentParser) -> None:
@@ -101,11 +100,26 @@ def check_items(encoded_dir: Path, n_movies: int, parser: argparse.ArgumentParse
 
 def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """The `recommend` subcommand: print one user's top-K list."""
-    model = Path(args.model) if args.model else default_model(parser)
+    # what is left out is the study's (config/config.yaml), as in the workflow's topk.tsv
+    left_out = [o for o in ("model", "k", "exclude", "device") if getattr(args, o) is None]
+    if left_out:
+        from deepfm_rec.config import recommender_path
+
+        options = ", ".join(f"-{o}" if o == "k" else f"--{o}" for o in left_out)
+        config = read_study_config(parser, f"; or give {options}")
+        study = {
+            "model": recommender_path(config),
+            "k": config["ranking"]["k"],
+            "exclude": config["ranking"]["exclude"],
+            "device": config["device"],
+        }
+        for option in left_out:
+            setattr(args, option, study[option])
+    model = Path(args.model)
     encoded_dir = Path(args.encoded) if args.encoded else default_encoded(model)
     # Bad arguments fail before torch is imported (seconds of a person's time).
     if not model.is_file():
-        hint = "" if args.model else " (run the study first: snakemake --cores 2)"
+        hint = " (run the study first: snakemake --cores 2)" if "model" in left_out else ""
         parser.error(f"--model {model}: no such checkpoint{hint}")
     if not (encoded_dir / "meta.json").is_file():
         parser.error(
@@ -182,29 +196,6 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
 SEED_MAX = 2**32 - 1  # numpy's and torch's generators take no more (as the schema says)
 
 
-def read_study_config(parser: argparse.ArgumentParser) -> dict:
-    """config/config.yaml checked against the workflow's schema, its defaults filled in."""
-    from deepfm_rec.config_file import (
-        SCHEMA,
-        check_config,
-        read_config,
-        read_schema,
-        with_defaults,
-    )
-    from deepfm_rec.data.errors import DataError
-
-    if not CONFIG.is_file() or not SCHEMA.is_file():
-        parser.error(
-            f"no {CONFIG} and {SCHEMA} here: run in the project folder (its settings are the base)"
-        )
-    try:
-        config, schema = read_config(CONFIG), read_schema()
-        check_config(config, schema)
-    except DataError as error:
-        parser.error(f"{CONFIG}: {error}" if str(error).startswith("config key") else str(error))
-    return with_defaults(config, schema)
-
-
 def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """The `tune` subcommand: a seeded search on the valid split (deepfm_rec.tuning)."""
     # Bad arguments fail before the search: it would train, then fail.
@@ -223,31 +214,37 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             f"--out {out}: cannot write a file there (a folder, or its folder "
             "missing or not writable)"
         )
+    from deepfm_rec.config import study_path, train_settings
+
     config = read_study_config(parser)
-    encoded = Path(args.encoded or f"results/{config['dataset']}/encoded")
+    encoded = Path(args.encoded or study_path("encoded", dataset=config["dataset"]))
     if not (encoded / "meta.json").is_file():
         parser.error(
             f"--encoded {encoded}: not an encoded folder (snakemake --cores 2 {encoded} makes it)"
         )
-    settings = {"objective": args.objective, **config[args.model][args.objective]}
-    if args.objective == "ranking":
-        settings |= {key: config["ranking"][key] for key in ("k", "threshold")}
+    settings = train_settings(config, args.model, args.objective)
 
+    from deepfm_rec.config import read_schema
     from deepfm_rec.data.errors import DataError
     from deepfm_rec.inference import resolve_device
+    from deepfm_rec.search_space import section_space
     from deepfm_rec.tuning import search  # torch and optuna: seconds, after the checks
 
+    section = f"{args.model}.{args.objective}"
     try:
+        space = section_space(section, config["tune"]["space"], read_schema())
         resolve_device(args.device, key="--device")
         table = search(
             encoded,
             args.model,
             settings,
+            space,
             trials=args.trials,
             seed=args.seed,
             seeds=args.seeds,
             device=args.device,
             threads=args.threads,
+            memory_budget=config["memory_budget_gb"] * 1e9,
             out=out,
         )
     except DataError as error:
@@ -272,21 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--model",
         help="a model.pt written by the workflow (default: the study's recommender, from "
-        "config/config.yaml: results/{dataset}/deepfm/ranking/seed{first seed}/model.pt)",
+        "config/config.yaml: results/{dataset}/{recommend.model}/{recommend.objective}/"
+        "seed{first seed}/model.pt)",
     )
     rec.add_argument("--user", required=True, type=int, help="a MovieLens user id")
-    rec.add_argument("-k", type=int, default=10, help="list length (default 10)")
+    rec.add_argument("-k", type=int, help="list length (default: config/config.yaml's ranking.k)")
     rec.add_argument(
         "--encoded",
         help="the encoded folder the model was trained on "
         "(default: the nearest 'encoded' folder above the model, results/{dataset}/encoded)",
     )
-    rec.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
+    rec.add_argument("--device", help="auto, cpu, cuda, ... (default: config/config.yaml's device)")
     rec.add_argument(
         "--exclude",
-        default="train+valid",
-        help="splits whose rated movies are not recommended: train, train+valid (as the "
-        "study's topk.tsv), train+valid+test, none (default train+valid)",
+        help="splits whose rated movies are not recommended: train, train+valid, "
+        "train+valid+test, none (default: config/config.yaml's ranking.exclude)",
     )
     rec.add_argument(
         "--history",

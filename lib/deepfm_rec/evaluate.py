@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from loguru import logger
 
-from deepfm_rec.data.batches import DEFAULT_MEMORY_BUDGET, BatchMaker
+from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.inference import load_model, predict
 from deepfm_rec.item_rankers import fit_item_rankers
@@ -123,11 +123,12 @@ def baselines(encoded: Encoded) -> dict[str, dict]:
 def evaluate_model(
     encoded: Encoded,
     checkpoint: str | Path,
-    device: str = "cpu",
-    ks: tuple[int, ...] = (10,),
-    threshold: float = 4.0,
-    memory_budget: float = DEFAULT_MEMORY_BUDGET,
-    exclude: str = "train+valid",
+    *,
+    device: str,
+    ks: tuple[int, ...],
+    threshold: float,
+    memory_budget: float,
+    exclude: str,
 ) -> dict:
     """Test metrics of one trained model on the whole test split, with its seed.
 
@@ -185,7 +186,13 @@ def write_model_metrics(
     torch.set_num_threads(threads)
     encoded = open_encoded(Path(encoded))
     record = evaluate_model(
-        encoded, checkpoint, device, tuple(ks), threshold, memory_budget, exclude
+        encoded,
+        checkpoint,
+        device=device,
+        ks=tuple(ks),
+        threshold=threshold,
+        memory_budget=memory_budget,
+        exclude=exclude,
     )
     Path(out).write_text(json.dumps(record, indent=2) + "\n")
     return record

@@ -114,13 +114,12 @@ def write_checkpoint(state: dict, checkpoint: Path) -> None:
         torch.save(state, scratch)
 
 
-def model_of(state: dict, checkpoint: Path, sparse: bool = False) -> torch.nn.Module:
-    """The model of a checkpoint dict with its trained weights (`sparse`: the embedding
-    table gives sparse gradients, to take more training steps as train did)."""
+def model_of(state: dict, checkpoint: Path) -> torch.nn.Module:
+    """The model of a checkpoint dict with its trained weights."""
     try:
         objective = state["train_config"]["objective"]
         model = build_model(
-            state["model"], state["meta"], objective=objective, sparse=sparse, **state["hparams"]
+            state["model"], state["meta"], objective=objective, sparse=False, **state["hparams"]
         )
         model.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, TypeError) as error:

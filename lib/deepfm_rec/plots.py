@@ -164,3 +164,38 @@ def plot_ranking(curves: pd.DataFrame, path: Path) -> None:
     axes[0].legend()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_search(table: pd.DataFrame, space: dict, metric: str, lower_is_better: bool, path: Path):
+    """A search's trials (tuning.trials_table, complete ones): each trial's valid metric
+    and the best so far against the trial number, then each searched setting against the
+    valid metric (a list-valued choice such as mlp shown as text)."""
+    done = table[table["state"] == "COMPLETE"].sort_values("trial")
+    best = done[metric].cummin() if lower_is_better else done[metric].cummax()
+    panels = 1 + len(space)
+    columns = min(panels, 4)
+    rows = -(-panels // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(3.3 * columns, 2.9 * rows), constrained_layout=True, squeeze=False
+    )
+    label = metric.replace("_", " ").replace("ndcg", "NDCG@K").replace("rmse", "RMSE")
+    ax = axes.flat[0]
+    ax.plot(done["trial"], done[metric], "o", ms=4, alpha=0.6, label="trial")
+    ax.step(done["trial"], best, where="post", color="C3", label="best so far")
+    ax.set(xlabel="trial", ylabel=label)
+    ax.legend(fontsize=8)
+    for ax, (name, spec) in zip(axes.flat[1:], space.items(), strict=False):
+        values = done[name]
+        if "choice" in spec and any(isinstance(v, list) for v in spec["choice"]):
+            values = values.map(str)
+        ax.plot(values, done[metric], "o", ms=4, alpha=0.7)
+        if "log" in spec:
+            ax.set_xscale("log")
+        ax.set(xlabel=name, ylabel=label)
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[panels:]:
+        ax.set_visible(False)
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)

@@ -9,11 +9,9 @@ import torch
 from loguru import logger
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from deepfm_rec.data.batches import DEFAULT_MEMORY_BUDGET, BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
-from deepfm_rec.inference import model_of, read_checkpoint, resolve_device
-from deepfm_rec.models import attach_bags
-from deepfm_rec.train import Optimizers, TrainConfig, objective_for, uses_sparse
+from deepfm_rec.inference import read_checkpoint, resolve_device
+from deepfm_rec.train import TrainConfig, build_setup
 
 
 def profile_step(
@@ -23,11 +21,12 @@ def profile_step(
     batch_size: int,
     warmup: int,
     row_limit: int,
-    device: str = "auto",
+    device: str,
+    memory_budget: float,
     trace: Path | None = None,
-    memory_budget: float = DEFAULT_MEMORY_BUDGET,
 ) -> str:
-    """Profile one training step of a trained model after `warmup` steps.
+    """Profile one training step of a trained model after `warmup` steps, set up as train
+    set it up (its checkpoint's settings, at `batch_size`) from its trained weights.
 
     Returns the operator table (sorted by self CPU time, or self CUDA time on a GPU),
     and writes a Chrome trace to `trace` when given.
@@ -35,13 +34,19 @@ def profile_step(
     device_t = resolve_device(device)
     state = read_checkpoint(checkpoint, device_t)
     config = replace(TrainConfig(**state["train_config"]), batch_size=batch_size)
-    sparse = uses_sparse(config)  # as train built it, to take training steps
-    model = attach_bags(model_of(state, checkpoint, sparse).to(device_t).train(), encoded)
-    optimizer = Optimizers(model, config, sparse)
-    maker = BatchMaker(encoded, device_t, memory_budget, fields=model.fields)
+    setup = build_setup(
+        encoded,
+        state["model"],
+        state["hparams"],
+        config,
+        seed=state["seed"],
+        device=device_t,
+        memory_budget=memory_budget,
+    )
+    model, objective, optimizer = setup.model, setup.objective, setup.optimizer
+    model.load_state_dict(state["state_dict"])
+    model.embedding.resum()  # the trained weights' bag sums
     generator = torch.Generator().manual_seed(state["seed"])
-    draws = torch.Generator(device_t).manual_seed(state["seed"])
-    objective = objective_for(encoded, maker, config, model.fields, draws, state["seed"])
     epoch = objective.batches(generator)
 
     def step() -> None:

@@ -37,7 +37,6 @@ from deepfm_rec.data.encoding import SPLITS, Encoded
 from deepfm_rec.data.errors import DataError
 
 RANKING_COLUMNS = ["model", "k", "users", "hr", "precision", "recall", "ndcg"]
-DEFAULT_KS = (1, 5, 10, 20, 50, 100)
 
 
 @dataclass
@@ -67,7 +66,7 @@ class Relevant:
         return Relevant(self.users[positions], indptr, items, self.counts[positions])
 
 
-def relevant_items(encoded: Encoded, split: str = "test", threshold: float = 4.0) -> Relevant:
+def relevant_items(encoded: Encoded, split: str, threshold: float) -> Relevant:
     """The movies each user with train ratings rated ≥ `threshold` stars in `split`."""
     a = encoded.arrays
     rows = np.flatnonzero(
@@ -145,9 +144,7 @@ def metrics_at(hits: np.ndarray, counts: np.ndarray, ks: Sequence[int]) -> pd.Da
     return pd.DataFrame(records, columns=RANKING_COLUMNS[1:])
 
 
-def ranking_metrics(
-    top_items: np.ndarray, relevant: Relevant, ks: Sequence[int] = DEFAULT_KS
-) -> pd.DataFrame:
+def ranking_metrics(top_items: np.ndarray, relevant: Relevant, ks: Sequence[int]) -> pd.DataFrame:
     """metrics_at for top-max(ks) lists (rows aligned with relevant.users)."""
     return metrics_at(hit_matrix(top_items, relevant), relevant.counts, ks)
 
@@ -334,7 +331,7 @@ class PopularityRanker(CandidateRanker):
 def rank_and_score(
     ranker: CandidateRanker,
     relevant: Relevant,
-    ks: Sequence[int] = DEFAULT_KS,
+    ks: Sequence[int],
     exclude: str = "train",
 ) -> pd.DataFrame:
     """Metrics, coverage and popularity at each K of one ranker's top-max(ks) lists for the

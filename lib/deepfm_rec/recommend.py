@@ -77,7 +77,7 @@ class Recommender(CandidateRanker):
         cls,
         checkpoint: str | Path,
         encoded: str | Path | Encoded,
-        device: str = "auto",
+        device: str,
         pairs_per_batch: int | None = None,
     ) -> Recommender:
         """Load a checkpoint written by deepfm_rec.train.train for the encoded folder it was
@@ -194,10 +194,10 @@ def write_recommendations(
     out: str | Path,
     *,
     k: int,
-    device: str = "auto",
+    device: str,
+    exclude: str,
     threads: int | None = None,
     users: Sequence[int] | None = None,
-    exclude: str = "train",
     pairs_per_batch: int | None = None,
 ) -> pd.DataFrame:
     """Write the top-K lists of many users as TSV (RECOMMENDATION_COLUMNS), and return them.

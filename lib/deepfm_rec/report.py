@@ -291,6 +291,37 @@ def _baseline_notes(records: list[dict]) -> str:
     return f"<p>{'<br>'.join(notes)}</p>" if notes else ""
 
 
+def _search(trials: Path) -> str:
+    """A search's section: its trials and workers, the plot, the best settings and the
+    five best trials."""
+    trials = Path(trials)
+    table = pd.read_csv(trials, sep="\t")
+    model, objective = trials.parent.parent.name, trials.parent.name
+    metric = "valid_rmse" if objective == "stars" else "valid_ndcg"
+    done = table[table["state"] == "COMPLETE"]
+    best = done.sort_values(metric, ascending=objective == "stars").head(5)
+    failed = int((table["state"] == "FAIL").sum())
+    workers = table["worker"].nunique()
+    order = (
+        "With one worker and the config's seeds the search is deterministic on the CPU."
+        if workers == 1
+        else f"With {workers} workers, which trial drew what depended on when each asked: "
+        "the trials table is the record, not a rerun."
+    )
+    return (
+        f"<h3>{html.escape(model)} ({html.escape(objective)})</h3>"
+        f"<p>{len(done)} complete trials by {workers} worker(s) sharing one Optuna study"
+        f"{f', {failed} failed (a worker stopped; run again by another)' if failed else ''}; "
+        f"each scored by its {metric.replace('_', ' ')} on the validation split (the test "
+        f"split is never read). {order} {html.escape(str(trials))} holds every trial.</p>"
+        + _image(trials.with_name("search.png"), f"{model} {objective} search")
+        + "<p>The best settings (paste them into config/config.yaml, or pass the file "
+        "after the config with --configfile):</p>"
+        + f"<pre>{html.escape(trials.with_name('best.yaml').read_text())}</pre>"
+        + _table(best.drop(columns=["state", "host", "job"], errors="ignore"))
+    )
+
+
 def write_report(
     out: Path,
     *,
@@ -304,6 +335,7 @@ def write_report(
     profiles: list[Path],
     topk: Path,
     ranking_plot_out: Path,
+    searches: list[Path],
     k: int,
     threshold: float,
     exclude: str,
@@ -326,6 +358,8 @@ def write_report(
         profiles: the profile.txt of the profiled models (<model>/<objective>/profile.txt).
         topk: the recommender's topk.tsv (deepfm_rec.recommend), for the examples.
         ranking_plot_out: the PNG of NDCG@K and recall@K against K.
+        searches: the trials.tsv of each hyperparameter search that has run (snakemake
+            tune), beside its best.yaml and search.png; none: no tuning section.
         k, threshold, exclude, examples: the K of the ranking table, the least stars that
             make a test rating relevant, the splits whose movies are no test candidates,
             the number of example users.
@@ -390,6 +424,8 @@ def write_report(
             f"<h3>{html.escape(name)}</h3>",
             f"<pre>{html.escape(Path(text).read_text())}</pre>",
         ]
+    if searches:
+        sections += ["<h2>Hyperparameter search (valid split)</h2>", *map(_search, searches)]
     splits = ", ".join(f"{k} {v}" for k, v in meta["splits"].items())
     fields = ", ".join(f"{f['name']} ({f['kind']})" for f in meta["fields"])
     users = " and ".join(meta["users_origin"]) or "none (no demographic fields)"

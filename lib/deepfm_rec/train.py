@@ -16,7 +16,7 @@ import torch
 from loguru import logger
 from tqdm import tqdm
 
-from deepfm_rec.data.batches import DEFAULT_MEMORY_BUDGET, BatchMaker
+from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.inference import resolve_device, write_checkpoint
 from deepfm_rec.models import OBJECTIVES, attach_bags, build_model
@@ -25,43 +25,54 @@ from deepfm_rec.optim import RowAdam
 from deepfm_rec.plots import plot_curves
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
-    """How to train: objective, optimiser, batches, regularisation, stopping."""
+    """How to train: objective, optimiser, batches, regularisation, stopping.
 
-    objective: str = "stars"  # stars or ranking (deepfm_rec.objectives)
-    lr: float = 0.002
-    batch_size: int = 1024
-    max_epochs: int = 50
-    l2: float = 0.03  # weight of the mean squared norm of a row's w and v in the loss
-    patience: int = 3  # epochs without a min_delta improvement of the valid metric
-    min_delta: float = 1e-4
-    lr_factor: float = 0.5  # ReduceLROnPlateau on the valid metric
-    lr_patience: int = 1
+    Every setting is required: the config schema is where the study's values live
+    (deepfm_rec.config.train_settings gives a section's). The ranking ones are None for
+    stars, which does not use them.
+    """
+
+    objective: str  # stars or ranking (deepfm_rec.objectives)
+    lr: float
+    batch_size: int
+    max_epochs: int
+    l2: float  # weight of the mean squared norm of a row's w and v in the loss
+    patience: int  # epochs without a min_delta improvement of the valid metric
+    min_delta: float
+    lr_factor: float  # ReduceLROnPlateau on the valid metric
+    lr_patience: int
     # adam: fused dense Adam over every parameter. sparse_adam: the categorical embedding
     # table gets sparse gradients and a lazy Adam (RowAdam, SparseAdam's maths) that
     # touches only the rows a batch used, the rest Adam: it pays for a large table whose
     # batches use few rows (on 10M ratings, 70k users, it measured no faster than adam).
     # The bag table has an Adam of its own either way (bag_refresh).
-    optimizer: str = "adam"
+    optimizer: str
     # the training steps between two updates of the bag table (the multi-valued fields'
     # embeddings): the steps read every bag's sum from a table (a step costs the same
     # whatever its bags' sizes) and accumulate their gradients; every bag_refresh steps
     # the gradient goes through the bags to the bag table, which takes one Adam step with
     # lr times the square root of bag_refresh, and the sums are taken again (BagSums).
     # 1 is exact pooling; None chooses it from the data's size (refresh_steps).
-    bag_refresh: int | None = None
+    bag_refresh: int | None
     # ranking only (see deepfm_rec.objectives): the loss, negatives per batch (0: every
     # movie) and how they are drawn, the least stars of a positive, and the valid metric:
     # NDCG@k of valid ratings of at least `threshold` stars, over at most `valid_users`
     # users (0: all; a seeded sample otherwise)
-    loss: str = "softmax"
-    negatives: int = 0
-    sampler: str = "uniform"
-    positives: float = 0.0
-    k: int = 10
-    threshold: float = 4.0
-    valid_users: int = 0
+    loss: str | None = None
+    negatives: int | None = None
+    sampler: str | None = None
+    positives: float | None = None
+    k: int | None = None
+    threshold: float | None = None
+    valid_users: int | None = None
+
+    def __post_init__(self) -> None:
+        ranking = [f.name for f in fields(self) if f.default is None]
+        unset = [name for name in ranking if getattr(self, name) is None]
+        if self.objective == "ranking" and unset:
+            raise ValueError(f"a ranking TrainConfig needs {', '.join(unset)}")
 
 
 class Optimizers:
@@ -164,7 +175,7 @@ class EarlyStopping:
         min_delta: the least change that counts as an improvement.
     """
 
-    def __init__(self, monitor: str, mode: str = "min", patience: int = 3, min_delta: float = 0.0):
+    def __init__(self, monitor: str, *, mode: str, patience: int, min_delta: float):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
         self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
@@ -208,6 +219,42 @@ def objective_for(
     raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {config.objective!r}")
 
 
+@dataclass
+class Setup:
+    """What a training step needs: the model (its bags attached), the BatchMaker of its
+    fields, the objective (its batches, loss and valid metric) and the optimizers."""
+
+    model: torch.nn.Module
+    maker: BatchMaker
+    objective: Stars | Ranking
+    optimizer: Optimizers
+
+
+def build_setup(
+    encoded: Encoded,
+    model_name: str,
+    hparams: dict,
+    config: TrainConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    memory_budget: float,
+) -> Setup:
+    """The model `model_name` of `hparams` (torch seeded with `seed`) and what trains it for
+    `config` on `device`: train, profiling and the benchmarks build their steps here.
+    `memory_budget` (bytes) bounds the per-row arrays copied to the device (BatchMaker)."""
+    torch.manual_seed(seed)
+    sparse = uses_sparse(config)
+    model = build_model(
+        model_name, encoded.meta, objective=config.objective, sparse=sparse, **hparams
+    ).to(device)
+    attach_bags(model, encoded)
+    maker = BatchMaker(encoded, device, memory_budget, fields=model.fields)
+    draws = torch.Generator(device).manual_seed(seed)  # the negatives, on the device
+    objective = objective_for(encoded, maker, config, model.fields, draws, seed)
+    return Setup(model, maker, objective, Optimizers(model, config, sparse, objective.mode))
+
+
 def train(
     encoded: Encoded | Path,
     model_name: str,
@@ -215,10 +262,10 @@ def train(
     config: TrainConfig,
     *,
     seed: int,
-    device: str = "auto",
+    device: str,
     checkpoint: Path | None = None,
     history: Path | None = None,
-    memory_budget: float = DEFAULT_MEMORY_BUDGET,
+    memory_budget: float = math.inf,
 ) -> tuple[torch.nn.Module, pd.DataFrame, int]:
     """Train `model_name` on the train split for `config.objective`, early-stopped on its
     valid metric (stars: MAE; ranking: NDCG@k).
@@ -226,22 +273,28 @@ def train(
     Returns the model with its best weights restored, the history table (epoch, the
     objective's columns, lr, seconds) and the epoch whose weights were kept; writes the
     checkpoint dict and history.tsv when paths are given. `memory_budget` (bytes) bounds
-    the per-row arrays copied to the device; larger data is streamed (see BatchMaker).
+    the per-row arrays copied to the device, larger data is streamed (see BatchMaker);
+    the batches and the model are the same either way.
     """
     if not isinstance(encoded, Encoded):
         encoded = open_encoded(encoded)
-    torch.manual_seed(seed)
     device_t = resolve_device(device)
-    sparse = uses_sparse(config)
-    model = build_model(
-        model_name, encoded.meta, objective=config.objective, sparse=sparse, **hparams
-    ).to(device_t)
-    attach_bags(model, encoded)
-    maker = BatchMaker(encoded, device_t, memory_budget, fields=model.fields)
-    draws = torch.Generator(device_t).manual_seed(seed)  # the negatives, on the device
-    objective = objective_for(encoded, maker, config, model.fields, draws, seed)
-    optimizer = Optimizers(model, config, sparse, objective.mode)
-    stopper = EarlyStopping(objective.monitor, objective.mode, config.patience, config.min_delta)
+    setup = build_setup(
+        encoded,
+        model_name,
+        hparams,
+        config,
+        seed=seed,
+        device=device_t,
+        memory_budget=memory_budget,
+    )
+    model, objective, optimizer = setup.model, setup.objective, setup.optimizer
+    stopper = EarlyStopping(
+        objective.monitor,
+        mode=objective.mode,
+        patience=config.patience,
+        min_delta=config.min_delta,
+    )
     shuffle = torch.Generator().manual_seed(seed)
     logger.info(
         "training {} for {} on {} on {}, {} batches, {}, fields {}: {} {}",
@@ -249,8 +302,8 @@ def train(
         config.objective,
         encoded.meta["dataset"],
         device_t,
-        "resident" if maker.resident else "streamed",
-        "sparse embedding updates" if sparse else "dense updates",
+        "resident" if setup.maker.resident else "streamed",
+        config.optimizer,
         model.fields,
         hparams,
         asdict(config),

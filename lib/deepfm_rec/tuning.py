@@ -1,70 +1,92 @@
-"""A seeded hyperparameter search on the validation split (Optuna's TPE sampler).
+"""Hyperparameter search on the validation split: Optuna's TPE over a config section.
 
-Each trial trains a config section with some of its settings drawn from SPACES, once per
-training seed, and scores it on the valid split only: the mean over the seeds of the valid
-RMSE (stars) at the kept epoch, or of the valid NDCG@k (ranking). The test split is never
-read. The sampler and every training are seeded, so the same command on the same data
-gives the same trials on the CPU.
+A trial trains the section with some settings drawn from its ranges (search_space), once
+per training seed, and scores it on the valid split only: the mean over the seeds of the
+valid RMSE (stars) at the kept epoch, or of the valid NDCG@k (ranking). The test split is
+never read. Trial 0 is the section's own settings where they lie in the ranges.
 
-    deepfm-rec tune --model deepfm --objective stars --trials 30 --seeds 42 43 --out tune.tsv
+Two ways to run one:
+- `search`: every trial in this process (`deepfm-rec tune`), a study in memory.
+- `create_study` then `work` in N processes (the workflow's tune rules, one SLURM job
+  each on a cluster): the workers share one study in a journal file (Optuna's
+  JournalStorage; no database server) and each asks the shared sampler for its next
+  trial. A worker claims a trial under a lock only while fewer than `trials` are
+  complete or running, so the study ends with exactly that many complete. A running
+  trial keeps a heartbeat file fresh; a worker that stops (kill -9, a node lost) leaves
+  its trial to go stale, and the next worker to look marks it failed and runs another
+  in its place. A worker with nothing to claim waits for the others' running trials,
+  so none is left running.
 
-Shapes: none; units: stars for RMSE.
+With one worker (or `search`) and a seed the trials are deterministic on the CPU. With
+several, which trial draws what depends on when each worker asks: the trials table is
+the record.
+
+Shapes: none; units: stars for RMSE, seconds for times.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import torch
+import yaml
 from loguru import logger
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
+from optuna.trial import TrialState
 
-from deepfm_rec.data.encoding import open_encoded
+from deepfm_rec.data.encoding import Encoded, open_encoded
+from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.staging import replaced
+from deepfm_rec.plots import plot_search
+from deepfm_rec.search_space import in_space, kind_of
 from deepfm_rec.train import split_settings, train
 
-# The settings each search draws, by (model, objective): name -> (kind, arguments).
-# "log": log-uniform float in [low, high]; "float": uniform; "choice": one of the values.
-SHARED = {
-    "lr": ("log", 0.0005, 0.01),
-    "l2": ("log", 0.001, 0.1),
-    "embed_dim": ("choice", [16, 32, 64]),
-}
-MLP = {
-    "mlp": ("choice", [[8], [16], [64], [128, 64], [128, 64, 32], [256, 128]]),
-    "dropout": ("float", 0.0, 0.9),
-    "field_dropout": ("float", 0.0, 0.9),
-}
-SPACES = {
-    ("fm", "stars"): SHARED,
-    ("deepfm", "stars"): SHARED | MLP,
-    ("fm", "ranking"): SHARED | {"negatives": ("choice", [256, 512, 1024])},
-    ("deepfm", "ranking"): SHARED | MLP | {"negatives": ("choice", [256, 512])},
-}
+POLL = 2.0  # seconds between a waiting worker's looks at the study
+
+
+def metric_name(objective: str) -> str:
+    return "valid_rmse" if objective == "stars" else "valid_ndcg"
+
+
+def direction(objective: str) -> str:
+    return "minimize" if objective == "stars" else "maximize"
 
 
 def suggest(trial: optuna.Trial, space: dict) -> dict:
-    """One draw of the settings of `space`."""
+    """One draw of the settings of `space` (search_space's ranges)."""
     drawn = {}
-    for name, (kind, *args) in space.items():
-        if kind == "log":
-            drawn[name] = trial.suggest_float(name, *args, log=True)
-        elif kind == "float":
-            drawn[name] = trial.suggest_float(name, *args)
-        else:  # Optuna's choices are scalars: lists are drawn by their position
-            index = trial.suggest_categorical(name, list(range(len(args[0]))))
-            drawn[name] = args[0][index]
+    for name, spec in space.items():
+        kind, args = kind_of(spec)
+        if kind == "choice":  # Optuna's choices are scalars: lists are drawn by position
+            drawn[name] = args[trial.suggest_categorical(name, list(range(len(args))))]
+        elif kind == "int":
+            drawn[name] = trial.suggest_int(name, *args)
+        else:
+            drawn[name] = trial.suggest_float(name, *args, log=kind == "log")
     return drawn
 
 
-def in_space(value, kind: str, args: list) -> bool:
-    """Whether `value` is one that a SPACES entry (kind, *args) can draw."""
-    if kind == "choice":
-        return value in args[0]
-    return isinstance(value, int | float) and args[0] <= value <= args[1]
+def enqueue_own(study: optuna.Study, settings: dict, space: dict) -> None:
+    """Queue the section's own settings as the first trial, where they lie in `space`."""
+    if not all(in_space(settings.get(name), spec) for name, spec in space.items()):
+        logger.info("the section's own settings are outside the space: trial 0 is a draw too")
+        return
+    study.enqueue_trial(
+        {  # choices by their position, as suggest draws them
+            name: spec["choice"].index(settings[name]) if "choice" in spec else settings[name]
+            for name, spec in space.items()
+        }
+    )
 
 
 def valid_score(history: pd.DataFrame, kept: int, objective: str) -> float:
@@ -73,81 +95,336 @@ def valid_score(history: pd.DataFrame, kept: int, objective: str) -> float:
     return math.sqrt(row["valid_mse"]) if objective == "stars" else float(row["valid_ndcg"])
 
 
+def run_trial(
+    trial: optuna.Trial,
+    encoded: Encoded,
+    model: str,
+    settings: dict,
+    space: dict,
+    seeds: list[int],
+    device: str,
+    memory_budget: float,
+) -> float:
+    """Train the section with `trial`'s draw once per seed; the mean valid score. The
+    trial's user attributes keep the draw, each seed's score and kept epoch, and its
+    wall time."""
+    objective = settings["objective"]
+    drawn = suggest(trial, space)
+    config, hparams = split_settings({**settings, **drawn})
+    start = time.perf_counter()
+    scores, kept = [], []
+    for seed in seeds:
+        _, history, epoch = train(
+            encoded, model, hparams, config, seed=seed, device=device, memory_budget=memory_budget
+        )
+        scores.append(valid_score(history, epoch, objective))
+        kept.append(epoch)
+    score = sum(scores) / len(scores)
+    for name, value in {
+        "settings": drawn,
+        "scores": scores,
+        "kept_epochs": kept,
+        "seconds": round(time.perf_counter() - start, 1),
+    }.items():
+        trial.set_user_attr(name, value)
+    logger.info("trial {}: {} {:.4f} with {}", trial.number, metric_name(objective), score, drawn)
+    return score
+
+
+def trials_table(study: optuna.Study, seeds: list[int], objective: str) -> pd.DataFrame:
+    """One row per trial in trial order: its state, worker and host, drawn settings, valid
+    score per seed and their mean, kept epochs ("/"-joined, one per seed) and seconds."""
+    metric = metric_name(objective)
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        row = {"trial": trial.number, "state": trial.state.name}
+        row |= {key: attrs[key] for key in ("worker", "host", "job") if key in attrs}
+        row |= attrs.get("settings", {})
+        for seed, score in zip(seeds, attrs.get("scores", []), strict=False):
+            row[f"{metric}_seed{seed}"] = score
+        row[metric] = trial.value
+        row["kept_epochs"] = "/".join(map(str, attrs.get("kept_epochs", [])))
+        row["seconds"] = attrs.get("seconds")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ranked(table: pd.DataFrame, objective: str) -> pd.DataFrame:
+    """The complete trials of `table`, best first."""
+    done = table[table["state"] == "COMPLETE"]
+    return done.sort_values(
+        metric_name(objective), ascending=objective == "stars", ignore_index=True
+    )
+
+
 def search(
     encoded: str | Path,
     model: str,
     settings: dict,
+    space: dict,
     *,
     trials: int,
     seed: int = 0,
     seeds: list[int] | None = None,
     device: str = "cpu",
     threads: int | None = None,
+    memory_budget: float,
     out: str | Path | None = None,
 ) -> pd.DataFrame:
     """Run `trials` trials of `model` from the config section `settings` (which holds
-    the objective, and k and threshold for ranking), each with SPACES' settings drawn by
-    TPE seeded with `seed` and trained once per seed of `seeds` (default: `seed`); the
-    first trial is the section itself where its settings lie in the space.
+    the objective, and k and threshold for ranking) in this process, each drawn from
+    `space` by TPE seeded with `seed` and trained once per seed of `seeds` (default:
+    `seed`).
 
-    Returns one row per trial, best first: the drawn settings, the valid score (valid_rmse
-    or valid_ndcg, the mean over the seeds), the kept epochs (one per seed, "/"-joined) and
-    the seconds the trial took. With `out`, that table is written there (TSV) as each
-    trial ends, so that an interrupted search keeps the trials it ran.
+    Returns the complete trials, best first (trials_table's columns). With `out`, that
+    table is written there (TSV) as each trial ends, so that an interrupted search keeps
+    the trials it ran.
     """
     if threads is not None:
         torch.set_num_threads(threads)
     objective = settings["objective"]
-    space = SPACES[model, objective]
-    enc = open_encoded(Path(encoded))
-    score_name = "valid_rmse" if objective == "stars" else "valid_ndcg"
     seeds = [seed] if seeds is None else seeds
-    rows = []
-
-    def table() -> pd.DataFrame:
-        trials = pd.DataFrame(rows)
-        return trials.sort_values(score_name, ascending=objective == "stars", ignore_index=True)
-
-    def run(trial: optuna.Trial) -> float:
-        drawn = suggest(trial, space)
-        config, hparams = split_settings({**settings, **drawn})
-        start = time.perf_counter()
-        scores, kept = [], []
-        for training_seed in seeds:
-            _, history, epoch = train(
-                enc, model, hparams, config, seed=training_seed, device=device
-            )
-            scores.append(valid_score(history, epoch, objective))
-            kept.append(str(epoch))
-        score = sum(scores) / len(scores)
-        rows.append(
-            {
-                "trial": trial.number,
-                **drawn,
-                score_name: score,
-                "kept_epochs": "/".join(kept),
-                "seconds": round(time.perf_counter() - start, 1),
-            }
-        )
-        logger.info("trial {}: {} {:.4f} with {}", trial.number, score_name, score, drawn)
-        if out is not None:
-            with replaced(out) as scratch:
-                table().to_csv(scratch, sep="\t", index=False, float_format="%.6g")
-        return score
-
+    enc = open_encoded(Path(encoded))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        direction="minimize" if objective == "stars" else "maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        direction=direction(objective), sampler=optuna.samplers.TPESampler(seed=seed)
     )
-    if all(in_space(settings.get(name), kind, args) for name, (kind, *args) in space.items()):
-        study.enqueue_trial(
-            {  # choices by their position, as suggest draws them
-                name: args[0].index(settings[name]) if kind == "choice" else settings[name]
-                for name, (kind, *args) in space.items()
-            }
+    enqueue_own(study, settings, space)
+
+    def run(trial: optuna.Trial) -> float:
+        return run_trial(trial, enc, model, settings, space, seeds, device, memory_budget)
+
+    def write(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
+        if out is not None:
+            with replaced(out) as scratch:
+                table = ranked(trials_table(study, seeds, objective), objective)
+                table.drop(columns="state").to_csv(
+                    scratch, sep="\t", index=False, float_format="%.6g"
+                )
+
+    study.optimize(run, n_trials=trials, callbacks=[write])
+    return ranked(trials_table(study, seeds, objective), objective).drop(columns="state")
+
+
+# The distributed search: a study definition (study.yaml) and its journal, shared by workers.
+
+
+def storage(journal: str | Path) -> JournalStorage:
+    """The journal file as Optuna storage, locked by O_EXCL files (NFSv3 and later)."""
+    journal = str(journal)
+    return JournalStorage(JournalFileBackend(journal, lock_obj=JournalFileOpenLock(journal)))
+
+
+def create_study(journal: str | Path, definition: dict) -> None:
+    """A new study in a new journal file, from `definition` (section, model, settings,
+    space, seeds, seed): the section's own settings queued as trial 0."""
+    Path(journal).unlink(missing_ok=True)
+    study = optuna.create_study(
+        study_name=definition["section"],
+        storage=storage(journal),
+        direction=direction(definition["settings"]["objective"]),
+    )
+    enqueue_own(study, definition["settings"], definition["space"])
+
+
+def load_study(journal: str | Path, definition: dict, sampler_seed: int) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
+    return optuna.load_study(
+        study_name=definition["section"], storage=storage(journal), sampler=sampler
+    )
+
+
+@contextlib.contextmanager
+def holding(lock: JournalFileOpenLock) -> Iterator[None]:
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def heartbeat(path: Path, every: float) -> Iterator[None]:
+    """Touch `path` every `every` seconds until the block ends; then remove it."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            path.touch()
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        path.unlink(missing_ok=True)
+
+
+def reap(study: optuna.Study, alive: Path, stale_after: float) -> int:
+    """Mark failed each running trial whose heartbeat file is missing or older than
+    `stale_after` seconds (its worker stopped); the number marked."""
+    reaped = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = alive / f"trial{trial.number}"
+        try:
+            age = time.time() - beat.stat().st_mtime
+        except FileNotFoundError:
+            age = math.inf
+        if age > stale_after:
+            logger.warning(
+                "trial {} (worker {}): no heartbeat for {:.0f} s, marked failed",
+                trial.number,
+                trial.user_attrs.get("worker"),
+                age,
+            )
+            study._storage.set_trial_user_attr(trial._trial_id, "failed", "heartbeat stopped")
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            beat.unlink(missing_ok=True)
+            reaped += 1
+    return reaped
+
+
+def work(
+    journal: str | Path,
+    definition: dict,
+    *,
+    worker: int,
+    trials: int,
+    encoded: str | Path,
+    stale_after: float,
+    device: str,
+    threads: int,
+    memory_budget: float,
+) -> dict:
+    """One worker of a shared study: claim and run trials until `trials` are complete,
+    then wait for the others' running trials (module docstring). Its TPE sampler is
+    seeded with the study's seed plus `worker`. Returns what it did: the trials it ran
+    and reaped, and its seconds."""
+    start = time.perf_counter()
+    torch.set_num_threads(threads)
+    journal = Path(journal)
+    alive = journal.parent / "alive"
+    alive.mkdir(exist_ok=True)
+    study = load_study(journal, definition, definition["seed"] + worker)
+    claim = JournalFileOpenLock(str(journal.parent / "claim"))
+    enc = open_encoded(Path(encoded))
+    settings, space = definition["settings"], definition["space"]
+    ran, reaped = [], 0
+    while True:
+        with holding(claim):
+            reaped += reap(study, alive, stale_after)
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            complete, running = states.count(TrialState.COMPLETE), states.count(TrialState.RUNNING)
+            trial = None
+            if complete + running < trials:
+                trial = study.ask()
+                (alive / f"trial{trial.number}").touch()
+                trial.set_user_attr("worker", worker)
+                trial.set_user_attr("host", f"{socket.gethostname()}:{os.getpid()}")
+                trial.set_user_attr("job", os.environ.get("SLURM_JOB_ID", ""))
+        if trial is None:
+            if running == 0:
+                break
+            time.sleep(POLL)
+            continue
+        with heartbeat(alive / f"trial{trial.number}", stale_after / 4):
+            try:
+                score = run_trial(
+                    trial,
+                    enc,
+                    definition["model"],
+                    settings,
+                    space,
+                    definition["seeds"],
+                    device,
+                    memory_budget,
+                )
+            except BaseException:
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+        study.tell(trial, score)
+        ran.append(trial.number)
+    return {
+        "worker": worker,
+        "trials": ran,
+        "reaped": reaped,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def best_snippet(table: pd.DataFrame, definition: dict, budget: int) -> str:
+    """The best complete trial's drawn settings as YAML for config.yaml (or for
+    `snakemake --configfile config/config.yaml best.yaml`, which merges it in)."""
+    objective = definition["settings"]["objective"]
+    metric = metric_name(objective)
+    best = ranked(table, objective).iloc[0]
+    model, section = definition["section"].split(".")
+    drawn = {name: _plain(best[name]) for name in definition["space"]}
+    header = (
+        f"# The best of {budget} trials of {definition['section']}: trial {best['trial']}, "
+        f"{metric} {best[metric]:.6g}\n# (the mean over seeds {definition['seeds']}, valid "
+        "split only). Set these keys of the section\n# in config/config.yaml, or run "
+        "snakemake --configfile config/config.yaml <this file>.\n"
+    )
+    return header + yaml.safe_dump({model: {section: drawn}}, sort_keys=False)
+
+
+def _plain(value):
+    """A pandas cell as a YAML-safe Python value (numpy scalars to int/float)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+# What the workflow's tune rules call (workflow/rules/tune.smk), file to file.
+
+
+def write_study(study_out: str | Path, journal: str | Path, definition: dict) -> None:
+    """A new study (create_study) in `journal`, its definition written to `study_out`."""
+    create_study(journal, definition)
+    with replaced(study_out) as scratch:
+        Path(scratch).write_text(yaml.safe_dump(definition, sort_keys=False))
+
+
+def journal_of(study_file: str | Path) -> Path:
+    return Path(study_file).with_name("journal.log")
+
+
+def run_worker(study_file: str | Path, out: str | Path, **work_args) -> None:
+    """One worker (work) of the study defined in `study_file`; what it did as JSON."""
+    definition = yaml.safe_load(Path(study_file).read_text())
+    done = work(journal_of(study_file), definition, **work_args)
+    with replaced(out) as scratch:
+        Path(scratch).write_text(json.dumps(done) + "\n")
+
+
+def write_summary(
+    study_file: str | Path,
+    *,
+    trials: int,
+    table_out: str | Path,
+    best_out: str | Path,
+    plot_out: str | Path,
+) -> None:
+    """The search's trials table (TSV, in trial order), its best settings (best_snippet)
+    and their plot (plots.plot_search)."""
+    definition = yaml.safe_load(Path(study_file).read_text())
+    objective = definition["settings"]["objective"]
+    study = load_study(journal_of(study_file), definition, definition["seed"])
+    table = trials_table(study, definition["seeds"], objective)
+    complete = int((table["state"] == "COMPLETE").sum())
+    if complete < trials or (table["state"] == "RUNNING").any():
+        raise DataError(
+            f"{journal_of(study_file)}: {complete} of {trials} trials complete and "
+            f"{int((table['state'] == 'RUNNING').sum())} running; a worker did not finish"
         )
-    else:
-        logger.info("the section's own settings are outside the space: trial 0 is a draw too")
-    study.optimize(run, n_trials=trials)
-    return table()
+    with replaced(table_out) as scratch:
+        table.to_csv(scratch, sep="\t", index=False)  # full precision: the record
+    with replaced(best_out) as scratch:
+        Path(scratch).write_text(best_snippet(table, definition, trials))
+    with replaced(plot_out) as scratch:
+        plot_search(
+            table, definition["space"], metric_name(objective), objective == "stars", scratch
+        )

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from devtools import Browser
+from PIL import Image
 
 from workflow_helpers import four_decimals
 
@@ -123,11 +125,25 @@ def test_an_external_image_would_be_caught(chromium, small_study, tmp_path):
         browser.close()
 
 
+# The page's height and the box of its last <img>, in page pixels (after screenshot(),
+# the window is the whole page: no scrolling).
+LAST_IMAGE = """[document.documentElement.scrollHeight,
+    (r => [r.left, r.top, r.right, r.bottom])(
+        [...document.images].at(-1).getBoundingClientRect())]"""
+
+
 def test_a_screenshot_of_the_whole_page(browser, report, tmp_path_factory):
+    """The PNG decodes to the whole page, longer than one 900-pixel window, and the page's
+    last figure, below that window, is drawn in it (its coloured curves or bars)."""
     shot = tmp_path_factory.mktemp("screenshot") / "report.png"
     width, height = browser.screenshot(shot)
     print(f"screenshot: {shot}")
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (int.from_bytes(data[16:20]), int.from_bytes(data[20:24])) == (width, height)
-    assert height > 900  # the whole page, longer than one window
+    page_height, box = browser.evaluate(LAST_IMAGE)
+    with Image.open(shot) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    assert pixels.shape[:2] == (height, width) and height >= page_height > 900
+    left, top, right, bottom = (round(value) for value in box)
+    assert 900 < top < bottom <= height
+    figure = pixels[top:bottom, left:right]
+    coloured = figure.max(axis=2) - figure.min(axis=2) > 100  # not white, grey or black
+    assert coloured.mean() > 0.005, coloured.mean()

@@ -42,9 +42,11 @@ def test_profile(dest: Path) -> Path:
     assert resources.pop("slurm_account") == "<account>"
     assert resources["slurm_partition"] == "<cpu-partition>"
     resources["slurm_partition"] = "cpu"
-    for rule in GPU_RULES:
+    for rule in GPU_RULES | {"tune_worker"}:
         assert profile["set-resources"][rule]["slurm_partition"] == "<gpu-partition>"
         profile["set-resources"][rule]["slurm_partition"] = "gpu"
+    # this node has 2 CPUs: the rules given more threads get 2, enough to see them asked
+    profile["set-threads"] = {rule: 2 for rule in profile["set-threads"]}
     for key in ("software-deployment-method", "apptainer-args", "apptainer-prefix"):
         profile.pop(key)
     profile.update(
@@ -135,6 +137,8 @@ def test_only_training_and_profiling_get_a_gpu(cluster_run):
         hours, minutes, _ = map(int, job["TimeLimit"].split(":"))
         assert hours * 60 + minutes == settings["runtime"], (rule, job["TimeLimit"])
         assert job["MinMemoryNode"] == f"{settings['mem_mb']}M", (rule, job["MinMemoryNode"])
+        threads = 2 if rule in profile["set-threads"] else 1  # test_profile's, config's
+        assert job["NumCPUs"] == str(threads), (rule, job["NumCPUs"])
 
 
 def test_the_cluster_report_matches_a_local_run(cluster_run, local_run):
@@ -152,3 +156,51 @@ def test_the_cluster_report_matches_a_local_run(cluster_run, local_run):
     for record in scores.values():
         if record["objective"] == "stars":
             assert f"{record['rmse']:.4f}" in page and f"{record['mae']:.4f}" in page
+
+
+def test_a_search_runs_each_worker_as_a_gpu_job_sharing_one_study(slurm, tmp_path):
+    """snakemake tune through the profile: tune_study, two tune_worker GPU jobs and
+    tune_summary, the trials of one study spread over the two workers' SLURM jobs."""
+    project = copy_project(tmp_path / "tune")
+    search = {
+        "seeds": [42],
+        "device": "cpu",
+        "fm": {"stars": {"max_epochs": 2}},
+        "tune": {"sections": ["fm.stars"], "trials": 4, "workers": 2},
+    }
+    (project / "config" / "tune.yaml").write_text(yaml.safe_dump(search))
+    profile = test_profile(project / ".test-profile")
+    command = [
+        "timeout",
+        "-k",
+        "10",
+        str(TIMEOUT),
+        SNAKEMAKE,
+        "--workflow-profile",
+        str(profile),
+        "tune",
+        "--configfile",
+        "config/config.yaml",
+        "config/tune.yaml",
+    ]
+    result = subprocess.run(
+        command, cwd=project, env=slurm.env, capture_output=True, text=True, timeout=TIMEOUT + 30
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    run_id = re.search(r"SLURM run ID: (\S+)", output).group(1)
+    jobs = [job for job in slurm.jobs() if job.get("JobName") == run_id]
+    workers = {job["JobId"]: job for job in jobs if rule_of(job) == "tune_worker"}
+    assert len(workers) == 2
+    for job in workers.values():
+        assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", job
+        assert (job["Partition"], job["JOB_GRES"]) == ("gpu", "gpu:1"), job
+    planned = scheduled_jobs(output)
+    planned.pop("tune")  # the target rule runs nothing
+    ran = pd.Series([rule_of(job) for job in jobs]).value_counts().to_dict()
+    assert ran == planned and planned["tune_worker"] == 2
+    table = pd.read_csv(
+        project / "results/ml-latest-small/tune/fm/stars/trials.tsv", sep="\t", dtype={"job": str}
+    )
+    assert sorted(table["trial"]) == [0, 1, 2, 3] and (table["state"] == "COMPLETE").all()
+    assert set(table["job"]) <= set(workers)  # every trial ran inside a worker's SLURM job

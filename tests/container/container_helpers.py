@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def snakefile_image() -> str:
-    """The image the Snakefile's `container:` names, without the docker:// scheme."""
-    text = (ROOT / "Snakefile").read_text()
-    return re.search(r'^container:\s*"docker://([^"]+)"', text, re.M).group(1)
+    """The image the Snakefile's `container:` runs (config key `container`), without the
+    docker:// scheme."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    return config["container"].removeprefix("docker://")

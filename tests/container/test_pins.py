@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from container_helpers import snakefile_image
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,10 +77,15 @@ def test_both_use_the_same_python():
     assert conda["python"] == DEBIAN_PYTHON[base.group(1)]
 
 
-def test_the_image_name_in_the_snakefile_carries_the_package_version():
-    snakefile = (ROOT / "Snakefile").read_text()
-    match = re.search(r'^container:\s*"docker://([^":]+):([^"]+)"', snakefile, re.M)
-    assert match, "the Snakefile names the project image as docker://NAME:TAG"
+def test_the_configured_image_carries_the_package_version():
+    """config key `container` (its schema default the same) names docker://NAME:TAG, and
+    the Snakefile's `container:` reads it."""
+    assert re.search(r'^container: config\["container"\]$', (ROOT / "Snakefile").read_text(), re.M)
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    image = schema["properties"]["container"]["default"]
+    assert image == "docker://" + snakefile_image()
+    match = re.fullmatch(r"docker://([^:]+):(.+)", image)
+    assert match, "the project image is docker://NAME:TAG"
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     label = re.search(
         r'org\.opencontainers\.image\.version="([^"]+)"', (ROOT / "Dockerfile").read_text()

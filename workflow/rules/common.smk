@@ -1,11 +1,13 @@
 import os
 from pathlib import Path
 
+from deepfm_rec.config import read_schema, study_path, train_settings
+from deepfm_rec.search_space import check_tune, section_space
+
 DATASET = config["dataset"]
 MODELS = ["fm", "deepfm"]
 OBJECTIVES = config["objectives"]
 SEEDS = config["seeds"]
-RECOMMENDER = "{model}/{objective}".format(**config["recommend"])
 
 
 wildcard_constraints:
@@ -32,13 +34,13 @@ if config["recommend"]["objective"] not in OBJECTIVES:
     )
 
 
-REPORT = "results/report.html"
+REPORT = study_path("report")
 # its mtime before this run (False: none), so that onsuccess names it only once written
 REPORT_BEFORE = os.path.exists(REPORT) and os.stat(REPORT).st_mtime_ns
 
 
 def study_targets():
-    return [REPORT, f"results/{DATASET}/{RECOMMENDER}/topk.tsv"]
+    return [REPORT, study_path("topk", dataset=DATASET, **config["recommend"])]
 
 
 def report_written():
@@ -46,10 +48,14 @@ def report_written():
     return os.path.exists(REPORT) and os.stat(REPORT).st_mtime_ns != REPORT_BEFORE
 
 
-def trained(pattern, seeds=SEEDS):
-    """`pattern` (with {model}, {objective}, {seed}) for every trained model of the study."""
+def trained(name, seeds=SEEDS):
+    """The study path `name` (with {model}, {objective}, {seed}) of every trained model."""
     return expand(
-        pattern, dataset=DATASET, model=MODELS, objective=OBJECTIVES, seed=seeds
+        study_path(name),
+        dataset=DATASET,
+        model=MODELS,
+        objective=OBJECTIVES,
+        seed=seeds,
     )
 
 
@@ -57,20 +63,9 @@ def ranking_ks():
     return sorted({*config["ranking"]["ks"], config["ranking"]["k"]})
 
 
-def train_settings(model):
-    """The training settings of `model` for a job's objective: its config section, and for
-    ranking the K and threshold of the valid NDCG it early-stops on."""
-
-    def settings(wildcards):
-        section = {
-            "objective": wildcards.objective,
-            **config[model][wildcards.objective],
-        }
-        if wildcards.objective == "ranking":
-            section |= {k: config["ranking"][k] for k in ("k", "threshold")}
-        return section
-
-    return settings
+def model_settings(model):
+    """The training settings of `model` for a job's objective (deepfm_rec.config)."""
+    return lambda wildcards: train_settings(config, model, wildcards.objective)
 
 
 def dataset_source(wildcards):
@@ -87,3 +82,47 @@ def source_param(wildcards):
 def synthetic_param(wildcards):
     """The generator's settings, for the synthetic dataset only."""
     return config["synthetic"] if wildcards.dataset == "synthetic" else None
+
+
+# The search (workflow/rules/tune.smk)
+TUNE = config["tune"]
+TUNE_DIR = study_path("tune")
+
+
+try:
+    check_tune(config, read_schema(SCHEMA))
+except DataError as error:
+    raise WorkflowError(str(error)) from None
+
+
+def tune_definition(wildcards):
+    """What defines the study of a section: a change to it starts a new study."""
+    section = f"{wildcards.model}.{wildcards.objective}"
+    return {
+        "section": section,
+        "model": wildcards.model,
+        "settings": train_settings(config, wildcards.model, wildcards.objective),
+        "space": section_space(section, TUNE["space"], read_schema(SCHEMA)),
+        "seeds": TUNE["seeds"],
+        "seed": TUNE["seed"],
+    }
+
+
+def tuned(name):
+    """The file `name` of every tuned section's search."""
+    return [
+        f"{study_path('tune', dataset=DATASET, model=model, objective=objective)}/{name}"
+        for model, objective in (section.split(".") for section in TUNE["sections"])
+    ]
+
+
+def searches_run():
+    """The trials table of each tuned section whose search has run, with its mtime: the
+    report shows them. A parameter, not an input, so that the report never runs a search
+    (pasting the best settings into the config redefines the search); a search that
+    ends later changes the parameter, so the report is redone."""
+    return {
+        path: os.stat(path).st_mtime_ns
+        for path in tuned("trials.tsv")
+        if os.path.exists(path)
+    }

@@ -1,9 +1,9 @@
 # What the Snakefile checks in config/config.yaml before Snakemake loads it (included
 # before `configfile:`), and in the loaded config (with --config's values) before the
-# schema's own validation: each fault one line (deepfm_rec.config_file).
+# schema's own validation: each fault one line (deepfm_rec.config).
 import os
 
-from deepfm_rec.config_file import check_config, read_config, read_schema
+from deepfm_rec.config import check_config, read_config, read_schema
 from deepfm_rec.data.errors import DataError
 from snakemake.exceptions import WorkflowError
 

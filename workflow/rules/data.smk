@@ -2,7 +2,7 @@ rule download:
     input:
         dataset_source,
     output:
-        directory("resources/{dataset}"),
+        directory(study_path("resources")),
     log:
         "logs/download/{dataset}.log",
     params:
@@ -15,9 +15,9 @@ rule download:
 
 rule synthesize_users:
     input:
-        "resources/{dataset}",
+        study_path("resources"),
     output:
-        "results/{dataset}/users.tsv",
+        study_path("users"),
     log:
         "logs/synthesize_users/{dataset}.log",
     params:
@@ -30,10 +30,10 @@ rule synthesize_users:
 
 rule encode:
     input:
-        raw="resources/{dataset}",
-        users="results/{dataset}/users.tsv",
+        raw=study_path("resources"),
+        users=study_path("users"),
     output:
-        directory("results/{dataset}/encoded"),
+        directory(study_path("encoded")),
     log:
         "logs/encode/{dataset}.log",
     benchmark:

@@ -1,11 +1,11 @@
 rule train_fm:
     input:
-        "results/{dataset}/encoded",
+        study_path("encoded"),
     output:
-        model="results/{dataset}/fm/{objective}/seed{seed}/model.pt",
-        history="results/{dataset}/fm/{objective}/seed{seed}/history.tsv",
+        model=study_path("model", model="fm"),
+        history=study_path("history", model="fm"),
         curves=report(
-            "results/{dataset}/fm/{objective}/seed{seed}/curves.png",
+            study_path("curves", model="fm"),
             caption="../report/curves.rst",
             category="Learning curves",
             labels={"model": "FM", "objective": "{objective}", "seed": "{seed}"},
@@ -17,7 +17,7 @@ rule train_fm:
     threads: config["threads"]
     params:
         model="fm",
-        settings=train_settings("fm"),
+        settings=model_settings("fm"),
         seed=lambda wildcards: int(wildcards.seed),
         device=config["device"],
         memory_budget_gb=config["memory_budget_gb"],
@@ -27,10 +27,10 @@ rule train_fm:
 
 use rule train_fm as train_deepfm with:
     output:
-        model="results/{dataset}/deepfm/{objective}/seed{seed}/model.pt",
-        history="results/{dataset}/deepfm/{objective}/seed{seed}/history.tsv",
+        model=study_path("model", model="deepfm"),
+        history=study_path("history", model="deepfm"),
         curves=report(
-            "results/{dataset}/deepfm/{objective}/seed{seed}/curves.png",
+            study_path("curves", model="deepfm"),
             caption="../report/curves.rst",
             category="Learning curves",
             labels={"model": "DeepFM", "objective": "{objective}", "seed": "{seed}"},
@@ -41,7 +41,7 @@ use rule train_fm as train_deepfm with:
         "benchmarks/train_deepfm/{dataset}/{objective}/seed{seed}.tsv"
     params:
         model="deepfm",
-        settings=train_settings("deepfm"),
+        settings=model_settings("deepfm"),
         seed=lambda wildcards: int(wildcards.seed),
         device=config["device"],
         memory_budget_gb=config["memory_budget_gb"],
@@ -49,10 +49,10 @@ use rule train_fm as train_deepfm with:
 
 rule evaluate:
     input:
-        encoded="results/{dataset}/encoded",
-        model="results/{dataset}/{model}/{objective}/seed{seed}/model.pt",
+        encoded=study_path("encoded"),
+        model=study_path("model"),
     output:
-        "results/{dataset}/{model}/{objective}/seed{seed}/metrics.json",
+        study_path("metrics"),
     log:
         "logs/evaluate/{dataset}/{model}/{objective}/seed{seed}.log",
     benchmark:
@@ -70,9 +70,9 @@ rule evaluate:
 
 rule baselines:
     input:
-        "results/{dataset}/encoded",
+        study_path("encoded"),
     output:
-        "results/{dataset}/baselines.json",
+        study_path("baselines"),
     log:
         "logs/baselines/{dataset}.log",
     benchmark:
@@ -90,15 +90,15 @@ rule baselines:
 
 rule profile:
     input:
-        encoded="results/{dataset}/encoded",
-        model=f"results/{{dataset}}/{{model}}/{{objective}}/seed{SEEDS[0]}/model.pt",
+        encoded=study_path("encoded"),
+        model=study_path("model", seed=SEEDS[0]),
     output:
         table=report(
-            "results/{dataset}/{model}/{objective}/profile.txt",
+            study_path("profile"),
             caption="../report/profile.rst",
             category="Profile",
         ),
-        trace="results/{dataset}/{model}/{objective}/trace.json",
+        trace=study_path("trace"),
     log:
         "logs/profile/{dataset}/{model}/{objective}.log",
     benchmark:
@@ -116,11 +116,11 @@ rule profile:
 
 rule recommend:
     input:
-        encoded="results/{dataset}/encoded",
-        model=f"results/{{dataset}}/{{model}}/{{objective}}/seed{SEEDS[0]}/model.pt",
+        encoded=study_path("encoded"),
+        model=study_path("model", seed=SEEDS[0]),
     output:
         report(
-            "results/{dataset}/{model}/{objective}/topk.tsv",
+            study_path("topk"),
             caption="../report/topk.rst",
             category="Recommendations",
         ),

@@ -1,42 +1,38 @@
 rule report:
     input:
-        metrics=trained("results/{dataset}/{model}/{objective}/seed{seed}/metrics.json"),
-        baselines=f"results/{DATASET}/baselines.json",
-        encoded=f"results/{DATASET}/encoded",
-        histories=trained(
-            "results/{dataset}/{model}/{objective}/seed{seed}/history.tsv"
-        ),
-        curves=trained(
-            "results/{dataset}/{model}/{objective}/seed{seed}/curves.png",
-            seeds=SEEDS[0],
-        ),
-        topk=f"results/{DATASET}/{RECOMMENDER}/topk.tsv",
+        metrics=trained("metrics"),
+        baselines=study_path("baselines", dataset=DATASET),
+        encoded=study_path("encoded", dataset=DATASET),
+        histories=trained("history"),
+        curves=trained("curves", seeds=SEEDS[0]),
+        topk=study_path("topk", dataset=DATASET, **config["recommend"]),
         profiles=expand(
-            "results/{dataset}/{model}/{objective}/profile.txt",
+            study_path("profile"),
             dataset=DATASET,
             model=config["profile"]["models"],
             objective=OBJECTIVES,
         ),
     output:
-        html="results/report.html",
+        html=REPORT,
         table=report(
-            "results/metrics.tsv",
+            study_path("metrics_table"),
             caption="../report/metrics.rst",
             category="Test metrics",
         ),
         plot=report(
-            "results/metrics.png",
+            study_path("metrics_plot"),
             caption="../report/metrics_plot.rst",
             category="Test metrics",
         ),
         ranking_plot=report(
-            "results/ranking.png",
+            study_path("ranking_plot"),
             caption="../report/ranking.rst",
             category="Test metrics",
         ),
     log:
         "logs/report/report.log",
     params:
+        searches=searches_run(),
         ranking=config["ranking"],
         config=config,
     script:

@@ -6,6 +6,7 @@ L the values of the rows' bags end to end (gather_bags).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,8 +15,6 @@ import numpy as np
 import torch
 
 from deepfm_rec.data.encoding import CATEGORICAL, DENSE, MULTI, Encoded, model_fields
-
-DEFAULT_MEMORY_BUDGET = 8e9  # bytes of per-row arrays copied to the device (config's default)
 
 
 @dataclass
@@ -66,12 +65,13 @@ def gather_bags(
 class BatchMaker:
     """Gathers batches of a model's fields from the encoded arrays, a few index ops each.
 
-    When the per-row arrays fit in `memory_budget` bytes they are copied to the device
-    once (resident) and every batch is gathered there. Otherwise the rows of each epoch
-    are streamed from the memmaps in chunks of `chunk_rows` (read in row order for
-    locality), the next chunk loading in a background thread while the current one
-    trains. Both paths give the same batches. A batch holds the rows' bag indices, not
-    the bags' values: the models pool bags from sums of every bag (BagSums).
+    When the per-row arrays fit in `memory_budget` bytes (default: no bound; the study's
+    is config key memory_budget_gb) they are copied to the device once (resident) and
+    every batch is gathered there. Otherwise the rows of each epoch are streamed from the
+    memmaps in chunks of `chunk_rows` (read in row order for locality), the next chunk
+    loading in a background thread while the current one trains. Both paths give the
+    same batches. A batch holds the rows' bag indices, not the bags' values: the models
+    pool bags from sums of every bag (BagSums).
 
     Args:
         fields: the names of the fields to gather (default all), as the model's `fields`.
@@ -81,7 +81,7 @@ class BatchMaker:
         self,
         encoded: Encoded,
         device: torch.device | str = "cpu",
-        memory_budget: float = DEFAULT_MEMORY_BUDGET,
+        memory_budget: float = math.inf,
         chunk_rows: int = 1 << 20,
         fields: list[str] | None = None,
     ) -> None:

@@ -20,11 +20,7 @@ Layout of an encoded folder (N rating rows):
     meta.json            fields, sizes, split sizes, train mean, provenance, seed, and
                          the dtype and shape of every array above.
 
-Every field has an owner: `user` (the same on all of a user's rows: user, gender,
-occupation, age, history), `item` (the same on all of a movie's rows: item, genres,
-raters, release_year) or `pair` (the rating's own: tags, rating_year, movie_age). A model
-picks the fields it sees; ranking models see user and item fields only, since a pair that
-was never rated has none of its own.
+The fields, their kinds and owners, and how each family is built: deepfm_rec.data.fields.
 
 Invariants are checked once, here, when written; readers trust them.
 """
@@ -40,6 +36,7 @@ import pandas as pd
 from loguru import logger
 
 from deepfm_rec.data.errors import DataError
+from deepfm_rec.data.fields import CATEGORICAL, DENSE, MULTI, Rows, build
 from deepfm_rec.data.layouts import Tables, read_canonical
 from deepfm_rec.data.sources import read_provenance
 from deepfm_rec.data.staging import staged
@@ -47,12 +44,10 @@ from deepfm_rec.data.users import read_users
 
 FORMAT_VERSION = 2
 SPLITS = {"train": 0, "valid": 1, "test": 2}
-CATEGORICAL, DENSE, MULTI = "categorical", "dense", "multi"
 SPLIT_METHODS = ("random", "temporal")
 # which pairs the implicit-feedback bags hold: the train split's, or every rated pair's
 # (the Netflix-prize convention: which movies a user rated is known, not the stars)
 IMPLICIT = ("train", "observed")
-SECONDS_PER_YEAR = 365.25 * 24 * 3600
 
 
 @dataclass
@@ -125,41 +120,6 @@ def model_fields(meta: dict, names: list[str] | None = None) -> list[dict]:
     return [f for kind in (CATEGORICAL, MULTI, DENSE) for f in chosen if f["kind"] == kind]
 
 
-def _codes(values: pd.Series | np.ndarray, vocabulary: np.ndarray) -> np.ndarray:
-    """Codes 1..len(vocabulary) for values in the sorted vocabulary, 0 for the rest."""
-    values = np.asarray(values)
-    pos = np.searchsorted(vocabulary, values)
-    pos = np.minimum(pos, max(len(vocabulary) - 1, 0))
-    found = (vocabulary[pos] == values) if len(vocabulary) else np.zeros(len(values), bool)
-    return np.where(found, pos + 1, 0).astype(np.int32)
-
-
-def _ragged(bags: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(values, offsets) of a list of code arrays, with the empty bag 0 put first."""
-    lengths = np.array([0] + [len(b) for b in bags], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    values = np.concatenate([np.zeros(0, np.int32)] + [b.astype(np.int32) for b in bags])
-    return values, offsets
-
-
-def _grouped(owner: np.ndarray, value: np.ndarray, n_owners: int, limit: int | None, seed: int):
-    """(values, offsets, keys) of one bag per owner code 0..n_owners-1: the sorted distinct
-    values (codes ≥ 1) of each owner's pairs, at most `limit` of them (a seeded random
-    sample of a larger bag; None: all); owner 0 (unknown) gets the empty bag. `keys`
-    (int64, sorted) are the kept pairs as owner * width + value, width = max value + 1."""
-    keep = (owner > 0) & (value > 0)
-    width = int(value.max(initial=0)) + 1
-    keys = np.unique(owner[keep].astype(np.int64) * width + value[keep])  # by owner, value
-    if limit is not None:
-        # rank each owner's pairs in a seeded random order; keep the first `limit`
-        order = np.lexsort((np.random.default_rng(seed).random(len(keys)), keys // width))
-        starts = np.searchsorted(keys[order] // width, keys[order] // width, side="left")
-        keys = np.sort(keys[order][np.arange(len(keys)) - starts < limit])
-    counts = np.bincount(keys // width, minlength=n_owners)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return (keys % width).astype(np.int32), offsets, keys
-
-
 def split_rows(n: int, valid: float, test: float, seed: int) -> np.ndarray:
     """uint8 split code per row: a seeded random permutation cut into test, valid, train."""
     order = np.random.default_rng(seed).permutation(n)
@@ -187,11 +147,25 @@ def split_temporal(user: np.ndarray, timestamp: np.ndarray, valid: float, test: 
     return split
 
 
-def release_years(titles: pd.Series) -> np.ndarray:
-    """float64 year in a title's closing parentheses ("Heat (1995)", a series' "(2006-2007)"
-    gives its first year); NaN where a title has none."""
-    found = titles.astype(str).str.extract(r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$")[0]
-    return pd.to_numeric(found).to_numpy(np.float64)
+def _split(ratings: pd.DataFrame, method: str, valid: float, test: float, seed: int):
+    """uint8 split code per rating row (split_rows or split_temporal); a split left empty
+    is a DataError naming the config key."""
+    if method == "random":
+        split = split_rows(len(ratings), valid, test, seed)
+    elif method == "temporal":
+        user, timestamp = ratings["user"].to_numpy(), ratings["timestamp"].to_numpy()
+        split = split_temporal(user, timestamp, valid, test)
+    else:
+        raise DataError(
+            f"config key 'split.method': {method!r} is not one of {', '.join(SPLIT_METHODS)}"
+        )
+    for name, code in SPLITS.items():
+        if not (split == code).any():
+            raise DataError(
+                f"{len(ratings)} ratings: config key 'split' (valid {valid}, test {test}) "
+                f"leaves the {name} split empty"
+            )
+    return split
 
 
 def _invariant(holds, what: str) -> None:
@@ -232,25 +206,6 @@ def _check(arrays: dict[str, np.ndarray], fields: list[dict], n: int) -> None:
     _invariant(arrays["label"].shape == (n,) and arrays["split"].shape == (n,), "label, split")
 
 
-def _categorical(name: str, owner: str, values: np.ndarray, train: np.ndarray) -> tuple:
-    """A categorical field of per-row values, its vocabulary the train rows' values (code 0,
-    unknown, for the rest)."""
-    vocab = np.unique(values[train])
-    field = {"name": name, "kind": CATEGORICAL, "owner": owner, "vocab_size": len(vocab) + 1}
-    return _codes(values, vocab), field, vocab
-
-
-def _dense(name: str, owner: str, values: np.ndarray, train: np.ndarray) -> tuple:
-    """A dense field standardised with its known train values; unknown (NaN) is 0, the
-    train mean."""
-    known = ~np.isnan(values)
-    mean = float(values[known & train].mean()) if (known & train).any() else 0.0
-    std = float(values[known & train].std()) if (known & train).any() else 0.0
-    std = std or 1.0
-    array = np.where(known, (values - mean) / std, 0.0).astype(np.float32)
-    return array, {"name": name, "kind": DENSE, "owner": owner, "mean": mean, "std": std}
-
-
 def encode(
     tables: Tables,
     users: pd.DataFrame,
@@ -286,144 +241,15 @@ def encode(
     Returns:
         The meta dict written to meta.json.
     """
-    ratings = tables.ratings
-    n = len(ratings)
-    user_raw = ratings["user"].to_numpy()
-    item_raw = ratings["item"].to_numpy()
-    if split_method == "random":
-        split = split_rows(n, valid_fraction, test_fraction, seed)
-    elif split_method == "temporal":
-        split = split_temporal(
-            user_raw, ratings["timestamp"].to_numpy(), valid_fraction, test_fraction
-        )
-    else:
-        raise DataError(
-            f"config key 'split.method': {split_method!r} is not one of {', '.join(SPLIT_METHODS)}"
-        )
     if implicit not in IMPLICIT:
         raise DataError(f"config key 'implicit': {implicit!r} is not one of {', '.join(IMPLICIT)}")
-    for name, code in SPLITS.items():
-        if not (split == code).any():
-            raise DataError(
-                f"{n} ratings: config key 'split' (valid {valid_fraction}, test "
-                f"{test_fraction}) leaves the {name} split empty"
-            )
+    ratings = tables.ratings
+    n = len(ratings)
+    split = _split(ratings, split_method, valid_fraction, test_fraction, seed)
     train = split == SPLITS["train"]
-    arrays: dict[str, np.ndarray] = {"split": split}
-    fields: list[dict] = []
-
-    arrays["user"], field, user_vocab = _categorical("user", "user", user_raw, train)
-    fields.append(field)
-    arrays["item"], field, item_vocab = _categorical("item", "item", item_raw, train)
-    fields.append(field)
-    # code -> raw MovieLens id (code 0, unknown, maps to -1)
-    arrays["user_ids"] = np.concatenate([[-1], user_vocab]).astype(np.int64)
-    arrays["item_ids"] = np.concatenate([[-1], item_vocab]).astype(np.int64)
-
-    if len(users):
-        users = users.sort_values("user")
-        row_of_user = _codes(user_raw, users["user"].to_numpy().astype(np.int64))
-        for name in ("gender", "occupation"):
-            vocab = np.unique(users[name].astype(str))
-            per_user = np.concatenate([[0], _codes(users[name].astype(str), vocab)])
-            arrays[name] = per_user[row_of_user].astype(np.int32)
-            fields.append(
-                {
-                    "name": name,
-                    "kind": CATEGORICAL,
-                    "owner": "user",
-                    "vocab_size": len(vocab) + 1,
-                    "vocabulary": vocab.tolist(),
-                }
-            )
-        age = np.concatenate([[np.nan], users["age"].to_numpy(np.float64)])[row_of_user]
-        arrays["age"], field = _dense("age", "user", age, train)
-        fields.append(field)
-
-    # genres: one bag per movie of the movies table, in item-id order.
-    movies = tables.movies.sort_values("item").drop_duplicates("item")
-    genre_vocab = np.unique([g for gs in movies["genres"] for g in gs]).astype(str)
-    genre_bags = [_codes(np.asarray(gs, dtype=str), genre_vocab) for gs in movies["genres"]]
-    values, offsets = _ragged(genre_bags)
-    arrays["genres.values"], arrays["genres.offsets"] = values, offsets
-    movie_ids = movies["item"].to_numpy()
-    movie_of_row = _codes(item_raw, movie_ids)  # row -> 1 + movie position, 0 not in movies
-    arrays["genres.bag"] = movie_of_row
-    fields.append(
-        {
-            "name": "genres",
-            "kind": MULTI,
-            "owner": "item",
-            "vocab_size": len(genre_vocab) + 1,
-            "vocabulary": genre_vocab.tolist(),
-        }
-    )
-
-    # tags: one bag per rated (user, movie) pair; vocabulary from train rows' tags.
-    tags = tables.tags.assign(tag=tables.tags["tag"].astype(str).str.strip().str.lower())
-    tags = tags[tags["tag"] != ""]
-    # joined on both ids (a key packed as user * 2^32 + movie collides once an id does not
-    # fit in 32 bits); a tag of a pair nobody rated is dropped
-    rows = pd.DataFrame({"user": user_raw, "item": item_raw, "row": np.arange(n)})
-    tags = tags.merge(rows, on=["user", "item"])
-    tag_row = tags["row"].to_numpy()
-    tag_vocab = np.unique(tags.loc[train[tag_row], "tag"].to_numpy(str)).astype(str)
-    tags = tags.assign(code=_codes(tags["tag"].to_numpy(str), tag_vocab))
-    tags = tags[tags["code"] > 0].drop_duplicates(["row", "code"]).sort_values(["row", "code"])
-    tag_rows, starts = np.unique(tags["row"].to_numpy(), return_index=True)
-    codes = tags["code"].to_numpy(np.int32)
-    lengths = np.diff(np.append(starts, len(codes)))
-    arrays["tags.values"] = codes
-    arrays["tags.offsets"] = np.concatenate([[0, 0], np.cumsum(lengths)]).astype(np.int64)
-    bag = np.zeros(n, dtype=np.int32)
-    bag[tag_rows] = np.arange(1, len(tag_rows) + 1, dtype=np.int32)
-    arrays["tags.bag"] = bag
-    fields.append(
-        {"name": "tags", "kind": MULTI, "owner": "pair", "vocab_size": len(tag_vocab) + 1}
-    )
-
-    # implicit feedback (SVD++'s N(u), Koren 2008, and its flip): one bag per user code of
-    # the movies they rated, one per item code of the users who rated it
-    in_bags = train if implicit == "train" else np.ones(n, bool)
-    for name, owner, other, size, other_size in [
-        ("history", "user", "item", len(user_vocab) + 1, len(item_vocab) + 1),
-        ("raters", "item", "user", len(item_vocab) + 1, len(user_vocab) + 1),
-    ]:
-        own, value = arrays[owner], arrays[other]
-        arrays[f"{name}.values"], arrays[f"{name}.offsets"], kept = _grouped(
-            np.where(in_bags, own, 0), value, size, bag_limit, seed
-        )
-        arrays[f"{name}.bag"] = own
-        # a train row is predicted as a held-out row is: without its own pair in its bags,
-        # where the bag kept it (under `observed` every row's pair is in them, held-out
-        # rows' too: nothing is left out)
-        own_pair = np.zeros(n, bool)
-        if implicit == "train" and len(kept):
-            key = own.astype(np.int64) * (int(value.max(initial=0)) + 1) + value
-            found = kept[np.minimum(np.searchsorted(kept, key), len(kept) - 1)] == key
-            own_pair = train & (own > 0) & (value > 0) & found
-        arrays[f"{name}.leave"] = np.where(own_pair, value, 0).astype(np.int32)
-        fields.append(
-            {"name": name, "kind": MULTI, "owner": owner, "vocab_size": other_size, "leave": True}
-        )
-
-    # time: the movie's release year (from its title), the rating's year, and the movie's
-    # age when rated (years)
-    year_of_movie = np.concatenate([[np.nan], release_years(movies["title"])])
-    release = year_of_movie[movie_of_row]
-    rated = 1970 + ratings["timestamp"].to_numpy(np.float64) / SECONDS_PER_YEAR
-    known = ~np.isnan(release)  # a title without a year: unknown
-    years = np.where(known, release, 0).astype(np.int64)
-    arrays["release_year"], field, _ = _categorical("release_year", "item", years, train & known)
-    fields.append(field)
-    timestamp = ratings["timestamp"].to_numpy(np.int64).astype("datetime64[s]")
-    calendar_year = timestamp.astype("datetime64[Y]").astype(np.int64) + 1970
-    arrays["rating_year"], field, _ = _categorical("rating_year", "pair", calendar_year, train)
-    fields.append(field)
-    arrays["movie_age"], field = _dense("movie_age", "pair", rated - (release + 0.5), train)
-    fields.append(field)
-
-    arrays["label"] = ratings["rating"].to_numpy(np.float32)
+    rows = Rows(tables, users, train, implicit=implicit, bag_limit=bag_limit, seed=seed)
+    arrays, fields = build(rows)
+    arrays = {"split": split, **arrays, "label": ratings["rating"].to_numpy(np.float32)}
     _check(arrays, fields, n)
 
     label = arrays["label"]
@@ -450,17 +276,18 @@ def encode(
         meta["arrays"] = {
             n: {"dtype": str(a.dtype), "shape": list(a.shape)} for n, a in arrays.items()
         }
-        pd.DataFrame(
-            {
-                "code": np.arange(1, len(item_vocab) + 1),
-                "item": item_vocab,
-            }
-        ).merge(movies[["item", "title", "genres"]], how="left", on="item").assign(
-            genres=lambda d: d["genres"].map(lambda g: "|".join(g) if isinstance(g, list) else "")
-        ).to_csv(staging / "items.tsv", sep="\t", index=False)
+        _items(rows).to_csv(staging / "items.tsv", sep="\t", index=False)
         (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     logger.info("encoded {} rows ({}) into {}", n, meta["splits"], out)
     return meta
+
+
+def _items(rows: Rows) -> pd.DataFrame:
+    """code, item id, title and genres ("|"-joined) of every movie with a code."""
+    codes = pd.DataFrame({"code": np.arange(1, len(rows.item_vocab) + 1), "item": rows.item_vocab})
+    return codes.merge(rows.movies[["item", "title", "genres"]], how="left", on="item").assign(
+        genres=lambda d: d["genres"].map(lambda g: "|".join(g) if isinstance(g, list) else "")
+    )
 
 
 def encode_dataset(

@@ -15,11 +15,12 @@ OBJECTIVES = ("stars", "ranking")
 
 
 def build_model(
-    name: str, meta: dict, fields: list[str] | None = None, objective: str = "stars", **hparams
+    name: str, meta: dict, *, fields: list[str] | None, objective: str, **hparams
 ) -> nn.Module:
-    """The model `name` (fm, deepfm) over `fields` of `meta` (default all), its bias at the
-    train mean. `model.fields` are the field names in the order of its field vectors;
-    `model.objective` what its score is: a rating in stars, or a ranking logit."""
+    """The model `name` (fm, deepfm) over `fields` of `meta` (None: all), its bias at the
+    train mean, `hparams` its constructor's settings (a config section's). `model.fields`
+    are the field names in the order of its field vectors; `model.objective` what its
+    score is: a rating in stars, or a ranking logit."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
     chosen = model_fields(meta, fields)

@@ -1,7 +1,8 @@
-"""DeepFM rating model: an FM and an MLP sharing the field embeddings.
+"""DeepFM: an FM and an MLP sharing the field embeddings.
 
 Guo et al., "DeepFM: A Factorization-Machine based Neural Network for CTR
-Prediction", IJCAI 2017 (here with an MSE loss on star ratings). The MLP's input may
+Prediction", IJCAI 2017 (here trained on star ratings with an MSE loss, or for ranking
+against sampled negatives: deepfm_rec.objectives). The MLP's input may
 lose whole field vectors in training (field dropout: Gal and Ghahramani's embedding
 dropout, "A Theoretically Grounded Application of Dropout in Recurrent Neural
 Networks", NeurIPS 2016, applied per field).
@@ -18,7 +19,7 @@ from deepfm_rec.models.layers import MultiLayerPerceptron
 
 
 class DeepFM(FM):
-    """rating = FM(x) + MLP(concat of the field vectors), in stars.
+    """score = FM(x) + MLP(concat of the field vectors): stars or a logit, as FM's.
 
     Args:
         mlp: hidden layer sizes.
@@ -39,11 +40,11 @@ class DeepFM(FM):
         embed_dim: int,
         global_mean: float,
         mlp: list[int],
-        dropout: float = 0.0,
-        field_dropout: float = 0.0,
-        init_std: float = 0.01,
-        sparse: bool = False,
-        pooling: str = "mean",
+        dropout: float,
+        field_dropout: float,
+        init_std: float,
+        sparse: bool,
+        pooling: str,
     ) -> None:
         super().__init__(
             categorical,
@@ -64,7 +65,7 @@ class DeepFM(FM):
         return self.field_dropout(field_rows[..., 1:]).flatten(start_dim=1)
 
     def score(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prediction (B,) stars, the field rows (B, F, 1 + D)), as FM.score."""
+        """(score (B,), the field rows (B, F, 1 + D)), as FM.score."""
         fm, wv = super().score(batch)
         return fm + self.mlp(self.mlp_input(wv)), wv
 

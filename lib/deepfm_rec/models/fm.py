@@ -1,4 +1,4 @@
-"""Factorization Machine rating model.
+"""Factorization Machine: a rating in stars, or a ranking logit.
 
 Rendle, "Factorization Machines", ICDM 2010.
 """
@@ -13,7 +13,10 @@ from deepfm_rec.models.layers import FactorizationMachine, FieldEmbedding
 
 
 class FM(nn.Module):
-    """rating = bias + sum_f w_f + sum_{i<j} <v_i, v_j>, in stars.
+    """score = bias + sum_f w_f + sum_{i<j} <v_i, v_j>: a rating in stars for a model
+    trained on stars, a logit for one trained for ranking (`objective`, build_model).
+
+    Every argument is required: the config schema holds the study's values.
 
     Args:
         categorical, multi, n_dense: the fields (see FieldEmbedding).
@@ -32,9 +35,9 @@ class FM(nn.Module):
         *,
         embed_dim: int,
         global_mean: float,
-        init_std: float = 0.01,
-        sparse: bool = False,
-        pooling: str = "mean",
+        init_std: float,
+        sparse: bool,
+        pooling: str,
     ) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.tensor(float(global_mean)))
@@ -42,25 +45,27 @@ class FM(nn.Module):
         # so a batch costs one lookup (and, with sparse updates, one sparse gradient) per
         # table instead of two.
         self.embedding = FieldEmbedding(
-            categorical, multi, n_dense, 1 + embed_dim, init_std, sparse, pooling
+            categorical, multi, n_dense, 1 + embed_dim, init_std, sparse=sparse, pooling=pooling
         )
         self.fm = FactorizationMachine()
 
     def score(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prediction (B,) stars, the field rows (B, F, 1 + D): each field's first-order
-        weight w and vector v side by side)."""
+        """(score (B,): stars or a logit, the field rows (B, F, 1 + D): each field's
+        first-order weight w and vector v side by side)."""
         wv = self.embedding(batch)  # (B, F, 1 + D)
         w, v = wv.split([1, wv.shape[2] - 1], dim=2)  # (B, F, 1), (B, F, D)
         return self.bias + w.sum(dim=(1, 2)) + self.fm(v), wv
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        """Predicted rating, float32 (B,) stars (not clipped)."""
+        """The score, float32 (B,): a predicted rating in stars (not clipped), or a
+        ranking logit."""
         return self.score(batch)[0]
 
     grid_floats_per_pair = 1  # grid_scores holds one float per pair (its score)
 
     def grid_scores(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        """Predicted ratings (unclipped, stars) of every pair (l, r), float32 (L, R).
+        """The score of every pair (l, r), float32 (L, R): predicted ratings (unclipped,
+        stars) for a star model, logits for a ranking one.
 
         left (L, F, 1 + D) and right (R, F, 1 + D) are field rows (FieldEmbedding's
         output) that split a pair's: pair (l, r) has left[l] + right[r], each field zero

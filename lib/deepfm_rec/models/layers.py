@@ -137,8 +137,9 @@ class FieldEmbedding(nn.Module):
         n_dense: int,
         dim: int,
         init_std: float,
-        sparse: bool = False,
-        pooling: str = "mean",
+        *,
+        sparse: bool,
+        pooling: str,
     ) -> None:
         super().__init__()
         if pooling not in POOLING:

@@ -1,8 +1,15 @@
-"""Reading config/config.yaml and checking it against the schema, each fault one line.
+"""The study's settings: config/config.yaml checked against the schema, a model section's
+training settings, and the paths of everything the workflow writes.
 
-The workflow (workflow/rules/config.smk) and `deepfm-rec tune` read the config through
-these: a file that is not UTF-8, not YAML, empty or not a mapping, a number PyYAML reads
-as text, an unknown key (with the nearest valid one) or a value the schema refuses is a
+The schema (workflow/schemas/config.schema.yaml) is the one place a default lives: the
+library's classes take every setting as a required argument, and `load_config` fills in
+what a config file leaves out, as the workflow's validate(..., set_default=True) does.
+The workflow, the command line, profiling and the benchmarks read settings and paths
+through this module, so a notebook that calls the library with the shipped config trains
+the workflow's models.
+
+A file that is not UTF-8, not YAML, empty or not a mapping, a number PyYAML reads as
+text, an unknown key (with the nearest valid one) or a value the schema refuses is a
 DataError naming the file and line, or the key. Snakemake's own messages for the last two
 print the whole schema and config (1,700 lines), the useful line somewhere inside.
 """
@@ -20,7 +27,29 @@ import yaml
 
 from deepfm_rec.data.errors import DataError
 
+# relative to the project folder, where the workflow and the command line run
+CONFIG = Path("config/config.yaml")
 SCHEMA = Path("workflow/schemas/config.schema.yaml")
+
+# Everything the workflow writes, as Snakemake patterns of its wildcards
+PATHS = {
+    "resources": "resources/{dataset}",
+    "users": "results/{dataset}/users.tsv",
+    "encoded": "results/{dataset}/encoded",
+    "baselines": "results/{dataset}/baselines.json",
+    "model": "results/{dataset}/{model}/{objective}/seed{seed}/model.pt",
+    "history": "results/{dataset}/{model}/{objective}/seed{seed}/history.tsv",
+    "curves": "results/{dataset}/{model}/{objective}/seed{seed}/curves.png",
+    "metrics": "results/{dataset}/{model}/{objective}/seed{seed}/metrics.json",
+    "profile": "results/{dataset}/{model}/{objective}/profile.txt",
+    "trace": "results/{dataset}/{model}/{objective}/trace.json",
+    "topk": "results/{dataset}/{model}/{objective}/topk.tsv",
+    "report": "results/report.html",
+    "metrics_table": "results/metrics.tsv",
+    "metrics_plot": "results/metrics.png",
+    "ranking_plot": "results/ranking.png",
+    "tune": "results/{dataset}/tune/{model}/{objective}",
+}
 
 
 def _exponent_texts(node: yaml.Node, key: str = "") -> list[tuple[int, str, str]]:
@@ -116,3 +145,39 @@ def with_defaults(config: dict, schema: dict) -> dict:
         if isinstance(config.get(key), dict):
             with_defaults(config[key], spec)
     return config
+
+
+def load_config(path: str | Path = CONFIG, schema: str | Path = SCHEMA) -> dict:
+    """The config file at `path`, checked against `schema` (a DataError of one line, see
+    the module's docstring) and with the schema's defaults filled in."""
+    config, checked = read_config(path), read_schema(schema)
+    check_config(config, checked)
+    return with_defaults(config, checked)
+
+
+def train_settings(config: dict, model: str, objective: str) -> dict:
+    """What train_model takes for `model` (fm, deepfm) trained for `objective` (stars,
+    ranking): its config section and the objective, and for ranking the K and threshold
+    of the valid NDCG it early-stops on (config `ranking`)."""
+    settings = {"objective": objective, **config[model][objective]}
+    if objective == "ranking":
+        settings |= {key: config["ranking"][key] for key in ("k", "threshold")}
+    return settings
+
+
+class _Unfilled(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def study_path(name: str, **wildcards) -> str:
+    """PATHS[name] with the given wildcards filled in and the others left as patterns:
+    study_path("model", model="fm") is results/{dataset}/fm/{objective}/seed{seed}/model.pt."""
+    return PATHS[name].format_map(_Unfilled(wildcards))
+
+
+def recommender_path(config: dict) -> str:
+    """The checkpoint of the study's recommender (config `recommend`, the first seed)."""
+    return study_path(
+        "model", dataset=config["dataset"], seed=config["seeds"][0], **config["recommend"]
+    )
