@@ -25,12 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from deepfm_rec.config import CONFIG, SCHEMA, load_config
 from deepfm_rec.data.encoding import encode
 from deepfm_rec.data.layouts import read_tables
 from deepfm_rec.data.synthetic import generate
 from deepfm_rec.data.users import build_users
 
 BUDGET_S, BUDGET_GB = 60.0, 3.0
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def peak_gb(who: int) -> float:
@@ -42,7 +44,13 @@ def run(folder: Path, n_ratings: int, seed: int) -> None:
     raw, out = folder / "ml-10M100K", folder / "encoded"
     start = time.perf_counter()
     child = multiprocessing.Process(
-        target=generate, args=(raw,), kwargs={"n_ratings": n_ratings, "seed": seed}
+        target=generate,
+        args=(raw,),
+        kwargs={
+            **load_config(ROOT / CONFIG, ROOT / SCHEMA)["synthetic"],
+            "n_ratings": n_ratings,
+            "seed": seed,
+        },
     )
     child.start()
     child.join()

@@ -31,8 +31,8 @@ from deepfm_rec.config import load_config, study_path, train_settings
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.inference import predict
-from deepfm_rec.ranking import rank_and_score, relevant_items
-from deepfm_rec.recommend import Recommender
+from deepfm_rec.metrics import relevant_items
+from deepfm_rec.topk import ModelRanker, rank_and_score
 from deepfm_rec.train import split_settings, train
 
 
@@ -46,7 +46,7 @@ def scores(encoded, model, history, kept, objective: str, ranking: dict) -> tupl
         return math.sqrt(row["valid_mse"]), float(np.sqrt(np.mean(error**2)))
     relevant = relevant_items(encoded, "test", ranking["threshold"])
     table = rank_and_score(
-        Recommender(model, encoded), relevant, [ranking["k"]], ranking["exclude"]
+        ModelRanker(model, encoded), relevant, [ranking["k"]], ranking["exclude"]
     )
     return float(row["valid_ndcg"]), float(table["ndcg"].iloc[0])
 

@@ -86,13 +86,16 @@ def seed_case(config: dict, name: str, **changes) -> tuple[TrainConfig, dict]:
     return split_settings(train_settings(config, name, "stars") | SEED[name] | changes)
 
 
-def prepare(folder: Path, n_ratings: int, bag_limit: int | None) -> tuple[Path, float, float]:
-    """Generate (cached) and encode, the implicit bags capped at `bag_limit` (the config's);
-    returns (encoded folder, encode seconds, peak RSS GB)."""
+def prepare(
+    folder: Path, n_ratings: int, synthetic: dict, bag_limit: int | None
+) -> tuple[Path, float, float]:
+    """Generate (cached) `n_ratings` ratings with the config's `synthetic` settings and
+    encode them, the implicit bags capped at `bag_limit` (the config's); returns (encoded
+    folder, encode seconds, peak RSS GB)."""
     raw = folder / "raw"
     if not (raw / "ratings.dat").exists():
         start = time.perf_counter()
-        generate(raw, n_ratings=n_ratings, seed=0)
+        generate(raw, **{**synthetic, "n_ratings": n_ratings, "seed": 0})
         print(f"generated {n_ratings} ratings in {time.perf_counter() - start:.1f}s")
     encoded = folder / "encoded"
     # encode in a child process, so its peak RSS is its own
@@ -273,7 +276,9 @@ def main() -> None:
     study = load_config(args.config, ROOT / SCHEMA)
     sections = config_sections(study)
     folder = args.folder / f"synthetic-{args.ratings}"
-    encoded_folder, encode_s, encode_rss = prepare(folder, args.ratings, study["bag_limit"])
+    encoded_folder, encode_s, encode_rss = prepare(
+        folder, args.ratings, study["synthetic"], study["bag_limit"]
+    )
     encoded = open_encoded(encoded_folder)
     n_train = encoded.meta["splits"]["train"]
     print(

@@ -1,10 +1,13 @@
+from pathlib import Path
+
 from deepfm_rec.logs import route_to
 
 route_to(snakemake.log[0])
 
+from deepfm_rec.plots import plot_curves  # noqa: E402
 from deepfm_rec.train import train_model  # noqa: E402
 
-train_model(
+history, best_epoch = train_model(
     snakemake.input[0],
     snakemake.params.model,
     snakemake.params.settings,
@@ -14,5 +17,7 @@ train_model(
     memory_budget=snakemake.params.memory_budget_gb * 1e9,
     checkpoint=snakemake.output.model,
     history=snakemake.output.history,
-    curves=snakemake.output.curves,
 )
+encoded = Path(snakemake.input[0])
+title = f"{snakemake.params.model} on {encoded.parent.name}"
+plot_curves(history, best_epoch, Path(snakemake.output.curves), title)

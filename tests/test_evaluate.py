@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepfm_rec.evaluate import DAMPING_GRID, BiasBaseline, baselines, rating_metrics
+from deepfm_rec.evaluate import DAMPING_GRID, BiasBaseline, baselines
+from deepfm_rec.metrics import rating_metrics
 
 
 def test_rating_metrics_hand_computed():

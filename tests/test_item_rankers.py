@@ -12,14 +12,9 @@ import torch
 import deepfm_rec.item_rankers as item_rankers
 from data_helpers import rows_encoded
 from deepfm_rec.data.encoding import Encoded
-from deepfm_rec.item_rankers import EASE, ItemKNN, fit_item_rankers, most_rated
-from deepfm_rec.ranking import (
-    PopularityRanker,
-    rank_and_score,
-    rated_items,
-    relevant_items,
-    train_counts,
-)
+from deepfm_rec.item_rankers import EASE, ItemKNN, PopularityRanker, fit_item_rankers, most_rated
+from deepfm_rec.metrics import relevant_items
+from deepfm_rec.topk import rank_and_score, rated_items, train_counts
 
 BUDGET = 8e9
 S6, S3 = np.sqrt(6), np.sqrt(3)

@@ -13,9 +13,11 @@ from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import SPLITS
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.inference import load_model
+from deepfm_rec.item_rankers import PopularityRanker
+from deepfm_rec.metrics import relevant_items
 from deepfm_rec.objectives import NegativeSampler, Ranking
-from deepfm_rec.ranking import PopularityRanker, rank_and_score, relevant_items
 from deepfm_rec.recommend import Recommender
+from deepfm_rec.topk import rank_and_score
 from deepfm_rec.train import train
 from settings_helpers import shipped
 

@@ -12,15 +12,9 @@ from data_helpers import rows_encoded
 from deepfm_rec.data.encoding import SPLITS, Encoded
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.evaluate import evaluate_model
-from deepfm_rec.ranking import (
-    PopularityRanker,
-    Relevant,
-    hit_matrix,
-    metrics_at,
-    rank_and_score,
-    ranking_metrics,
-    relevant_items,
-)
+from deepfm_rec.item_rankers import PopularityRanker
+from deepfm_rec.metrics import Relevant, hit_matrix, metrics_at, ranking_metrics, relevant_items
+from deepfm_rec.topk import rank_and_score
 from deepfm_rec.train import train
 from settings_helpers import shipped
 

@@ -11,7 +11,6 @@ from deepfm_rec.data.batches import Batch, BatchMaker
 from deepfm_rec.data.encoding import SPLITS, Encoded, encode, open_encoded
 from deepfm_rec.data.layouts import Tables
 from deepfm_rec.data.users import COLUMNS
-from deepfm_rec.ranking import exclusion_splits, rated_items
 from deepfm_rec.recommend import (
     RECOMMENDATION_COLUMNS,
     Recommender,
@@ -19,6 +18,7 @@ from deepfm_rec.recommend import (
     user_code,
     write_recommendations,
 )
+from deepfm_rec.topk import exclusion_splits, rated_items
 from deepfm_rec.train import train
 from settings_helpers import shipped
 

@@ -18,13 +18,14 @@ from deepfm_rec.data.synthetic import (
 )
 
 N_RATINGS = 20_000
+MODEL = {"noise": 0.8, "embed_dim": 8}  # the generator's noise (stars) and truth's dimension
 FILES = ("ratings.dat", "movies.dat", "tags.dat", "expected.npy", "truth.json")
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     folder = tmp_path_factory.mktemp("synthetic") / "ml-10M100K"
-    truth = generate(folder, n_ratings=N_RATINGS, n_users=None, n_items=None, seed=5)
+    truth = generate(folder, n_ratings=N_RATINGS, n_users=None, n_items=None, seed=5, **MODEL)
     return folder, truth, read_tables(folder, "ml-10m")
 
 
@@ -69,10 +70,10 @@ def test_ratings_are_half_stars_in_range(synthetic):
 
 def test_same_seed_same_files_other_seed_other_files(synthetic, tmp_path):
     folder, _, _ = synthetic
-    generate(tmp_path / "same", n_ratings=N_RATINGS, n_users=None, n_items=None, seed=5)
+    generate(tmp_path / "same", n_ratings=N_RATINGS, n_users=None, n_items=None, seed=5, **MODEL)
     for name in FILES:
         assert (tmp_path / "same" / name).read_bytes() == (folder / name).read_bytes(), name
-    generate(tmp_path / "other", n_ratings=N_RATINGS, n_users=None, n_items=None, seed=6)
+    generate(tmp_path / "other", n_ratings=N_RATINGS, n_users=None, n_items=None, seed=6, **MODEL)
     for name in FILES:
         assert (tmp_path / "other" / name).read_bytes() != (folder / name).read_bytes(), name
 
@@ -124,4 +125,4 @@ def test_activity_is_a_capped_power_law():
 
 def test_too_dense_is_refused(tmp_path):
     with pytest.raises(DataError, match="config key 'synthetic': 1000 ratings of 40 users x 50"):
-        generate(tmp_path, n_ratings=1000, n_users=40, n_items=50, seed=0)
+        generate(tmp_path, n_ratings=1000, n_users=40, n_items=50, seed=0, **MODEL)

@@ -16,8 +16,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-# Small but real: the embedded ml-latest-small, a few epochs, a small profiled batch.
+# Small but real: the embedded ml-latest-small, a few epochs, a small profiled batch; on
+# the CPU, so that two runs of it (a rerun, a cluster's run) are bit-identical.
 FAST = {
+    "device": "cpu",
     "seeds": [42, 43],
     "fm": {"stars": {"max_epochs": 3}, "ranking": {"max_epochs": 2, "embed_dim": 16}},
     "deepfm": {"stars": {"max_epochs": 3}, "ranking": {"max_epochs": 2, "embed_dim": 16}},

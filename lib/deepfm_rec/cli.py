@@ -148,13 +148,13 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     # imported here, not at the top: --help and bad arguments answer without the seconds
     # that importing torch takes (there is no module cycle)
     from deepfm_rec.inference import resolve_device
-    from deepfm_rec.ranking import exclusion_splits, rated_items
     from deepfm_rec.recommend import (
         Recommender,
         known_favourites,
         recommendation_table,
         user_code,
     )
+    from deepfm_rec.topk import exclusion_splits, rated_items
 
     try:
         splits = exclusion_splits(args.exclude)

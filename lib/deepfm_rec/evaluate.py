@@ -1,6 +1,7 @@
-"""Scoring on a whole split: rating metrics in stars, and the two baselines.
+"""Scoring on the test split: a trained model, and every baseline (deepfm_rec.metrics's
+metrics; the rankers through deepfm_rec.topk.rank_and_score).
 
-Baselines: the global train mean, and the damped user+item bias predictor
+Rating baselines: the global train mean, and the damped user+item bias predictor
 r = mu + b_u + b_i (Koren, "Factor in the neighbors", TKDD 2010, section 2.1), whose
 damping terms are chosen on the validation split.
 """
@@ -19,25 +20,11 @@ from loguru import logger
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.inference import load_model, predict
-from deepfm_rec.item_rankers import fit_item_rankers
-from deepfm_rec.ranking import PopularityRanker, rank_and_score, relevant_items
-from deepfm_rec.recommend import Recommender
+from deepfm_rec.item_rankers import PopularityRanker, fit_item_rankers
+from deepfm_rec.metrics import rating_metrics, relevant_items
+from deepfm_rec.topk import ModelRanker, rank_and_score
 
 DAMPING_GRID = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 25.0, 35.0, 50.0)
-
-
-def rating_metrics(prediction: np.ndarray, label: np.ndarray) -> dict[str, float]:
-    """MSE, RMSE (stars²/stars) and MAE (stars) of predictions against labels."""
-    error = np.asarray(prediction, np.float64) - np.asarray(label, np.float64)
-    if error.size == 0:
-        raise ValueError("no rows to score")
-    mse = float(np.mean(error**2))
-    return {
-        "mse": mse,
-        "rmse": float(np.sqrt(mse)),
-        "mae": float(np.mean(np.abs(error))),
-        "rows": int(error.size),
-    }
 
 
 @dataclass
@@ -135,7 +122,7 @@ def evaluate_model(
     A star model's rating metrics in stars (a ranking model predicts no stars); for
     both, under "ranking", the metrics at each K of `ks` (relevant: test ratings of at
     least `threshold` stars; candidates: the movies a user did not rate in the
-    `exclude` splits; see deepfm_rec.ranking). `memory_budget` as for BatchMaker.
+    `exclude` splits; see deepfm_rec.metrics). `memory_budget` as for BatchMaker.
     """
     model, state = load_model(Path(checkpoint), device, encoded)
     record = {"model": state["model"], "objective": model.objective, "kind": "model"}
@@ -154,7 +141,7 @@ def evaluate_model(
             record["mae"],
         )
     relevant = relevant_items(encoded, "test", threshold)
-    ranking = rank_and_score(Recommender(model, encoded), relevant, ks, exclude)
+    ranking = rank_and_score(ModelRanker(model, encoded), relevant, ks, exclude)
     ((monitor, best),) = state["best"].items()
     return record | {
         "seed": state["seed"],

@@ -1,9 +1,10 @@
-"""Item-based ranking baselines over the binary train matrix: ItemKNN and EASE.
+"""The ranking baselines over the binary train matrix: popularity, ItemKNN and EASE.
 
 X is the binary train interaction matrix, users × movies by code: X[u, i] = 1 when user u
 rated movie i in train (any number of stars), 0 otherwise; user and item code 0 are left
-out. Both rankers score a user's candidates from their row of X, like the other rankers
-of deepfm_rec.ranking (CandidateRanker: column c is item code c + 1), and both are tuned
+out. Each is a CandidateRanker of deepfm_rec.topk (column c is item code c + 1), like the
+models' ranker. Popularity ranks by X's column sums; ItemKNN and EASE score a user's
+candidates from their row of X, and both are tuned
 the same way: one hyperparameter chosen by NDCG@k on the valid split (`tune`).
 
 - ItemKNN: cosine similarities between the columns of X, each movie keeping its
@@ -34,18 +35,41 @@ from loguru import logger
 
 from deepfm_rec.data.batches import gather_bags
 from deepfm_rec.data.encoding import Encoded, open_encoded
-from deepfm_rec.ranking import (
-    CandidateRanker,
-    Relevant,
-    popularity_order,
-    rank_and_score,
-    rated_items,
-    relevant_items,
-    train_counts,
-)
+from deepfm_rec.metrics import Relevant, relevant_items
+from deepfm_rec.topk import CandidateRanker, rank_and_score, rated_items, train_counts
 
 DEFAULT_LAMBDAS = (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
 DEFAULT_NEIGHBOURS = (20, 50, 100, 200)
+
+
+def popularity_order(counts: np.ndarray) -> np.ndarray:
+    """int64 (C,) the candidate columns by their number of train ratings `counts` (C,),
+    most rated first, ties by code."""
+    return np.lexsort((np.arange(len(counts)), -counts))
+
+
+class PopularityRanker(CandidateRanker):
+    """The popularity baseline: candidates by number of train ratings, ties by item code.
+
+    `top_k` reports each listed movie's number of train ratings.
+    """
+
+    def __init__(
+        self, encoded: Encoded, device: torch.device | str = "cpu", pairs_per_batch=None
+    ) -> None:
+        super().__init__(encoded, device, pairs_per_batch)
+        counts = train_counts(encoded)  # (C,)
+        order = popularity_order(counts)
+        position = np.empty(self.n_candidates, dtype=np.float32)
+        position[order] = np.arange(self.n_candidates)  # exact in float32 below 2^24
+        self.score_row = torch.from_numpy(-position).to(self.device)  # distinct: no ties
+        self.counts = torch.from_numpy(np.concatenate([[0], counts])).to(self.device)
+
+    def scores(self, users: torch.Tensor) -> torch.Tensor:
+        return self.score_row.expand(len(users), -1).clone()  # (U, C)
+
+    def report(self, items: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return self.counts[items].to(torch.float32)
 
 
 def most_rated(counts: np.ndarray, n: int) -> np.ndarray:
@@ -479,7 +503,7 @@ def fit_item_rankers(
     Tuning: ItemKNN's neighbours over `neighbours`, EASE's λ over `lambdas`, each by NDCG@k
     over the valid users (relevant: valid ratings ≥ threshold stars; candidates: movies
     not rated in train). Test: the ranking metrics at `ks` of the chosen model, candidates
-    the movies not rated in `exclude` (see deepfm_rec.ranking.exclusion_splits).
+    the movies not rated in `exclude` (see deepfm_rec.topk.exclusion_splits).
 
     Returns:
         One record per ranker, in the form of write_baselines' popularity record:

@@ -31,8 +31,8 @@ from deepfm_rec.data.encoding import Encoded
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.sides import Sides
 from deepfm_rec.inference import predict
-from deepfm_rec.ranking import ranking_metrics, rated_items, relevant_items
-from deepfm_rec.recommend import Recommender
+from deepfm_rec.metrics import ranking_metrics, relevant_items
+from deepfm_rec.topk import ModelRanker, rated_items
 
 LOSSES = ("softmax", "bpr", "bce")
 SAMPLERS = ("uniform", "popularity")
@@ -186,7 +186,7 @@ class Ranking:
             chosen = np.random.default_rng(seed).choice(len(relevant), config.valid_users, False)
             relevant = relevant.subset(np.sort(chosen))
         self.relevant = relevant
-        self.recommender = None
+        self.ranker = None
 
     def batches(self, generator: torch.Generator) -> Iterator[tuple[Batch, torch.Tensor]]:
         order = torch.as_tensor(self.positives)[
@@ -228,9 +228,9 @@ class Ranking:
         return {"train_loss": sums["loss"] / len(self.positives)}
 
     def validate(self, model) -> dict[str, float]:
-        if self.recommender is None:
-            self.recommender = Recommender(model, self.encoded, sides=self.sides)
-        self.recommender.refresh()
-        items, _ = self.recommender.top_k(self.relevant.users, self.config.k, "train")
+        if self.ranker is None:
+            self.ranker = ModelRanker(model, self.encoded, sides=self.sides)
+        self.ranker.refresh()
+        items, _ = self.ranker.top_k(self.relevant.users, self.config.k, "train")
         row = ranking_metrics(items, self.relevant, [self.config.k]).iloc[0]
         return {"valid_ndcg": float(row["ndcg"]), "valid_recall": float(row["recall"])}

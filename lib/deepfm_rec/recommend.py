@@ -1,16 +1,8 @@
-"""Top-K movie recommendations: score every candidate movie of a user with a trained model.
+"""Top-K movie recommendations of a trained model: a checkpoint's ranker
+(deepfm_rec.topk.ModelRanker scores every candidate movie of a user), the lists as a table
+of titles, and a user's known favourites.
 
-The candidates of a user are the movies with a code (seen in train: item codes 1..V-1)
-that the user did not rate in the excluded splits (train by default). A candidate pair's
-field rows are its user side's plus its movie side's (deepfm_rec.data.sides): a pair's
-own fields (tags, the rating's time) are zero, since an unrated pair has none. The field
-vectors are computed once per movie and once per user, and the model's `grid_scores`
-scores a chunk of users × all movies from them (of at most `pairs_per_batch` pairs):
-FM's pairwise term becomes a matrix product, DeepFM's first MLP layer is applied per side.
-
-Shapes: U users, V the item vocabulary (codes 0..V-1, 0 unknown and never a candidate),
-C = V - 1 candidate movies (column c is item code c + 1), K list length, B = U_chunk · C
-pairs, Fc categorical, Fd dense fields.
+Shapes: U users, K list length.
 """
 
 from __future__ import annotations
@@ -25,52 +17,16 @@ import torch
 from loguru import logger
 
 from deepfm_rec.data.encoding import Encoded, open_encoded
-from deepfm_rec.data.sides import Sides
 from deepfm_rec.inference import load_model
 from deepfm_rec.models import attach_bags
-from deepfm_rec.ranking import CandidateRanker
+from deepfm_rec.topk import ModelRanker
 
 RECOMMENDATION_COLUMNS = ["user", "rank", "item", "title", "genres", "predicted_stars", "score"]
 
 
-class Recommender(CandidateRanker):
-    """Ranks the candidate movies of users by a trained model's score.
-
-    A star model's score is its unclipped predicted rating (clipped, every movie predicted
-    above the scale would tie; recommendation_table clips it to stars); a ranking
-    model's is its logit, in no unit.
-
-    Args:
-        model: a trained FM or DeepFM (deepfm_rec.inference.load_model), for `encoded`.
-        encoded: the encoded folder the model was trained on.
-        device: where to score; default the model's device.
-        pairs_per_batch: the most pairs per forward (see CandidateRanker).
-        sides: the users' and movies' field tables for the model's fields, if already
-            built (training scores the valid split each epoch with one).
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        encoded: Encoded,
-        device: torch.device | str | None = None,
-        pairs_per_batch: int | None = None,
-        sides: Sides | None = None,
-    ) -> None:
-        device = device if device is not None else next(model.parameters()).device
-        super().__init__(encoded, device, pairs_per_batch, model.grid_floats_per_pair)
-        self.model = model.to(self.device)
-        self.sides = sides if sides is not None else Sides(encoded, model.fields, self.device)
-        self.refresh()
-
-    @torch.inference_mode()
-    def refresh(self) -> None:
-        """Compute every movie's field rows again, after the model's weights changed."""
-        was_training = self.model.training
-        self.model.eval()
-        movies = torch.arange(1, self.n_items, device=self.device)  # (C,) codes
-        self.movie_vectors = self.sides.vectors(self.model.embedding, "item", movies)
-        self.model.train(was_training)
+class Recommender(ModelRanker):
+    """A ModelRanker of a trained model loaded from its checkpoint (see from_checkpoint);
+    arguments as ModelRanker."""
 
     @classmethod
     def from_checkpoint(
@@ -99,15 +55,6 @@ class Recommender(CandidateRanker):
                     f"meta.json key {key!r} differs{values}"
                 )
         return cls(attach_bags(model, encoded), encoded, pairs_per_batch=pairs_per_batch)
-
-    def scores(self, users: torch.Tensor) -> torch.Tensor:
-        """float32 (U, C) scores of users × every movie (see the class)."""
-        was_training = self.model.training
-        self.model.eval()
-        users_rows = self.sides.vectors(self.model.embedding, "user", users)
-        scores = self.model.grid_scores(users_rows, self.movie_vectors)
-        self.model.train(was_training)
-        return scores
 
 
 def read_items(folder: str | Path) -> pd.DataFrame:
@@ -210,7 +157,8 @@ def write_recommendations(
         device: auto (CUDA if present), cpu, cuda, ...
         threads: CPU threads for torch (None leaves torch's default).
         users: MovieLens user ids; default every user with train ratings.
-        exclude: splits whose rated movies are not recommended (see exclusion_splits).
+        exclude: splits whose rated movies are not recommended (see
+            deepfm_rec.topk.exclusion_splits).
         pairs_per_batch: the most pairs per forward.
     """
     if threads is not None:

@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from deepfm_rec.data.encoding import open_encoded
+from deepfm_rec.models import MODELS
 from deepfm_rec.plots import plot_metrics, plot_ranking
 from deepfm_rec.recommend import known_favourites, user_code
 
@@ -33,6 +34,8 @@ METRIC_COLUMNS = [
     "best_valid",
 ]
 RANKING_METRICS = ("ndcg", "hr", "recall", "precision", "coverage", "popularity")
+# the rating baseline every star model is compared with, in the headline and the plot
+REFERENCE = "bias"
 PACKAGES = ("deepfm-rec", "torch", "numpy", "pandas", "snakemake", "matplotlib")
 
 STYLE = """
@@ -232,36 +235,47 @@ def _model_fields(records: list[dict], meta: dict) -> str:
     )
 
 
-def _headline(summary: pd.DataFrame, table: pd.DataFrame, meta: dict, k: int) -> str:
-    """The study's result in two sentences: ranking and stars, DeepFM against the baselines."""
+def _headline(
+    summary: pd.DataFrame, table: pd.DataFrame, records: list[dict], meta: dict, k: int, model: str
+) -> str:
+    """The study's result in two sentences: ranking and stars, `model` (the recommender's:
+    fm, deepfm) against the baselines, every name taken from the records."""
     by_name = summary.set_index("model")
+    title = MODELS[model].__name__  # FM, DeepFM
+    featured = {
+        r["objective"]: display_name(r)
+        for r in records
+        if r["kind"] == "model" and r["model"] == model
+    }
+    rankers = [display_name(r) for r in records if r["kind"] == "baseline" and r.get("ranking")]
     parts = []
-    ranker = "deepfm (ranking)"
+    ranker = featured.get("ranking")
     if ranker in by_name.index:
         ndcg = by_name.loc[ranker, f"ndcg@{k}_mean"]
         seeds = int(by_name.loc[ranker, "seeds"])
         others = [
             f"{name} {by_name.loc[name, f'ndcg@{k}_mean']:.4f}"
-            for name in ("popularity", "itemknn", "ease")
+            for name in rankers
             if name in by_name.index and pd.notna(by_name.loc[name, f"ndcg@{k}_mean"])
         ]
         parts.append(
-            f"Ranking: DeepFM trained for ranking reaches test NDCG@{k} <b>{ndcg:.4f}</b> "
+            f"Ranking: {title} trained for ranking reaches test NDCG@{k} <b>{ndcg:.4f}</b> "
             f"(mean of {seeds} seed{'s' if seeds > 1 else ''}), against " + ", ".join(others) + "."
         )
-    if {"deepfm (stars)", "bias"} <= set(by_name.index):
-        d, b = by_name.loc["deepfm (stars)", "rmse_mean"], by_name.loc["bias", "rmse_mean"]
+    stars = featured.get("stars")
+    if {stars, REFERENCE} <= set(by_name.index):
+        d, b = by_name.loc[stars, "rmse_mean"], by_name.loc[REFERENCE, "rmse_mean"]
         verdict = "beats" if d < b else "does not beat"
         rows = int(table["rows"].dropna().iloc[0])
         sentence = (
-            f"Stars: DeepFM trained on stars has test RMSE <b>{d:.4f}</b>, which {verdict} "
-            f"the tuned bias baseline's <b>{b:.4f}</b>, on {rows} test ratings of "
+            f"Stars: {title} trained on stars has test RMSE <b>{d:.4f}</b>, which {verdict} "
+            f"the tuned {REFERENCE} baseline's <b>{b:.4f}</b>, on {rows} test ratings of "
             f"{html.escape(meta['dataset'])}."
         )
         if "truth" in meta:  # a synthetic dataset knows the best possible RMSE
             sentence += (
                 f" The noise floor (the RMSE of the true expected ratings) is "
-                f"<b>{meta['truth']['bayes_rmse']:.4f}</b>: DeepFM is "
+                f"<b>{meta['truth']['bayes_rmse']:.4f}</b>: {title} is "
                 f"{d - meta['truth']['bayes_rmse']:.4f} stars above it."
             )
         parts.append(sentence)
@@ -371,13 +385,13 @@ def write_report(
     table.to_csv(table_out, sep="\t", index=False, float_format="%.6f")
     ranking = [f"{name}@{k}" for name in RANKING_METRICS]
     summary = summarize(table, ["mse", "rmse", "mae", *ranking])
-    plot_metrics(summary[summary["rmse_mean"].notna()], Path(plot_out))
+    plot_metrics(summary[summary["rmse_mean"].notna()], Path(plot_out), REFERENCE)
     plot_ranking(ranking_curves(records), Path(ranking_plot_out))
     users = next(row["users"] for r in records for row in r.get("ranking", []))
     recommender = "{model} ({objective})".format(**config["recommend"])
     sections = [
         f"<h1>deepfm-rec: {html.escape(meta['dataset'])}</h1>",
-        _headline(summary, table, meta, k),
+        _headline(summary, table, records, meta, k, config["recommend"]["model"]),
         f"<p>{_protocol(meta, threshold, exclude, users)}</p>",
         "<h2>Test metrics (stars)</h2>",
         "<p>The star models and the rating baselines on the whole test split; predictions "

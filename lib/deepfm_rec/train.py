@@ -22,7 +22,6 @@ from deepfm_rec.inference import resolve_device, write_checkpoint
 from deepfm_rec.models import OBJECTIVES, attach_bags, build_model
 from deepfm_rec.objectives import Ranking, Stars
 from deepfm_rec.optim import RowAdam
-from deepfm_rec.plots import plot_curves
 
 
 @dataclass(kw_only=True)
@@ -393,11 +392,11 @@ def train_model(
     memory_budget: float,
     checkpoint: str | Path,
     history: str | Path,
-    curves: str | Path,
-) -> None:
+) -> tuple[pd.DataFrame, int]:
     """Train from a config section: TrainConfig keys train, the others build the model.
 
-    Writes the checkpoint dict, history.tsv and curves.png.
+    Writes the checkpoint dict and history.tsv; returns the history and the kept epoch
+    (for deepfm_rec.plots.plot_curves).
     """
     torch.set_num_threads(threads)
     config, hparams = split_settings(settings)
@@ -412,4 +411,4 @@ def train_model(
         history=Path(history),
         memory_budget=memory_budget,
     )
-    plot_curves(table, best_epoch, Path(curves), f"{model_name} on {Path(encoded).parent.name}")
+    return table, best_epoch

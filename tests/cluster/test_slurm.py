@@ -15,13 +15,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import FAST, ROOT, SNAKEMAKE, copy_project, scheduled_jobs, snakemake
+from workflow_helpers import FAST, ROOT, SNAKEMAKE, copy_project, scheduled_jobs
 
 pytestmark = pytest.mark.cluster
 
-# The embedded ml-latest-small, a few epochs, one seed; on the CPU, so that two runs
-# are bit-identical.
-SMALL = {**FAST, "seeds": [42], "device": "cpu"}
+# The session's small study with one seed (on the CPU, so that two runs are bit-identical).
+SMALL = {**FAST, "seeds": [42]}
 GPU_RULES = {"train_fm", "train_deepfm", "profile"}
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 TIMEOUT = 600  # seconds for a whole cluster run: a lost job must not hang CI
@@ -67,30 +66,24 @@ test_profile.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> Path:
-    project = small_project(tmp_path_factory.mktemp("local"))
-    snakemake(project, "--configfile", "config/small.yaml")
-    return project
+def local_run(small_study) -> Path:
+    """The session's small study, run locally: SMALL's settings with a second seed (43),
+    whose jobs leave seed 42's alone."""
+    return small_study
 
 
-@pytest.fixture(scope="module")
-def cluster_run(slurm, tmp_path_factory):
-    """(project, snakemake's output, this run's SLURM jobs)."""
-    project = small_project(tmp_path_factory.mktemp("cluster"))
+def on_slurm(slurm, project: Path, *args: str) -> tuple[str, list[dict[str, str]]]:
+    """snakemake `args` in `project` through the test profile: (its output, this run's
+    SLURM jobs); a failed run fails the test with the SLURM logs."""
     profile = test_profile(project / ".test-profile")
-    command = [
-        "timeout",
-        "-k",
-        "10",
-        str(TIMEOUT),
-        SNAKEMAKE,
-        "--workflow-profile",
-        str(profile),
-        "--configfile",
-        "config/small.yaml",
-    ]
+    command = ["timeout", "-k", "10", str(TIMEOUT), SNAKEMAKE, "--workflow-profile", str(profile)]
     result = subprocess.run(
-        command, cwd=project, env=slurm.env, capture_output=True, text=True, timeout=TIMEOUT + 30
+        [*command, *args],
+        cwd=project,
+        env=slurm.env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT + 30,
     )
     output = result.stdout + result.stderr
     if result.returncode != 0:
@@ -100,7 +93,14 @@ def cluster_run(slurm, tmp_path_factory):
             f"slurm logs:\n{logs[-4000:]}\nslurmctld:\n{slurm.log('slurmctld.log')[-2000:]}"
         )
     run_id = re.search(r"SLURM run ID: (\S+)", output).group(1)
-    jobs = [job for job in slurm.jobs() if job.get("JobName") == run_id]
+    return output, [job for job in slurm.jobs() if job.get("JobName") == run_id]
+
+
+@pytest.fixture(scope="module")
+def cluster_run(slurm, tmp_path_factory):
+    """(project, snakemake's output, this run's SLURM jobs)."""
+    project = small_project(tmp_path_factory.mktemp("cluster"))
+    output, jobs = on_slurm(slurm, project, "--configfile", "config/small.yaml")
     return project, output, jobs
 
 
@@ -144,13 +144,14 @@ def test_only_training_and_profiling_get_a_gpu(cluster_run):
 def test_the_cluster_report_matches_a_local_run(cluster_run, local_run):
     project, _, _ = cluster_run
     scores = {}
-    for path in sorted((local_run / "results").rglob("metrics.json")):
+    for path in sorted((local_run / "results").rglob("seed42/metrics.json")):
         name = path.relative_to(local_run)
         scores[name] = json.loads((project / name).read_text())
         assert scores[name] == json.loads(path.read_text()), name
     assert len(scores) == 4  # fm and deepfm, both objectives, one seed
     here = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
     there = pd.read_csv(local_run / "results" / "metrics.tsv", sep="\t")
+    there = there[there["seed"].isna() | (there["seed"] == 42)].reset_index(drop=True)
     pd.testing.assert_frame_equal(here, there, check_exact=True)
     page = (project / "results" / "report.html").read_text()
     for record in scores.values():
@@ -169,27 +170,9 @@ def test_a_search_runs_each_worker_as_a_gpu_job_sharing_one_study(slurm, tmp_pat
         "tune": {"sections": ["fm.stars"], "trials": 4, "workers": 2},
     }
     (project / "config" / "tune.yaml").write_text(yaml.safe_dump(search))
-    profile = test_profile(project / ".test-profile")
-    command = [
-        "timeout",
-        "-k",
-        "10",
-        str(TIMEOUT),
-        SNAKEMAKE,
-        "--workflow-profile",
-        str(profile),
-        "tune",
-        "--configfile",
-        "config/config.yaml",
-        "config/tune.yaml",
-    ]
-    result = subprocess.run(
-        command, cwd=project, env=slurm.env, capture_output=True, text=True, timeout=TIMEOUT + 30
+    output, jobs = on_slurm(
+        slurm, project, "tune", "--configfile", "config/config.yaml", "config/tune.yaml"
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
-    run_id = re.search(r"SLURM run ID: (\S+)", output).group(1)
-    jobs = [job for job in slurm.jobs() if job.get("JobName") == run_id]
     workers = {job["JobId"]: job for job in jobs if rule_of(job) == "tune_worker"}
     assert len(workers) == 2
     for job in workers.values():

@@ -112,11 +112,11 @@ def generate(
     folder: Path,
     *,
     n_ratings: int,
-    n_users: int | None = None,
-    n_items: int | None = None,
+    n_users: int | None,
+    n_items: int | None,
     seed: int,
-    noise: float = 0.8,
-    embed_dim: int = 8,
+    noise: float,
+    embed_dim: int,
 ) -> dict:
     """Write a synthetic dataset in the ml-10m layout into `folder` and return its truth.
 
