@@ -18,6 +18,8 @@ from deepfm_rec.train import split_settings, train
 
 ROOT = Path(__file__).parents[1]
 BENCHMARKS = ROOT / "benchmarks"
+
+pytestmark = pytest.mark.slow  # each runs a benchmark script as a subprocess
 CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 

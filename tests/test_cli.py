@@ -19,6 +19,8 @@ from deepfm_rec.train import train
 from settings_helpers import ROOT, shipped
 from workflow_helpers import copy_project, edit_config
 
+pytestmark = pytest.mark.slow  # the console script, a subprocess importing torch, per test
+
 FIELDS = ["user", "item", "genres", "history", "raters"]
 
 

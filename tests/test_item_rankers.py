@@ -114,6 +114,7 @@ def at(record: dict, k: int) -> dict:
     return next(row for row in record["ranking"] if row["k"] == k)
 
 
+@pytest.mark.slow
 def test_records_have_the_baseline_form(fitted, encoded_small):
     records, _ = fitted
     assert list(records) == ["itemknn", "ease"]
@@ -139,6 +140,7 @@ def test_records_have_the_baseline_form(fitted, encoded_small):
         assert params["tuned_on"] == "valid ndcg@10"
 
 
+@pytest.mark.slow
 def test_both_beat_popularity_by_far(fitted):
     records, popularity = fitted
     assert 0.09 < popularity < 0.12  # the reference: 0.104
@@ -154,6 +156,7 @@ def test_both_beat_popularity_by_far(fitted):
         ("ease", "lambda", item_rankers.DEFAULT_LAMBDAS),
     ],
 )
+@pytest.mark.slow
 def test_chosen_on_valid(fitted, encoded_small, model, name, grid):
     params = fitted[0][model]["params"]
     tuning = params["tuning"]
@@ -176,6 +179,7 @@ def test_chosen_on_valid(fitted, encoded_small, model, name, grid):
         assert 100 <= params[name] <= 500
 
 
+@pytest.mark.slow
 def test_lists_exclude_train_movies(encoded_small):
     users = relevant_items(encoded_small, "test", 4.0).users
     indptr, rated = rated_items(encoded_small, ["train"])

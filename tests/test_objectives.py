@@ -89,6 +89,7 @@ def ranked(encoded_small, tmp_path_factory):
     return model, history, kept, folder / "model.pt"
 
 
+@pytest.mark.slow
 def test_ranking_training_keeps_the_best_valid_ndcg(encoded_small, ranked):
     model, history, kept, checkpoint = ranked
     assert list(history.columns) == [
@@ -110,6 +111,7 @@ def test_ranking_training_keeps_the_best_valid_ndcg(encoded_small, ranked):
     assert state["best"] == {"valid_ndcg": pytest.approx(best)} and loaded.objective == "ranking"
 
 
+@pytest.mark.slow
 def test_ranking_training_beats_popularity_and_is_deterministic(encoded_small, ranked):
     model, history, _, _ = ranked
     relevant = relevant_items(encoded_small, "valid", RANKING.threshold)

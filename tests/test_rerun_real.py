@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import FAST, scheduled_jobs, snakemake
+from workflow_helpers import FAST, edit_config, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 
-SMALL = FAST  # the session's small study (on the CPU: a retrained model is bit-identical)
-SEEDS = len(SMALL["seeds"])
+# the session's small study's settings (on the CPU: a retrained model is bit-identical)
+SEEDS = len(FAST["seeds"])
 DATA = "results/ml-latest-small"
 
 
@@ -45,7 +45,7 @@ def metrics(project: Path) -> pd.DataFrame:
 
 def run(project: Path, *args: str) -> dict[str, int]:
     """A real run; checks that what ran is what Snakemake planned, returns it."""
-    output = snakemake(project, "--configfile", "config/small.yaml", *args).stdout
+    output = snakemake(project, *args).stdout
     ran = executed(output)
     assert ran == scheduled_jobs(output), output[-3000:]
     return ran
@@ -53,7 +53,7 @@ def run(project: Path, *args: str) -> dict[str, int]:
 
 def downstream_of(project: Path, rule: str) -> dict[str, int]:
     """rule -> jobs of `rule` and of everything that depends on it (Snakemake's dry run)."""
-    plan = snakemake(project, "-n", "--configfile", "config/small.yaml", "--forcerun", rule)
+    plan = snakemake(project, "-n", "--forcerun", rule)
     return scheduled_jobs(plan.stdout)
 
 
@@ -69,11 +69,11 @@ def assert_untouched(before: dict[str, int], changed: set[str], *folders: str) -
 @pytest.fixture(scope="module")
 def project(small_study, tmp_path_factory) -> Path:
     """A copy of the session's small study (its outputs, their times and Snakemake's
-    records), its settings also in config/small.yaml: nothing to do until a test changes
-    something."""
+    records): nothing to do until a test changes something. The tests change its
+    config/config.yaml in place (a --configfile would reorder the settings, and Snakemake
+    takes reordered params for changed ones)."""
     project = tmp_path_factory.mktemp("rerun") / "project"
     shutil.copytree(small_study, project, symlinks=True)
-    (project / "config" / "small.yaml").write_text(yaml.safe_dump(SMALL))
     assert run(project) == {}
     return project
 
@@ -81,11 +81,9 @@ def project(small_study, tmp_path_factory) -> Path:
 def test_a_deepfm_setting_reruns_train_deepfm_and_its_dependents_only(project):
     before, scores = stamps(project), metrics(project)
     shipped = yaml.safe_load((project / "config" / "config.yaml").read_text())
-    stars = {**SMALL["deepfm"]["stars"], "dropout": 0.15}
+    stars = {"dropout": 0.15}
     assert stars["dropout"] != shipped["deepfm"]["stars"]["dropout"]  # else nothing reruns
-    (project / "config" / "small.yaml").write_text(
-        yaml.safe_dump({**SMALL, "deepfm": {**SMALL["deepfm"], "stars": stars}})
-    )
+    edit_config(project, {"deepfm": {"stars": stars}})
     ran = run(project)
     # the stars DeepFM of each seed and what reads it: not the ranking DeepFM
     assert ran == {"train_deepfm": SEEDS, "evaluate": SEEDS, "profile": 1, "report": 1, "all": 1}
@@ -105,7 +103,7 @@ def test_a_deepfm_setting_reruns_train_deepfm_and_its_dependents_only(project):
     unchanged = [name for name in after.index.levels[0] if name != "deepfm (stars)"]
     pd.testing.assert_frame_equal(after.loc[unchanged], scores.loc[unchanged])  # did not move
     assert (after.loc["deepfm (stars)", "rmse"] != scores.loc["deepfm (stars)", "rmse"]).all()
-    again = snakemake(project, "-n", "--configfile", "config/small.yaml").stdout
+    again = snakemake(project, "-n").stdout
     assert "Nothing to be done" in again
 
 

@@ -26,7 +26,7 @@ TUNE_DIR = Path("results/ml-latest-small/tune/fm/stars")
 BASE = {
     "seeds": [42],
     "device": "cpu",
-    "fm": {"stars": {"max_epochs": 2}},
+    "fm": {"stars": {"max_epochs": 1}},
     "tune": {"sections": ["fm.stars"], "trials": 4, "workers": 2, "stale_after": 4},
 }
 

@@ -166,7 +166,7 @@ def test_a_search_runs_each_worker_as_a_gpu_job_sharing_one_study(slurm, tmp_pat
     search = {
         "seeds": [42],
         "device": "cpu",
-        "fm": {"stars": {"max_epochs": 2}},
+        "fm": {"stars": {"max_epochs": 1}},
         "tune": {"sections": ["fm.stars"], "trials": 4, "workers": 2},
     }
     (project / "config" / "tune.yaml").write_text(yaml.safe_dump(search))
