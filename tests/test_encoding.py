@@ -17,6 +17,15 @@ from deepfm_rec.data.users import build_users
 from workflow_helpers import ROOT
 
 
+def encode_ratings(tables_small, ratings, out, *, seed, users="auto", **settings):
+    """`ratings` (a subset or change of the embedded ones) encoded into `out` with its
+    movies and tags, 10% valid and 10% test unless `settings` say otherwise."""
+    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
+    settings = {"valid_fraction": 0.1, "test_fraction": 0.1, **settings}
+    people = build_users(ratings["user"].unique(), None, users, seed=seed)
+    encode(tables, people, out, seed=seed, provenance={}, **settings)
+
+
 def test_arrays_are_readonly_memmaps_with_documented_dtypes(encoded_small):
     a = encoded_small.arrays
     assert isinstance(a["user"], np.memmap) and not a["user"].flags.writeable
@@ -108,17 +117,7 @@ def test_held_out_rows_change_no_bag(tables_small, encoded_small, tmp_path):
     held_out = np.asarray(encoded_small.arrays["split"]) != SPLITS["train"]
     movies = ratings["item"].unique()
     ratings.loc[held_out, "item"] = np.random.default_rng(0).choice(movies, held_out.sum())
-    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
-    users = build_users(ratings["user"].unique(), None, "auto", seed=7)
-    encode(
-        tables,
-        users,
-        tmp_path / "moved",
-        seed=7,
-        valid_fraction=0.1,
-        test_fraction=0.1,
-        provenance={},
-    )
+    encode_ratings(tables_small, ratings, tmp_path / "moved", seed=7)
     moved = open_encoded(tmp_path / "moved")
     np.testing.assert_array_equal(moved.arrays["split"], encoded_small.arrays["split"])
     for field in ("history", "raters"):
@@ -127,19 +126,8 @@ def test_held_out_rows_change_no_bag(tables_small, encoded_small, tmp_path):
 
 def test_the_observed_convention_holds_every_rated_pair(tables_small, tmp_path):
     ratings = tables_small.ratings[tables_small.ratings["user"] <= 30].reset_index(drop=True)
-    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
-    users = build_users(ratings["user"].unique(), None, "auto", seed=1)
     out = tmp_path / "observed"
-    encode(
-        tables,
-        users,
-        out,
-        seed=1,
-        valid_fraction=0.1,
-        test_fraction=0.1,
-        provenance={},
-        implicit="observed",
-    )
+    encode_ratings(tables_small, ratings, out, seed=1, implicit="observed")
     encoded = open_encoded(out)
     a = encoded.arrays
     coded = (np.asarray(a["user"]) > 0) & (np.asarray(a["item"]) > 0)
@@ -179,19 +167,8 @@ def test_time_fields_match_the_titles_and_timestamps(encoded_small, tables_small
 
 def test_the_temporal_split_holds_out_each_users_latest_ratings(tables_small, tmp_path):
     ratings = tables_small.ratings
-    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
-    users = build_users(ratings["user"].unique(), None, "auto", seed=1)
     out = tmp_path / "temporal"
-    encode(
-        tables,
-        users,
-        out,
-        seed=1,
-        valid_fraction=0.1,
-        test_fraction=0.1,
-        provenance={},
-        split_method="temporal",
-    )
+    encode_ratings(tables_small, ratings, out, seed=1, split_method="temporal")
     split = np.asarray(open_encoded(out).arrays["split"])
     frame = ratings.assign(split=split)
     times = frame.groupby(["user", "split"])["timestamp"].agg(["min", "max"]).unstack()
@@ -293,17 +270,15 @@ def test_a_split_left_empty_is_an_error_naming_the_key(
 ):
     """4 ratings have no 10% valid share; valid + test = 1 leaves no training rows."""
     ratings = tables_small.ratings.iloc[:n_ratings]
-    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
-    users = build_users(ratings["user"].unique(), None, "synthetic", seed=0)
     with pytest.raises(DataError, match=rf"config key 'split' .* leaves the {empty} split empty"):
-        encode(
-            tables,
-            users,
+        encode_ratings(
+            tables_small,
+            ratings,
             tmp_path / "encoded",
+            users="synthetic",
             seed=0,
             valid_fraction=valid,
             test_fraction=test,
-            provenance={},
         )
     assert list(tmp_path.iterdir()) == []
 
@@ -357,19 +332,9 @@ def test_a_builder_that_builds_an_unregistered_field_is_a_real_error(
     registry = {name: field for name, field in FIELDS.items() if name != "occupation"}
     monkeypatch.setattr("deepfm_rec.data.fields.FIELDS", registry)
     ratings = tables_small.ratings[tables_small.ratings["user"] <= 30].reset_index(drop=True)
-    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
-    users = build_users(ratings["user"].unique(), None, "synthetic", seed=0)
     built = r"_demographics built fields \['gender', 'occupation', 'age'\]"
     with pytest.raises(RuntimeError, match=rf"{built}, the registry gives it \['gender', 'age'\]"):
-        encode(
-            tables,
-            users,
-            tmp_path / "encoded",
-            seed=0,
-            valid_fraction=0.1,
-            test_fraction=0.1,
-            provenance={},
-        )
+        encode_ratings(tables_small, ratings, tmp_path / "encoded", users="synthetic", seed=0)
     assert list(tmp_path.iterdir()) == []
 
 
