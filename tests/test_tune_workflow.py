@@ -5,6 +5,7 @@ best settings are retrained."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from deepfm_rec.report import search_section
 from deepfm_rec.tuning import load_study, search
 from workflow_helpers import SNAKEMAKE, copy_project, snakemake
 
@@ -68,6 +70,11 @@ def test_two_workers_share_one_study_of_the_requested_trials(project):
     best = yaml.safe_load((project / TUNE_DIR / "best.yaml").read_text())
     winner = table.sort_values("valid_rmse").iloc[0]
     assert best == {"fm": {"stars": {n: winner[n].item() for n in ("lr", "l2", "embed_dim")}}}
+    # the report's section on it: the counts, the timing caveat, the snippet, the plot
+    page = search_section(project / TUNE_DIR / "trials.tsv")
+    assert "4 complete trials by 2 worker(s)" in page and "the trials table is the record" in page
+    assert html.escape((project / TUNE_DIR / "best.yaml").read_text()) in page
+    assert page.count("data:image/png;base64,") == 1
 
 
 def test_a_killed_worker_fails_its_trial_and_the_other_finishes_the_budget(project):

@@ -186,9 +186,12 @@ def plot_search(table: pd.DataFrame, space: dict, metric: str, lower_is_better: 
     ax.legend(fontsize=8)
     for ax, (name, spec) in zip(axes.flat[1:], space.items(), strict=False):
         values = done[name]
-        if "choice" in spec and any(isinstance(v, list) for v in spec["choice"]):
+        listed = "choice" in spec and any(isinstance(v, list) for v in spec["choice"])
+        if listed:
             values = values.map(str)
         ax.plot(values, done[metric], "o", ms=4, alpha=0.7)
+        if listed:  # layer lists such as [128, 64, 32]: slanted, so that they do not overlap
+            ax.tick_params(axis="x", labelrotation=30)
         if "log" in spec:
             ax.set_xscale("log")
         ax.set(xlabel=name, ylabel=label)

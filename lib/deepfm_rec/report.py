@@ -305,7 +305,7 @@ def _baseline_notes(records: list[dict]) -> str:
     return f"<p>{'<br>'.join(notes)}</p>" if notes else ""
 
 
-def _search(trials: Path) -> str:
+def search_section(trials: Path) -> str:
     """A search's section: its trials and workers, the plot, the best settings and the
     five best trials."""
     trials = Path(trials)
@@ -439,7 +439,7 @@ def write_report(
             f"<pre>{html.escape(Path(text).read_text())}</pre>",
         ]
     if searches:
-        sections += ["<h2>Hyperparameter search (valid split)</h2>", *map(_search, searches)]
+        sections += ["<h2>Hyperparameter search (valid split)</h2>", *map(search_section, searches)]
     splits = ", ".join(f"{k} {v}" for k, v in meta["splits"].items())
     fields = ", ".join(f"{f['name']} ({f['kind']})" for f in meta["fields"])
     users = " and ".join(meta["users_origin"]) or "none (no demographic fields)"
