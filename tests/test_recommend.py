@@ -184,14 +184,9 @@ def test_user_codes_map_to_movielens_ids(encoded_tiny):
 def test_write_recommendations_tsv(fm_checkpoint, encoded_tiny, tmp_path):
     ids = encoded_tiny.arrays["user_ids"]
     out = tmp_path / "top.tsv"
+    settings = {"k": 5, "device": "cpu", "exclude": "train"}
     table = write_recommendations(
-        fm_checkpoint,
-        encoded_tiny.folder,
-        out,
-        k=5,
-        device="cpu",
-        exclude="train",
-        users=[int(ids[2]), int(ids[9])],
+        fm_checkpoint, encoded_tiny.folder, out, users=[int(ids[2]), int(ids[9])], **settings
     )
     read = pd.read_csv(out, sep="\t", keep_default_na=False)
     assert list(read.columns) == RECOMMENDATION_COLUMNS
@@ -203,15 +198,7 @@ def test_write_recommendations_tsv(fm_checkpoint, encoded_tiny, tmp_path):
     np.testing.assert_allclose(read["score"], table["score"], atol=1e-4)
     assert read.groupby("user")["score"].is_monotonic_decreasing.all()
     with pytest.raises(ValueError, match="without train ratings"):
-        write_recommendations(
-            fm_checkpoint,
-            encoded_tiny.folder,
-            out,
-            k=5,
-            device="cpu",
-            exclude="train",
-            users=[10**9],
-        )
+        write_recommendations(fm_checkpoint, encoded_tiny.folder, out, users=[10**9], **settings)
 
 
 def test_a_checkpoint_of_other_data_is_refused(encoded_tiny, fm_checkpoint):
