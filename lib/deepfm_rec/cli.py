@@ -199,9 +199,9 @@ SEED_MAX = 2**32 - 1  # numpy's and torch's generators take no more (as the sche
 def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """The `tune` subcommand: a seeded search on the valid split (deepfm_rec.tuning)."""
     # Bad arguments fail before the search: it would train, then fail.
-    if args.trials < 1:
+    if args.trials is not None and args.trials < 1:
         parser.error(f"--trials {args.trials}: the search needs at least one trial")
-    for seed in [args.seed, *(args.seeds or [])]:
+    for seed in [*([] if args.seed is None else [args.seed]), *(args.seeds or [])]:
         if not 0 <= seed <= SEED_MAX:
             parser.error(f"--seed(s) {seed}: a seed is 0 to {SEED_MAX} (2^32 - 1)")
     if args.threads is not None and args.threads < 1:
@@ -217,6 +217,9 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from deepfm_rec.config import study_path, train_settings
 
     config = read_study_config(parser)
+    search_settings = config["tune"]  # what the options leave out: the workflow's search's
+    trials = search_settings["trials"] if args.trials is None else args.trials
+    seed = search_settings["seed"] if args.seed is None else args.seed
     encoded = Path(args.encoded or study_path("encoded", dataset=config["dataset"]))
     if not (encoded / "meta.json").is_file():
         parser.error(
@@ -239,9 +242,9 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             args.model,
             settings,
             space,
-            trials=args.trials,
-            seed=args.seed,
-            seeds=args.seeds,
+            trials=trials,
+            seed=seed,
+            seeds=args.seeds or search_settings["seeds"],
             device=args.device,
             threads=args.threads,
             memory_budget=config["memory_budget_gb"] * 1e9,
@@ -301,15 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--model", choices=["fm", "deepfm"], default="deepfm")
     search.add_argument("--objective", choices=["stars", "ranking"], default="stars")
-    search.add_argument("--trials", type=int, default=30, help="trainings (default 30)")
-    search.add_argument(
-        "--seed", type=int, default=0, help="seeds the sampler (and the training, without --seeds)"
-    )
+    search.add_argument("--trials", type=int, help="trainings (default: the config's tune.trials)")
+    search.add_argument("--seed", type=int, help="seeds the sampler (default: tune.seed)")
     search.add_argument(
         "--seeds",
         type=int,
         nargs="+",
-        help="each trial trains once per seed and scores their mean valid metric (default: --seed)",
+        help="each trial trains once per seed and scores their mean valid metric "
+        "(default: tune.seeds)",
     )
     search.add_argument("--encoded", help="default results/{dataset}/encoded of the config")
     search.add_argument("--device", default="cpu", help="cpu (deterministic), cuda, ...")

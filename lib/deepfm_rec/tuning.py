@@ -165,7 +165,7 @@ def search(
     space: dict,
     *,
     trials: int,
-    seed: int = 0,
+    seed: int,
     seeds: list[int] | None = None,
     device: str = "cpu",
     threads: int | None = None,
