@@ -19,6 +19,7 @@ from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.models import MODELS
 from deepfm_rec.plots import plot_metrics, plot_ranking
 from deepfm_rec.recommend import known_favourites, user_code
+from deepfm_rec.search_space import metric_name, ranked
 
 METRIC_COLUMNS = [
     "model",
@@ -311,9 +312,9 @@ def search_section(trials: Path) -> str:
     trials = Path(trials)
     table = pd.read_csv(trials, sep="\t")
     model, objective = trials.parent.parent.name, trials.parent.name
-    metric = "valid_rmse" if objective == "stars" else "valid_ndcg"
-    done = table[table["state"] == "COMPLETE"]
-    best = done.sort_values(metric, ascending=objective == "stars").head(5)
+    metric = metric_name(objective)
+    done = ranked(table, objective)
+    best = done.head(5)
     failed = int((table["state"] == "FAIL").sum())
     workers = table["worker"].nunique()
     order = (

@@ -1,4 +1,5 @@
-"""What a hyperparameter search draws: each config section's settings and their ranges.
+"""What a hyperparameter search draws (each config section's settings and their ranges)
+and how its trials are ranked.
 
 A range is a one-key mapping, as config.yaml's `tune.space` writes it:
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import difflib
 
 import jsonschema
+import pandas as pd
 
 from deepfm_rec.data.errors import DataError
 
@@ -37,6 +39,19 @@ SPACES = {
     "fm.ranking": SHARED | {"negatives": {"choice": [256, 512, 1024]}},
     "deepfm.ranking": SHARED | MLP | {"negatives": {"choice": [256, 512]}},
 }
+
+
+def metric_name(objective: str) -> str:
+    """The valid metric a search of `objective` scores its trials by."""
+    return "valid_rmse" if objective == "stars" else "valid_ndcg"
+
+
+def ranked(table: pd.DataFrame, objective: str) -> pd.DataFrame:
+    """The complete trials of a trials table (tuning.trials_table), best first."""
+    done = table[table["state"] == "COMPLETE"]
+    return done.sort_values(
+        metric_name(objective), ascending=objective == "stars", ignore_index=True
+    )
 
 
 def kind_of(spec: dict) -> tuple[str, list]:

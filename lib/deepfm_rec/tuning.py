@@ -48,14 +48,10 @@ from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.staging import replaced
 from deepfm_rec.plots import plot_search
-from deepfm_rec.search_space import in_space, kind_of
+from deepfm_rec.search_space import in_space, kind_of, metric_name, ranked
 from deepfm_rec.train import split_settings, train
 
 POLL = 2.0  # seconds between a waiting worker's looks at the study
-
-
-def metric_name(objective: str) -> str:
-    return "valid_rmse" if objective == "stars" else "valid_ndcg"
 
 
 def direction(objective: str) -> str:
@@ -148,14 +144,6 @@ def trials_table(study: optuna.Study, seeds: list[int], objective: str) -> pd.Da
         row["seconds"] = attrs.get("seconds")
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def ranked(table: pd.DataFrame, objective: str) -> pd.DataFrame:
-    """The complete trials of `table`, best first."""
-    done = table[table["state"] == "COMPLETE"]
-    return done.sort_values(
-        metric_name(objective), ascending=objective == "stars", ignore_index=True
-    )
 
 
 def search(
