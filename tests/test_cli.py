@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -367,8 +368,14 @@ def test_tune_writes_each_trial_as_it_ends(tune_project, encoded_tiny, tmp_path)
             time.sleep(0.2)
         assert out.exists() and search.poll() is None, "no trial written while it searched"
     finally:
-        search.kill()
-        search.wait()
+        # Ctrl-C, as a user interrupts it: a SIGKILL that lands while a table is being
+        # written cannot remove its scratch file, which the last assert rightly refuses
+        search.send_signal(signal.SIGINT)
+        try:
+            search.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            search.kill()
+            search.wait()
     table = pd.read_csv(out, sep="\t")
     assert 1 <= len(table) < 100000 and table["valid_rmse"].notna().all()
     assert [p.name for p in tmp_path.iterdir()] == ["t.tsv"]  # no scratch file left
