@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 import torch
 
 from deepfm_rec.data.batches import Batch, BatchMaker
 from deepfm_rec.models import attach_bags, build_model
-from deepfm_rec.models.layers import FactorizationMachine, FieldEmbedding
+from deepfm_rec.models.layers import Dropout, FactorizationMachine, FieldEmbedding
 from settings_helpers import shipped_model
 
 
@@ -176,3 +177,23 @@ def test_deepfm_field_dropout_drops_whole_field_vectors_of_the_mlp_input_only(en
     model.eval()
     model.score(batch)
     torch.testing.assert_close(seen[-1], v.flatten(start_dim=1))
+
+
+def test_dropout_keeps_each_element_with_its_rounded_chance_and_scales_to_an_unbiased_mean():
+    torch.manual_seed(0)
+    drop = Dropout(0.3)  # keeps 179 of 256 byte values: p acts as 77/256
+    x = torch.ones(1000, 1000, requires_grad=True)
+    out = drop(x)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 179 / 256) < 0.002  # 1e6 draws: σ ≈ 0.0005
+    assert torch.allclose(out[kept], torch.tensor(256 / 179))
+    assert abs(out.mean().item() - 1) < 0.003  # inverted dropout: the mean is kept
+    out.sum().backward()
+    assert torch.equal(x.grad, out.detach())  # the gradient goes through the kept elements
+    # rows of a byte-packed mask are not copies of each other (each byte its own draw)
+    assert not torch.equal(kept[0], kept[1])
+    drop.eval()
+    assert drop(x) is x
+    assert Dropout(0.0).train()(x) is x
+    with pytest.raises(ValueError, match="dropout must be in"):
+        Dropout(1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +16,7 @@ from deepfm_rec.data.errors import DataError
 from deepfm_rec.inference import load_model
 from deepfm_rec.item_rankers import PopularityRanker
 from deepfm_rec.metrics import relevant_items
-from deepfm_rec.objectives import NegativeSampler, Ranking
+from deepfm_rec.objectives import NegativeSampler, Ranking, SampledSoftmax
 from deepfm_rec.recommend import Recommender
 from deepfm_rec.topk import rank_and_score
 from deepfm_rec.train import train
@@ -124,3 +125,26 @@ def test_ranking_training_beats_popularity_and_is_deterministic(encoded_small, r
     pd.testing.assert_frame_equal(
         first.drop(columns="seconds"), history.drop(columns="seconds").iloc[:1]
     )
+
+
+@pytest.mark.parametrize("corrected", [True, False])
+def test_the_softmax_loss_and_its_gradients_equal_autograds_of_the_plain_formula(corrected):
+    generator = torch.Generator().manual_seed(3)
+    positive = torch.randn(64, generator=generator, dtype=torch.float64) * 3
+    negative = torch.randn(64, 200, generator=generator, dtype=torch.float64) * 3
+    rated = torch.rand(64, 200, generator=generator) < 0.3
+    rated[0] = True  # a row whose every negative is masked: only its positive is left
+    log_q = torch.rand(200, generator=generator, dtype=torch.float64).log() if corrected else None
+    grads = []
+    for fused in (True, False):
+        p, n = positive.clone().requires_grad_(), negative.clone().requires_grad_()
+        if fused:
+            loss = SampledSoftmax.apply(p, n, rated, log_q)
+        else:
+            logits = (n - log_q if corrected else n).masked_fill(rated, -math.inf)
+            loss = -torch.log_softmax(torch.cat([p[:, None], logits], dim=1), dim=1)[:, 0].mean()
+        (2.5 * loss).backward()
+        grads.append((loss.detach(), p.grad, n.grad))
+    for fused, plain in zip(*grads, strict=True):
+        assert torch.allclose(fused, plain, rtol=1e-10, atol=1e-12)
+    assert grads[0][2][0].abs().max() < 1e-25 and grads[0][1][0] == 0  # row 0: no gradient

@@ -206,6 +206,31 @@ class FactorizationMachine(nn.Module):
         return 0.5 * ((total * total).sum(dim=1) - (v * v).sum(dim=(1, 2)))  # (B,)
 
 
+class Dropout(nn.Module):
+    """Inverted dropout (nn.Dropout's maths) whose mask comes from random bytes: each
+    element is kept when its byte is below round((1 - p) · 256), and scaled by 256 over
+    that, so p is rounded to a multiple of 1/256 (0.3 acts as 0.3008). torch's CPU
+    `bernoulli_` draws one number per element, about 10 ns each (3.5 ms of DeepFM's 16 ms
+    step at batch 1024, 2 threads); one 64-bit draw here gives 8 bytes.
+
+    Args:
+        p: the probability that an element is zeroed, in [0, 1).
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout must be in [0, 1), not {p}")
+        self.keep = round((1 - p) * 256)  # of the 256 byte values, those that keep
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.keep == 256:
+            return x
+        words = torch.empty((x.numel() + 7) // 8, dtype=torch.int64, device=x.device)
+        random = words.random_(-(2**63), 2**63 - 1).view(torch.uint8)[: x.numel()]
+        return x * ((random < self.keep).view_as(x) * (256 / self.keep))
+
+
 class MultiLayerPerceptron(nn.Module):
     """Linear-ReLU-Dropout blocks, then a linear output of size 1."""
 
@@ -213,7 +238,7 @@ class MultiLayerPerceptron(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         for size in hidden:
-            layers += [nn.Linear(input_dim, size), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            layers += [nn.Linear(input_dim, size), nn.ReLU(inplace=True), Dropout(dropout)]
             input_dim = size
         layers.append(nn.Linear(input_dim, 1))
         self.mlp = nn.Sequential(*layers)
