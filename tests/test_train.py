@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.inference import load_model, predict, resolve_device
 from deepfm_rec.objectives import Stars
-from deepfm_rec.train import EarlyStopping, train
+from deepfm_rec.train import EarlyStopping, build_setup, train
 from settings_helpers import shipped
 
 STAR_HISTORY = ["epoch", *Stars.columns, "lr", "seconds"]
@@ -160,3 +161,65 @@ def test_auto_in_a_job_given_gpus_torch_cannot_see_stops_instead_of_training_on_
     monkeypatch.setenv(variable, "0")
     with pytest.raises(DataError, match=f"given GPUs \\({variable}=0\\) but PyTorch .* sees none"):
         resolve_device("auto")
+
+
+class SyncLog(TorchDispatchMode):
+    """Counts the ops of a step that wait on the device on CUDA (a host-device sync): a
+    tensor read as a Python number, the data-dependent shapes of nonzero, unique and
+    boolean indexing, and repeat_interleave without its output size."""
+
+    SYNCS = ("aten._local_scalar_dense", "aten.nonzero", "aten._unique2", "aten.masked_select")
+    INDEXING = ("aten.index", "aten.index_put", "aten.index_put_", "aten._index_put_impl_")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.syncs: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = str(func.overloadpacket)
+        sized = kwargs.get("output_size") is not None
+        masks = name in self.INDEXING and any(
+            index is not None and index.dtype == torch.bool for index in args[1]
+        )
+        if name in self.SYNCS or (name == "aten.repeat_interleave" and not sized):
+            self.syncs.append(name)
+        elif masks:
+            self.syncs.append("boolean indexing")
+        return func(*args, **kwargs)
+
+
+# (model, objective): the syncs of one training step of the shipped section, each named
+# where it is: RowAdam's rows (sparse_adam), the distinct users of a ranking batch and
+# the length of their rated movies (NegativeSampler). Before the bag sums a ranking step
+# made about 17; the bags no longer make any.
+STEP_SYNCS = {
+    ("fm", "stars"): ["aten.nonzero"],
+    ("deepfm", "stars"): ["aten.nonzero"],
+    ("fm", "ranking"): ["aten._unique2", "aten._local_scalar_dense", "aten.nonzero"],
+    ("deepfm", "ranking"): ["aten._unique2", "aten._local_scalar_dense"],
+}
+
+
+@pytest.mark.parametrize(("model", "objective"), list(STEP_SYNCS))
+def test_a_training_step_makes_only_the_host_device_syncs_counted_here(
+    encoded_small, model, objective
+):
+    config, hparams = shipped(model, objective)
+    setup = build_setup(
+        encoded_small, model, hparams, config, seed=0, device="cpu", memory_budget=math.inf
+    )
+    work = setup.objective.batches(torch.Generator().manual_seed(0))
+    for _ in range(3):
+        item = next(work)
+        with SyncLog() as log:
+            loss, _ = setup.objective.loss(setup.model, item)
+            setup.optimizer.zero_grad()
+            loss.backward()
+            setup.optimizer.step()
+        assert sorted(log.syncs) == sorted(STEP_SYNCS[model, objective])
+    # a refresh of the bag sums, every bag_refresh steps, makes none either
+    with SyncLog() as log:
+        setup.model.embedding.bags.push(setup.model.embedding.bag_table)
+        setup.model.embedding.resum()
+    assert log.syncs == []
