@@ -342,40 +342,29 @@ def test_tune_without_the_models_section_searches_from_the_defaults(tmp_path, en
 def test_tune_writes_each_trial_as_it_ends(tune_project, encoded_tiny, tmp_path):
     """An interrupted search keeps the trials it ran (they were written only at the end)."""
     out = tmp_path / "t.tsv"
+    said = tune_project / "interrupted-search.err"  # outside tmp_path, whose files are checked
     script = Path(sys.executable).with_name("deepfm-rec")
-    search = subprocess.Popen(
-        [
-            str(script),
-            "tune",
-            "--model",
-            "fm",
-            "--encoded",
-            str(encoded_tiny.folder),
-            "--threads",
-            "1",
-            "--trials",
-            "100000",
-            "--out",
-            str(out),
-        ],
-        cwd=tune_project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [str(script), "tune", "--model", "fm", "--encoded", str(encoded_tiny.folder)]
+    command += ["--threads", "1", "--trials", "100000", "--out", str(out)]
+    with said.open("w") as stderr:  # the child has its own copy of the descriptor
+        search = subprocess.Popen(
+            command, cwd=tune_project, stdout=subprocess.DEVNULL, stderr=stderr
+        )
     try:
         deadline = time.monotonic() + 300  # the first trial trains up to 50 epochs
         while not out.exists() and search.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert out.exists() and search.poll() is None, "no trial written while it searched"
-    finally:
-        # Ctrl-C, as a user interrupts it: a SIGKILL that lands while a table is being
-        # written cannot remove its scratch file, which the last assert rightly refuses
+        # Ctrl-C, as a user interrupts it: the search stops, in a second here
         search.send_signal(signal.SIGINT)
-        try:
-            search.wait(timeout=60)
-        except subprocess.TimeoutExpired:
+        search.wait(timeout=60)
+    finally:
+        if search.poll() is None:  # a failed assert above; SIGKILL only to clean up
             search.kill()
             search.wait()
+    message = said.read_text()
+    assert search.returncode == 130, message[-2000:]
+    assert message.endswith(f"deepfm-rec tune: interrupted; the trials that ended are in {out}\n")
     table = pd.read_csv(out, sep="\t")
     assert 1 <= len(table) < 100000 and table["valid_rmse"].notna().all()
     assert [p.name for p in tmp_path.iterdir()] == ["t.tsv"]  # no scratch file left

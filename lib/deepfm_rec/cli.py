@@ -252,6 +252,10 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         )
     except DataError as error:
         parser.error(str(error))
+    except KeyboardInterrupt:  # Ctrl-C: the trials written so far stay, no traceback
+        ended = f"the trials that ended are in {out}" if out.exists() else "no trial had ended"
+        print(f"deepfm-rec tune: interrupted; {ended}", file=sys.stderr)
+        raise SystemExit(130) from None
     print(table.head(args.show).to_string(index=False, float_format="%.4g"))
     print(f"\nall {len(table)} trials, best first: {out}")
 

@@ -52,16 +52,18 @@ def replaced(path: str | Path) -> Iterator[Path]:
     ends without an error, and is removed whatever happens, so that no reader (or rerun)
     finds half a file. A full disk is named as `writing` names it."""
     path = Path(path)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    scratch = Path(name)
-    try:
+    scratch = None
+    try:  # from mkstemp on: an interrupt (Ctrl-C) anywhere after it still removes the file
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        scratch = Path(name)
+        os.close(handle)
         scratch.chmod(0o666 & ~_umask())  # mkstemp's 0600, as staged's folder
         with writing(path):
             yield scratch
         scratch.replace(path)
     finally:
-        scratch.unlink(missing_ok=True)
+        if scratch is not None:
+            scratch.unlink(missing_ok=True)
 
 
 @contextmanager
