@@ -50,7 +50,8 @@ class SampledSoftmax(torch.autograd.Function):
     As `logaddexp(positive, logsumexp(negatives - log_q masked))` in autograd, in fewer
     passes over the (B, S) logits (8 instead of about 11, each as costly as the matrix
     product that made them): the forward keeps the exponentials it summed, and the
-    backward scales them in place into the negatives' gradient. A masked negative adds
+    backward scales them in place into the negatives' gradient (so a graph cannot be
+    backpropagated twice through it, which training never does). A masked negative adds
     e^-60 to a sum of at least 1 (the top term), which float32 cannot hold, and gets a
     gradient of that size.
 
