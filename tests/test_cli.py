@@ -346,9 +346,16 @@ def test_tune_writes_each_trial_as_it_ends(tune_project, encoded_tiny, tmp_path)
     script = Path(sys.executable).with_name("deepfm-rec")
     command = [str(script), "tune", "--model", "fm", "--encoded", str(encoded_tiny.folder)]
     command += ["--threads", "1", "--trials", "100000", "--out", str(out)]
+    # a user's foreground command: Ctrl-C's default action (a test run in the background,
+    # `pytest &` in a script, starts with SIGINT ignored, and its children inherit that)
+    default_ctrl_c = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     with said.open("w") as stderr:  # the child has its own copy of the descriptor
         search = subprocess.Popen(
-            command, cwd=tune_project, stdout=subprocess.DEVNULL, stderr=stderr
+            command,
+            cwd=tune_project,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            preexec_fn=default_ctrl_c,
         )
     try:
         deadline = time.monotonic() + 300  # the first trial trains up to 50 epochs
