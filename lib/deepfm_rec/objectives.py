@@ -61,8 +61,11 @@ class SampledSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, positive, negative, rated, log_q):
-        logits = negative - log_q if log_q is not None else negative.clone()  # (B, S)
-        logits.masked_fill_(rated, -math.inf)
+        # a new (B, S) tensor in the first pass, the negatives' own left as they are
+        if log_q is not None:
+            logits = (negative - log_q).masked_fill_(rated, -math.inf)
+        else:
+            logits = negative.masked_fill(rated, -math.inf)
         top = torch.maximum(logits.amax(dim=1), positive)  # (B,), finite: the positive's
         # exp(logit - top), (B, S): at most 1. Below e^-60 (nothing next to the positive's
         # own term) clamped, as exp takes 30 times longer on an argument whose result is
