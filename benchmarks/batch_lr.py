@@ -30,7 +30,7 @@ from deepfm_rec.config import load_config, train_settings
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.inference import predict
-from deepfm_rec.train import TrainConfig, split_settings, train
+from deepfm_rec.train import TrainConfig, first_l2, split_settings, train
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     logger.remove()  # the per-epoch log lines; the table is the output
     config = load_config(args.config)
     torch.set_num_threads(config["threads"])
-    base, hparams = split_settings(train_settings(config, args.model, "stars"))
+    base, hparams = split_settings(first_l2(train_settings(config, args.model, "stars")))
     if args.max_epochs:
         base.max_epochs = args.max_epochs
     encoded = open_encoded(args.encoded)

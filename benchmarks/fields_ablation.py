@@ -33,7 +33,7 @@ from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.inference import predict
 from deepfm_rec.metrics import relevant_items
 from deepfm_rec.topk import ModelRanker, rank_and_score
-from deepfm_rec.train import split_settings, train
+from deepfm_rec.train import first_l2, split_settings, train
 
 
 def scores(encoded, model, history, kept, objective: str, ranking: dict) -> tuple[float, float]:
@@ -67,7 +67,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     config = load_config(args.config)
-    section = train_settings(config, args.model, args.objective)
+    section = first_l2(train_settings(config, args.model, args.objective))
     variants = [("as configured", {})]
     for text in args.settings or []:
         try:

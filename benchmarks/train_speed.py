@@ -49,7 +49,7 @@ from deepfm_rec.data.sources import fetch
 from deepfm_rec.data.synthetic import generate
 from deepfm_rec.data.users import write_users
 from deepfm_rec.inference import resolve_device
-from deepfm_rec.train import Optimizers, TrainConfig, build_setup, split_settings
+from deepfm_rec.train import Optimizers, TrainConfig, build_setup, first_l2, split_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "config.yaml"
@@ -74,7 +74,7 @@ def config_sections(config: dict) -> dict[tuple[str, str], tuple[TrainConfig, di
     """(TrainConfig, model hparams) of each model's section of the study's config (read by
     deepfm_rec.config.load_config) by (model, objective), as the workflow trains them."""
     return {
-        (name, objective): split_settings(train_settings(config, name, objective))
+        (name, objective): split_settings(first_l2(train_settings(config, name, objective)))
         for name in MODELS
         for objective in OBJECTIVES
     }
@@ -83,7 +83,7 @@ def config_sections(config: dict) -> dict[tuple[str, str], tuple[TrainConfig, di
 def seed_case(config: dict, name: str, **changes) -> tuple[TrainConfig, dict]:
     """(TrainConfig, model hparams) of the seed's model `name` on stars: the config's
     section with the seed's fields and model (SEED), and `changes`."""
-    return split_settings(train_settings(config, name, "stars") | SEED[name] | changes)
+    return split_settings(first_l2(train_settings(config, name, "stars")) | SEED[name] | changes)
 
 
 def prepare(

@@ -17,6 +17,7 @@ history, best_epoch = train_model(
     memory_budget=snakemake.params.memory_budget_gb * 1e9,
     checkpoint=snakemake.output.model,
     history=snakemake.output.history,
+    chosen=snakemake.input.get("chosen"),
 )
 encoded = Path(snakemake.input[0])
 title = f"{snakemake.params.model} on {encoded.parent.name}"

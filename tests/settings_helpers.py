@@ -7,7 +7,7 @@ from pathlib import Path
 
 from deepfm_rec.config import CONFIG, SCHEMA, load_config, train_settings
 from deepfm_rec.models import build_model
-from deepfm_rec.train import TrainConfig, split_settings
+from deepfm_rec.train import TrainConfig, first_l2, split_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = load_config(ROOT / CONFIG, ROOT / SCHEMA)
@@ -16,7 +16,7 @@ SHIPPED = load_config(ROOT / CONFIG, ROOT / SCHEMA)
 def shipped(model: str, objective: str, **changes) -> tuple[TrainConfig, dict]:
     """(TrainConfig, model hparams) of the shipped section of `model` for `objective`,
     `changes` applied (a setting of either)."""
-    return split_settings(train_settings(SHIPPED, model, objective) | changes)
+    return split_settings(first_l2(train_settings(SHIPPED, model, objective)) | changes)
 
 
 def shipped_model(name: str, meta: dict, **changes):

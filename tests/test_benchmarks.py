@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepfm_rec.train import split_settings, train
+from deepfm_rec.train import first_l2, split_settings, train
 
 ROOT = Path(__file__).parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -173,7 +173,7 @@ def test_fields_ablation_trains_each_settings_variant_and_checks_its_keys(train_
         assert line.split(" kept ")[1] in ("1", "2")
     # a row is its settings' training: the trainer's own valid RMSE at its kept epoch
     for line, changed in zip(printed[:2], [{}, {"embed_dim": 8}], strict=True):
-        settings = {"objective": "stars", **config["fm"]["stars"], **changed}
+        settings = first_l2({"objective": "stars", **config["fm"]["stars"]}) | changed
         train_config, hparams = split_settings(settings)
         _, history, kept = train(encoded, "fm", hparams, train_config, seed=1, device="cpu")
         valid = math.sqrt(history.set_index("epoch").loc[kept, "valid_mse"])

@@ -5,7 +5,6 @@ workflow's."""
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from deepfm_rec.config import (
 )
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.inference import read_checkpoint
-from deepfm_rec.train import split_settings, train
+from deepfm_rec.train import first_l2, split_settings, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +40,7 @@ def test_the_defaults_filled_in_are_snakemakes(tmp_path):
     expected = yaml.safe_load(text)
     validate(expected, str(ROOT / SCHEMA), set_default=True)
     assert config == expected
-    assert config["fm"]["stars"]["lr"] == 0.01 and config["fm"]["stars"]["l2"] == 0.011
+    assert config["fm"]["stars"]["lr"] == 0.01 and config["fm"]["stars"]["l2"] == [0.011, 0.1]
 
 
 @pytest.mark.parametrize(
@@ -65,7 +64,7 @@ def test_a_ranking_section_adds_the_valid_metrics_k_and_threshold(tmp_path):
     assert stars == {"objective": "stars", **config["deepfm"]["stars"]}
     assert ranking == {"objective": "ranking", **config["fm"]["ranking"], "k": 20, "threshold": 3.5}
     for settings in (stars, ranking):  # every TrainConfig and model setting, none left out
-        split_settings(settings)
+        split_settings(first_l2(settings))
 
 
 def test_the_paths_are_the_workflows_patterns():
@@ -155,22 +154,25 @@ def test_the_config_lines_that_docs_quote_still_hold():
 
 
 @pytest.mark.workflow
-def test_a_notebook_trains_the_workflows_model(small_study):
+def test_a_notebook_trains_the_workflows_model(small_study, tmp_path):
     """The library called with the config module's settings trains, tensor for tensor, the
-    model that the workflow's train_fm rule wrote (small_study: a few epochs)."""
+    model that the workflow's train_fm rule wrote (small_study: a few epochs), choosing
+    the same l2 on valid among the shipped section's values."""
     config = load_config(small_study / CONFIG, small_study / SCHEMA)
-    train_config, hparams = split_settings(train_settings(config, "fm", "stars"))
+    settings = train_settings(config, "fm", "stars")
+    assert isinstance(settings["l2"], list), "the shipped FM stars chooses its l2 on valid"
     threads = torch.get_num_threads()
-    torch.set_num_threads(config["threads"])
     try:
-        model, _, kept = train(
+        train_model(
             small_study / study_path("encoded", dataset=config["dataset"]),
             "fm",
-            hparams,
-            train_config,
+            settings,
             seed=config["seeds"][0],
             device=config["device"],
+            threads=config["threads"],
             memory_budget=config["memory_budget_gb"] * 1e9,
+            checkpoint=tmp_path / "model.pt",
+            history=tmp_path / "history.tsv",
         )
     finally:
         torch.set_num_threads(threads)
@@ -178,9 +180,10 @@ def test_a_notebook_trains_the_workflows_model(small_study):
         "model", dataset=config["dataset"], model="fm", objective="stars", seed=config["seeds"][0]
     )
     state = read_checkpoint(small_study / path, torch.device("cpu"))
-    assert state["epoch"] == kept and state["hparams"] == hparams
-    assert state["train_config"] == asdict(train_config)
-    mine = {k: t.cpu() for k, t in model.state_dict().items()}
-    assert mine.keys() == state["state_dict"].keys()
+    mine = read_checkpoint(tmp_path / "model.pt", torch.device("cpu"))
+    for key in ("epoch", "hparams", "train_config", "l2_scores", "best", "seed"):
+        assert mine[key] == state[key], key
+    assert set(state["l2_scores"]) == set(settings["l2"])
+    assert mine["state_dict"].keys() == state["state_dict"].keys()
     for name, tensor in state["state_dict"].items():
-        assert torch.equal(mine[name], tensor), name
+        assert torch.equal(mine["state_dict"][name], tensor), name

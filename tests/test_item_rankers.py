@@ -278,3 +278,34 @@ def test_fit_passes_exclude_to_test_only_and_records_the_cap(encoded_tiny, monke
     both = rank_and_score(ranker, test, (5, 10), "train+valid")
     assert [r["ndcg"] for r in records[1]["ranking"]] == pytest.approx(both["ndcg"].tolist())
     assert both["recall"].tolist() != rank_and_score(ranker, test, (5, 10))["recall"].tolist()
+
+
+def test_tuning_on_a_sample_of_valid_users_scores_exactly_that_sample(encoded_small):
+    """With tuning_users below the valid users, each grid value's valid NDCG is that of a
+    seeded sample of that many users (the same on a second call), and the record says so;
+    test is still over every test user."""
+    valid = relevant_items(encoded_small, "valid", 4.0)
+    sample = valid.sample(100, 0)
+    assert len(sample) == 100 and np.all(np.diff(sample.users) > 0)
+    assert np.isin(sample.users, valid.users).all()
+    assert np.array_equal(valid.sample(100, 0).users, sample.users)
+    assert not np.array_equal(valid.sample(100, 1).users, sample.users)
+    assert valid.sample(0, 0) is valid and valid.sample(len(valid), 0) is valid
+    records = fit_item_rankers(
+        encoded_small,
+        ks=(10,),
+        threshold=4.0,
+        memory_budget=BUDGET,
+        k=10,
+        exclude="train",
+        neighbours=(20,),
+        lambdas=(100.0,),
+        tuning_users=100,
+    )
+    knn = ItemKNN(encoded_small, 20, memory_budget=BUDGET)
+    expected = rank_and_score(knn, sample, (10,), "train")["ndcg"].iloc[0]
+    (itemknn, _) = records
+    assert itemknn["params"]["tuning"][0]["valid_ndcg"] == pytest.approx(expected, abs=1e-9)
+    assert itemknn["params"]["tuned_on"] == f"valid ndcg@10 over 100 of its {len(valid):,} users"
+    test_users = len(relevant_items(encoded_small, "test", 4.0))
+    assert itemknn["ranking"][0]["users"] == test_users

@@ -13,9 +13,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.errors import DataError
-from deepfm_rec.inference import load_model, predict, resolve_device
+from deepfm_rec.inference import load_model, predict, read_checkpoint, resolve_device
 from deepfm_rec.objectives import Stars
-from deepfm_rec.train import EarlyStopping, build_setup, train
+from deepfm_rec.train import EarlyStopping, build_setup, split_settings, train, train_model
 from settings_helpers import shipped
 
 STAR_HISTORY = ["epoch", *Stars.columns, "lr", "seconds"]
@@ -223,3 +223,35 @@ def test_a_training_step_makes_only_the_host_device_syncs_counted_here(
         setup.model.embedding.bags.push(setup.model.embedding.bag_table)
         setup.model.embedding.resum()
     assert log.syncs == []
+
+
+def test_a_list_of_l2_values_keeps_the_one_best_on_valid_and_later_seeds_take_it(
+    encoded_tiny, tmp_path
+):
+    """train_model with l2 [a, b] trains both (each as train() would alone), keeps the one
+    with the lower valid RMSE and records both scores; given that checkpoint as `chosen`,
+    another seed trains once with its l2."""
+    config, hparams = shipped("fm", "stars", embed_dim=8, max_epochs=4, fields=None)
+    settings = dataclasses.asdict(config) | hparams | {"l2": [0.0, 0.5]}
+    alone = {}
+    for l2 in settings["l2"]:
+        _, history, kept = train(
+            encoded_tiny, "fm", hparams, dataclasses.replace(config, l2=l2), seed=3, device="cpu"
+        )
+        alone[l2] = math.sqrt(history.set_index("epoch").loc[kept, "valid_mse"])
+    assert alone[0.0] != alone[0.5]
+    common = {"device": "cpu", "threads": torch.get_num_threads(), "memory_budget": math.inf}
+    first = {"checkpoint": tmp_path / "a.pt", "history": tmp_path / "a.tsv"}
+    train_model(encoded_tiny.folder, "fm", settings, seed=3, **common, **first)
+    state = read_checkpoint(first["checkpoint"], torch.device("cpu"))
+    assert state["l2_scores"] == pytest.approx(alone)
+    assert state["train_config"]["l2"] == min(alone, key=alone.get)
+    later = {"checkpoint": tmp_path / "b.pt", "history": tmp_path / "b.tsv"}
+    train_model(
+        encoded_tiny.folder, "fm", settings, seed=4, chosen=first["checkpoint"], **common, **later
+    )
+    again = read_checkpoint(later["checkpoint"], torch.device("cpu"))
+    assert again["train_config"]["l2"] == state["train_config"]["l2"] and again["seed"] == 4
+    assert "l2_scores" not in again
+    with pytest.raises(ValueError, match="l2 is one number"):
+        split_settings(settings)

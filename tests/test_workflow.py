@@ -13,10 +13,12 @@ from itertools import product
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
 from snakemake.utils import validate
 
+from deepfm_rec.inference import read_checkpoint
 from workflow_helpers import (
     FAST,
     ROOT,
@@ -156,6 +158,24 @@ def test_the_report_shows_models_baselines_and_provenance(project):
         )
         fields = set(config[model][objective]["fields"])
         assert any(set(cell.split(", ")) == fields for cell in cells), (model, objective)
+
+
+def test_the_star_sections_choose_l2_on_their_first_seed(project):
+    """Each star section lists two l2 values: seed 42 trains both and keeps the better on
+    valid, seed 43 trains once with that value and needs seed 42's model to know it."""
+    results = project / "results" / "ml-latest-small"
+    for model in ("fm", "deepfm"):
+        first = read_checkpoint(results / model / "stars/seed42/model.pt", torch.device("cpu"))
+        later = read_checkpoint(results / model / "stars/seed43/model.pt", torch.device("cpu"))
+        scores = first["l2_scores"]
+        assert set(scores) == {0.011, 0.1}
+        assert first["train_config"]["l2"] == min(scores, key=scores.get)
+        assert later["train_config"]["l2"] == first["train_config"]["l2"]
+        assert "l2_scores" not in later
+    for objective, trainings in (("stars", 2), ("ranking", 1)):
+        target = f"results/ml-latest-small/fm/{objective}/seed43/model.pt"
+        jobs = scheduled_jobs(snakemake(project, "-n", "--forceall", target).stdout)
+        assert jobs["train_fm"] == trainings, (objective, jobs)
 
 
 def test_a_second_run_has_nothing_to_do(project):
@@ -328,6 +348,12 @@ def test_lint_is_clean(project):
             "config key 'ranking.ks.1': 1000000000 is greater than the maximum of 1000",
         ),
         ({"ranking": {"k": 10**9}}, "config key 'ranking.k': 1000000000 is greater than the"),
+        ({"fm": {"stars": {"l2": [0.01, -1]}}}, "config key 'fm.stars.l2.1': -1 is less than the"),
+        (  # a search draws one l2 per trial: it cannot leave the study's choice undrawn
+            {"tune": {"space": {"l2": None}}},
+            "config key 'deepfm.stars.l2': [0.011, 0.1] is a choice the study makes, which a "
+            "search does not",
+        ),
         (
             {"synthetic": {"n_ratings": 10**13}},
             "config key 'synthetic.n_ratings': 10000000000000 is greater than the maximum of "

@@ -230,12 +230,13 @@ def tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from deepfm_rec.config import read_schema
     from deepfm_rec.data.errors import DataError
     from deepfm_rec.inference import resolve_device
-    from deepfm_rec.search_space import section_space
+    from deepfm_rec.search_space import check_l2, section_space
     from deepfm_rec.tuning import search  # torch and optuna: seconds, after the checks
 
     section = f"{args.model}.{args.objective}"
     try:
         space = section_space(section, config["tune"]["space"], read_schema())
+        check_l2(section, space, settings["l2"])
         resolve_device(args.device, key="--device")
         table = search(
             encoded,

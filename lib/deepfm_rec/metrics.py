@@ -81,6 +81,12 @@ class Relevant:
         items = self.items[take.astype(np.int64)] if len(take) else self.items[:0]
         return Relevant(self.users[positions], indptr, items, self.counts[positions])
 
+    def sample(self, n: int, seed: int) -> Relevant:
+        """At most `n` of the users (0: all), a seeded sample, ascending."""
+        if not n or len(self) <= n:
+            return self
+        return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, False)))
+
 
 def relevant_items(encoded: Encoded, split: str, threshold: float) -> Relevant:
     """The movies each user with train ratings rated ≥ `threshold` stars in `split`."""

@@ -223,10 +223,7 @@ class Ranking:
             encoded, maker.device, config.negatives, config.sampler, generator
         )
         relevant = relevant_items(encoded, "valid", config.threshold)
-        if config.valid_users and len(relevant) > config.valid_users:
-            chosen = np.random.default_rng(seed).choice(len(relevant), config.valid_users, False)
-            relevant = relevant.subset(np.sort(chosen))
-        self.relevant = relevant
+        self.relevant = relevant.sample(config.valid_users, seed)
         self.ranker = None
 
     def batches(self, generator: torch.Generator) -> Iterator[tuple[Batch, torch.Tensor]]:

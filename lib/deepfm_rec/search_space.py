@@ -98,15 +98,27 @@ def section_space(section: str, overrides: dict, schema: dict) -> dict:
     return space
 
 
+def check_l2(section: str, space: dict, l2) -> None:
+    """A DataError if a search of `section` with `space` would leave its list of l2 values
+    (the study's choice on valid, deepfm_rec.train.train_model) undrawn."""
+    if "l2" not in space and isinstance(l2, list):
+        raise DataError(
+            f"config key '{section}.l2': {l2} is a choice the study makes, which a search "
+            "does not; give the search one value, or let it draw l2 (tune.space.l2)"
+        )
+
+
 def check_tune(config: dict, schema: dict) -> None:
     """A DataError of one line if config.yaml's `tune` names a setting that no tuned
-    section has, or a range its section's schema refuses."""
+    section has, or a range its section's schema refuses, or leaves a section's list of
+    l2 values (the study's choice on valid) undrawn."""
     tune = config["tune"]
     known = set()
     for section in tune["sections"]:
         model, objective = section.split(".")
         known |= set(schema["properties"][model]["properties"][objective]["properties"])
-        section_space(section, tune["space"], schema)
+        space = section_space(section, tune["space"], schema)
+        check_l2(section, space, config[model][objective]["l2"])
     for name in tune["space"]:
         if name not in known:
             near = difflib.get_close_matches(name, sorted(known), n=1)

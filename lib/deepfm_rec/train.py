@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import Encoded, open_encoded
-from deepfm_rec.inference import resolve_device, write_checkpoint
+from deepfm_rec.inference import read_checkpoint, resolve_device, write_checkpoint
 from deepfm_rec.models import OBJECTIVES, attach_bags, build_model
 from deepfm_rec.objectives import Ranking, Stars
 from deepfm_rec.optim import RowAdam
@@ -37,7 +37,7 @@ class TrainConfig:
     lr: float
     batch_size: int
     max_epochs: int
-    l2: float  # weight of the mean squared norm of a row's w and v in the loss
+    l2: float  # weight of the mean squared norm of a row's w and v (a list: train_model)
     patience: int  # epochs without a min_delta improvement of the valid metric
     min_delta: float
     lr_factor: float  # ReduceLROnPlateau on the valid metric
@@ -45,7 +45,7 @@ class TrainConfig:
     # adam: fused dense Adam over every parameter. sparse_adam: the categorical embedding
     # table gets sparse gradients and a lazy Adam (RowAdam, SparseAdam's maths) that
     # touches only the rows a batch used, the rest Adam: it pays for a large table whose
-    # batches use few rows (on 10M ratings, 70k users, it measured no faster than adam).
+    # batches use few rows (on 10M ratings, 80k rows, dense Adam took 3.4 ms a step).
     # The bag table has an Adam of its own either way (bag_refresh).
     optimizer: str
     # the training steps between two updates of the bag table (the multi-valued fields'
@@ -68,6 +68,8 @@ class TrainConfig:
     valid_users: int | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.l2, int | float):
+            raise ValueError(f"l2 is one number here, not {self.l2!r} (train_model chooses)")
         ranking = [f.name for f in fields(self) if f.default is None]
         unset = [name for name in ranking if getattr(self, name) is None]
         if self.objective == "ranking" and unset:
@@ -266,17 +268,37 @@ def train(
     history: Path | None = None,
     memory_budget: float = math.inf,
 ) -> tuple[torch.nn.Module, pd.DataFrame, int]:
-    """Train `model_name` on the train split for `config.objective`, early-stopped on its
-    valid metric (stars: MAE; ranking: NDCG@k).
+    """Train `model_name` on the train split for `config.objective` (fit()).
 
     Returns the model with its best weights restored, the history table (epoch, the
     objective's columns, lr, seconds) and the epoch whose weights were kept; writes the
-    checkpoint dict and history.tsv when paths are given. `memory_budget` (bytes) bounds
-    the per-row arrays copied to the device, larger data is streamed (see BatchMaker);
-    the batches and the model are the same either way.
+    checkpoint dict and history.tsv when paths are given.
     """
     if not isinstance(encoded, Encoded):
         encoded = open_encoded(encoded)
+    trained = fit(
+        encoded, model_name, hparams, config, seed=seed, device=device, memory_budget=memory_budget
+    )
+    trained.save(encoded.meta, checkpoint=checkpoint, history=history)
+    return trained.model, trained.table, trained.kept
+
+
+def fit(
+    encoded: Encoded,
+    model_name: str,
+    hparams: dict,
+    config: TrainConfig,
+    *,
+    seed: int,
+    device: str,
+    memory_budget: float = math.inf,
+) -> Trained:
+    """Train `model_name` on the train split for `config.objective`, early-stopped on its
+    valid metric (stars: MAE; ranking: NDCG@k), with the kept epoch's weights restored.
+
+    `memory_budget` (bytes) bounds the per-row arrays copied to the device, larger data
+    is streamed (see BatchMaker); the batches and the model are the same either way.
+    """
     device_t = resolve_device(device)
     setup = build_setup(
         encoded,
@@ -355,23 +377,56 @@ def train(
     model.load_state_dict(best_state)
     model.embedding.resum()  # the kept weights' sums
     table = pd.DataFrame(rows, columns=["epoch", *objective.columns, "lr", "seconds"])
-    if history is not None:
-        table.to_csv(history, sep="\t", index=False, float_format="%.6g")
-    if checkpoint is not None:
-        write_checkpoint(
-            {
-                "model": model_name,
-                "hparams": hparams,
-                "train_config": asdict(config),
-                "state_dict": model.state_dict(),
-                "epoch": stopper.best_epoch,
-                "best": {objective.monitor: stopper.best},
-                "seed": seed,
-                "meta": encoded.meta,
-            },
-            checkpoint,
-        )
-    return model, table, stopper.best_epoch
+    best = {objective.monitor: stopper.best}
+    return Trained(model, model_name, hparams, config, table, stopper.best_epoch, best, seed)
+
+
+@dataclass
+class Trained:
+    """A trained model and how it was trained: what train() returns and saves."""
+
+    model: torch.nn.Module
+    name: str
+    hparams: dict
+    config: TrainConfig
+    table: pd.DataFrame  # the history: epoch, the objective's columns, lr, seconds
+    kept: int  # the epoch whose weights the model has
+    best: dict  # the monitored valid metric at that epoch
+    seed: int
+
+    @property
+    def score(self) -> float:
+        return valid_score(self.table, self.kept, self.config.objective)
+
+    def save(self, meta: dict, *, checkpoint: Path | None, history: Path | None, **extra) -> None:
+        """history.tsv and the checkpoint dict (with `extra`'s items), where given."""
+        if history is not None:
+            self.table.to_csv(history, sep="\t", index=False, float_format="%.6g")
+        if checkpoint is not None:
+            state = {
+                "model": self.name,
+                "hparams": self.hparams,
+                "train_config": asdict(self.config),
+                "state_dict": self.model.state_dict(),
+                "epoch": self.kept,
+                "best": self.best,
+                "seed": self.seed,
+                "meta": meta,
+            }
+            write_checkpoint(state | extra, checkpoint)
+
+
+def valid_score(history: pd.DataFrame, kept: int, objective: str) -> float:
+    """The kept epoch's valid RMSE (stars, to minimise) or valid NDCG (to maximise)."""
+    row = history.set_index("epoch").loc[kept]
+    return math.sqrt(row["valid_mse"]) if objective == "stars" else float(row["valid_ndcg"])
+
+
+def first_l2(settings: dict) -> dict:
+    """`settings` with a list of l2 values (the study's choice on valid, train_model) cut
+    to its first: one model of a section, as a benchmark trains or times it."""
+    l2 = settings["l2"]
+    return settings | {"l2": l2[0]} if isinstance(l2, list) else settings
 
 
 def split_settings(settings: dict) -> tuple[TrainConfig, dict]:
@@ -392,23 +447,41 @@ def train_model(
     memory_budget: float,
     checkpoint: str | Path,
     history: str | Path,
+    chosen: str | Path | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Train from a config section: TrainConfig keys train, the others build the model.
 
-    Writes the checkpoint dict and history.tsv; returns the history and the kept epoch
-    (for deepfm_rec.plots.plot_curves).
+    A list of `l2` values is a choice on the validation split: each is trained and the
+    one with the best valid score (valid_score) is kept, its checkpoint recording every
+    value's score under "l2_scores". With `chosen`, the checkpoint of another seed's
+    training of the same section, the l2 that one kept is used instead: the study
+    chooses once, on its first seed. Writes the checkpoint dict and history.tsv; returns
+    the history and the kept epoch (for deepfm_rec.plots.plot_curves).
     """
     torch.set_num_threads(threads)
-    config, hparams = split_settings(settings)
-    _, table, best_epoch = train(
-        Path(encoded),
-        model_name,
-        hparams,
-        config,
-        seed=seed,
-        device=device,
-        checkpoint=Path(checkpoint),
-        history=Path(history),
-        memory_budget=memory_budget,
-    )
-    return table, best_epoch
+    encoded = open_encoded(Path(encoded))
+    values = settings["l2"] if isinstance(settings["l2"], list) else [settings["l2"]]
+    if chosen is not None:
+        values = [read_checkpoint(Path(chosen), torch.device("cpu"))["train_config"]["l2"]]
+        logger.info("l2 {} as chosen on valid in {}", values[0], chosen)
+    candidates = []
+    for l2 in values:
+        config, hparams = split_settings(settings | {"l2": l2})
+        trained = fit(
+            encoded,
+            model_name,
+            hparams,
+            config,
+            seed=seed,
+            device=device,
+            memory_budget=memory_budget,
+        )
+        candidates.append(trained)
+    sign = 1 if settings["objective"] == "stars" else -1  # RMSE falls, NDCG rises
+    best = min(candidates, key=lambda trained: sign * trained.score)  # the first of equals
+    extra = {}
+    if len(candidates) > 1:
+        extra["l2_scores"] = {trained.config.l2: trained.score for trained in candidates}
+        logger.info("l2 chosen on valid: {} of {}", best.config.l2, extra["l2_scores"])
+    best.save(encoded.meta, checkpoint=Path(checkpoint), history=Path(history), **extra)
+    return best.table, best.kept

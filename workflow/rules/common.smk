@@ -68,6 +68,21 @@ def model_settings(model):
     return lambda wildcards: train_settings(config, model, wildcards.objective)
 
 
+def chosen_l2(model):
+    """A later seed's training of a section that lists l2 values to choose from takes the
+    l2 the first seed's training chose on valid (deepfm_rec.train.train_model)."""
+
+    def inputs(wildcards):
+        if int(wildcards.seed) == SEEDS[0] or not isinstance(
+            config[model][wildcards.objective]["l2"], list
+        ):
+            return {}
+        first = dict(wildcards.items(), model=model, seed=SEEDS[0])
+        return {"chosen": study_path("model", **first)}
+
+    return inputs
+
+
 def dataset_source(wildcards):
     """The configured local source (zip or folder) of the configured dataset, if any."""
     if wildcards.dataset == DATASET and config["source"]:

@@ -1,6 +1,7 @@
 rule train_fm:
     input:
         study_path("encoded"),
+        unpack(chosen_l2("fm")),
     output:
         model=study_path("model", model="fm"),
         history=study_path("history", model="fm"),
@@ -26,6 +27,9 @@ rule train_fm:
 
 
 use rule train_fm as train_deepfm with:
+    input:
+        study_path("encoded"),
+        unpack(chosen_l2("deepfm")),
     output:
         model=study_path("model", model="deepfm"),
         history=study_path("history", model="deepfm"),
