@@ -172,6 +172,11 @@ def test_the_star_sections_choose_l2_on_their_first_seed(project):
         assert first["train_config"]["l2"] == min(scores, key=scores.get)
         assert later["train_config"]["l2"] == first["train_config"]["l2"]
         assert "l2_scores" not in later
+        record = json.loads((results / model / "stars/seed42/metrics.json").read_text())
+        assert record["l2"] == first["train_config"]["l2"]
+        assert record["l2_scores"] == {str(value): score for value, score in scores.items()}
+        choice = f"{model} (stars): {record['l2']}, by seed 42's valid RMSE {scores[0.011]:.4f}"
+        assert choice in (project / "results/report.html").read_text()
     for objective, trainings in (("stars", 2), ("ranking", 1)):
         target = f"results/ml-latest-small/fm/{objective}/seed43/model.pt"
         jobs = scheduled_jobs(snakemake(project, "-n", "--forceall", target).stdout)

@@ -143,18 +143,23 @@ def evaluate_model(
     relevant = relevant_items(encoded, "test", threshold)
     ranking = rank_and_score(ModelRanker(model, encoded), relevant, ks, exclude)
     ((monitor, best),) = state["best"].items()
-    return record | {
-        "seed": state["seed"],
-        "best_epoch": state["epoch"],
-        "monitor": monitor,
-        "best_valid": best,
-        "fields": model.fields,
-        "split": "test",
-        "exclude": exclude,
-        "dataset": encoded.meta["dataset"],
-        "checksum": encoded.meta["checksum"],
-        "ranking": ranking.to_dict("records"),
-    }
+    return (
+        record
+        | {
+            "seed": state["seed"],
+            "best_epoch": state["epoch"],
+            "monitor": monitor,
+            "best_valid": best,
+            "l2": state["train_config"]["l2"],
+            "fields": model.fields,
+            "split": "test",
+            "exclude": exclude,
+            "dataset": encoded.meta["dataset"],
+            "checksum": encoded.meta["checksum"],
+            "ranking": ranking.to_dict("records"),
+        }
+        | ({"l2_scores": state["l2_scores"]} if "l2_scores" in state else {})
+    )
 
 
 def write_model_metrics(

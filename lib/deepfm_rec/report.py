@@ -33,6 +33,7 @@ METRIC_COLUMNS = [
     "best_epoch",
     "monitor",
     "best_valid",
+    "l2",
 ]
 RANKING_METRICS = ("ndcg", "hr", "recall", "precision", "coverage", "popularity")
 # the rating baseline every star model is compared with, in the headline and the plot
@@ -220,6 +221,19 @@ def _model_fields(records: list[dict], meta: dict) -> str:
         if record["kind"] == "model":
             seen.setdefault(display_name(record), record["fields"])
     table = pd.DataFrame({"model": list(seen), "fields": [", ".join(f) for f in seen.values()]})
+    choices = [
+        f"{html.escape(display_name(r))}: {r['l2']}, by seed {r['seed']}'s valid "
+        f"{'RMSE' if r['objective'] == 'stars' else 'NDCG'} "
+        + ", ".join(f"{score:.4f} at {value}" for value, score in r["l2_scores"].items())
+        for r in records
+        if "l2_scores" in r
+    ]
+    chosen = (
+        f"<p><b>l2</b>, chosen on valid where a section lists several (the section's other "
+        f"seeds train with it): {'; '.join(choices)}.</p>"
+        if choices
+        else ""
+    )
     implicit = (
         "the train split only (nothing of valid or test is in any bag)"
         if meta["implicit"] == "train"
@@ -232,7 +246,7 @@ def _model_fields(records: list[dict], meta: dict) -> str:
         "rating's user and movie: they are written by the person whose rating is "
         "predicted, at about the time of it, so a star model that uses them sees part of "
         "its answer). <b>release_year</b>: from the title; <b>rating_year</b>, "
-        "<b>movie_age</b>: the rating's year, and the movie's age then (years).</p>"
+        "<b>movie_age</b>: the rating's year, and the movie's age then (years).</p>" + chosen
     )
 
 
