@@ -317,6 +317,11 @@ def test_tune_refuses_bad_arguments_before_it_trains(
             "config/config.yaml: config key 'fm.stars.batchsize': "
             "no such key in section 'fm.stars'; did you mean 'batch_size'?",
         ),
+        (  # a trial trains one l2: the section's choice between several must be drawn
+            b"tune: {space: {l2: null}}\n",
+            "config key 'fm.stars.l2': [0.011, 0.1] is a choice the study makes, which a "
+            "search does not",
+        ),
     ],
 )
 def test_tune_refuses_a_bad_config_file_in_one_line(tmp_path, encoded_tiny, content, message):

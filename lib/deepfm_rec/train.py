@@ -1,7 +1,8 @@
 """Training: an explicit epoch loop with Adam, LR on plateau and early stopping.
 
 The loss and the monitored valid metric are the objective's (deepfm_rec.objectives):
-MSE and valid MAE for stars, a ranking loss and valid NDCG@k for ranking.
+MSE and valid MAE for stars, a ranking loss and valid NDCG@k for ranking. train_model
+trains a config section, choosing its l2 on valid where the section lists several.
 """
 
 from __future__ import annotations
