@@ -465,8 +465,9 @@ def train_model(
     if chosen is not None:
         values = [read_checkpoint(Path(chosen), torch.device("cpu"))["train_config"]["l2"]]
         logger.info("l2 {} as chosen on valid in {}", values[0], chosen)
-    candidates = []
-    for l2 in values:
+    sign = 1 if settings["objective"] == "stars" else -1  # RMSE falls, NDCG rises
+    best, scores = None, {}
+    for l2 in values:  # only the best so far is kept: one model in memory beside the next
         config, hparams = split_settings(settings | {"l2": l2})
         trained = fit(
             encoded,
@@ -477,12 +478,12 @@ def train_model(
             device=device,
             memory_budget=memory_budget,
         )
-        candidates.append(trained)
-    sign = 1 if settings["objective"] == "stars" else -1  # RMSE falls, NDCG rises
-    best = min(candidates, key=lambda trained: sign * trained.score)  # the first of equals
+        scores[l2] = trained.score
+        if best is None or sign * scores[l2] < sign * best.score:  # the first of equals
+            best = trained
     extra = {}
-    if len(candidates) > 1:
-        extra["l2_scores"] = {trained.config.l2: trained.score for trained in candidates}
-        logger.info("l2 chosen on valid: {} of {}", best.config.l2, extra["l2_scores"])
+    if len(scores) > 1:
+        extra["l2_scores"] = scores
+        logger.info("l2 chosen on valid: {} of {}", best.config.l2, scores)
     best.save(encoded.meta, checkpoint=Path(checkpoint), history=Path(history), **extra)
     return best.table, best.kept
