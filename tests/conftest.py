@@ -1,13 +1,25 @@
-"""Shared fixtures: the embedded ml-latest-small, fetched and encoded once per session, and
-the small study run once per session for the tests that read its results."""
+"""Shared fixtures: the embedded ml-latest-small, fetched, read and encoded, and the small
+study run once for the tests that read its results.
+
+The suite runs in pytest-xdist workers, each test file in one of them, in the order
+collected (pyproject's addopts: the browser, cluster and container files, the longest,
+start first; one SLURM on its fixed ports, one image build). Each worker has its own
+session fixtures, except the encoded data and the small study, which the first worker to
+need them builds and the others wait for (`once_per_run`)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
+from filelock import FileLock
 
 from data_helpers import encode_for_tests
+from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.data.layouts import read_canonical
 from deepfm_rec.data.sources import fetch
 from deepfm_rec.data.users import build_users
@@ -16,6 +28,12 @@ from workflow_helpers import FAST, copy_project, edit_config, snakemake
 ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED = ROOT / "resources" / "embedded" / "ml-latest-small"
 
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the workers share the cores: torch's default of one thread per core in each worker
+    # oversubscribes them (a training test ran 5 times slower)
+    workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 # Tests with these markers are slow too: `pytest -m "not slow"` leaves them out.
 SLOW_KINDS = {"workflow", "container", "cluster", "browser"}
@@ -40,12 +58,30 @@ def tables_small(raw_small):
     return read_canonical(raw_small)
 
 
+def once_per_run(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder `name` that `build(folder)` fills, built once per test run: the first
+    worker to ask builds it, the other waits for it. Tests must leave it as they found it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(root / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a failed build's
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
-def encoded_small(tables_small, raw_small, tmp_path_factory):
+def encoded_small(tables_small, tmp_path_factory):
     """ml-latest-small encoded with synthetic users, seed 7."""
-    out = tmp_path_factory.mktemp("enc") / "encoded"
-    users = build_users(tables_small.ratings["user"].unique(), None, "auto", seed=7)
-    return encode_for_tests(tables_small, users, out, seed=7)
+
+    def build(out: Path) -> None:
+        users = build_users(tables_small.ratings["user"].unique(), None, "auto", seed=7)
+        encode_for_tests(tables_small, users, out, seed=7)
+
+    return open_encoded(once_per_run(tmp_path_factory, "encoded-small", build))
 
 
 @pytest.fixture(scope="session")
@@ -53,18 +89,24 @@ def encoded_tiny(tables_small, tmp_path_factory):
     """The ratings of the first 60 users of ml-latest-small, for fast training tests."""
     from deepfm_rec.data.layouts import Tables
 
-    ratings = tables_small.ratings[tables_small.ratings["user"] <= 60].reset_index(drop=True)
-    tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
-    out = tmp_path_factory.mktemp("enc") / "tiny"
-    users = build_users(ratings["user"].unique(), None, "synthetic", seed=3)
-    return encode_for_tests(tables, users, out, seed=3)
+    def build(out: Path) -> None:
+        ratings = tables_small.ratings[tables_small.ratings["user"] <= 60]
+        ratings = ratings.reset_index(drop=True)
+        tables = Tables(ratings=ratings, movies=tables_small.movies, tags=tables_small.tags)
+        users = build_users(ratings["user"].unique(), None, "synthetic", seed=3)
+        encode_for_tests(tables, users, out, seed=3)
+
+    return open_encoded(once_per_run(tmp_path_factory, "encoded-tiny", build))
 
 
 @pytest.fixture(scope="session")
 def small_study(tmp_path_factory) -> Path:
     """A scratch clone that has run the whole study once (FAST config); tests may run
-    snakemake in it again but must leave its config as they found it."""
-    project = copy_project(tmp_path_factory.mktemp("study"))
-    edit_config(project, FAST)
-    snakemake(project)
-    return project
+    snakemake in it again but must leave its config and outputs as they found them."""
+
+    def build(project: Path) -> None:
+        copy_project(project)
+        edit_config(project, FAST)
+        snakemake(project)
+
+    return once_per_run(tmp_path_factory, "small-study", build)

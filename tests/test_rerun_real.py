@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import FAST, edit_config, scheduled_jobs, snakemake
+from workflow_helpers import FAST, ROOT, edit_config, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -71,9 +71,15 @@ def project(small_study, tmp_path_factory) -> Path:
     """A copy of the session's small study (its outputs, their times and Snakemake's
     records): nothing to do until a test changes something. The tests change its
     config/config.yaml in place (a --configfile would reorder the settings, and Snakemake
-    takes reordered params for changed ones)."""
+    takes reordered params for changed ones). Its config is written as the small study's
+    was, not copied: test_workflow.py may be editing that one in the other worker."""
     project = tmp_path_factory.mktemp("rerun") / "project"
-    shutil.copytree(small_study, project, symlinks=True)
+    skip = {small_study: ["config"], small_study / ".snakemake": ["log"]}
+    shutil.copytree(
+        small_study, project, symlinks=True, ignore=lambda folder, _: skip.get(Path(folder), [])
+    )
+    shutil.copytree(ROOT / "config", project / "config")
+    edit_config(project, FAST)
     assert run(project) == {}
     return project
 
