@@ -74,9 +74,7 @@ def suggest(trial: optuna.Trial, space: dict) -> dict:
 
 def enqueue_own(study: optuna.Study, settings: dict, space: dict) -> None:
     """Queue the section's own settings as the first trial, where they lie in `space`: a
-    list of l2 values (the study's choice) gives its first. One waiting trial only: with
-    two queued, two workers of tests/test_tune_workflow.py ran the same one, and the
-    second to finish failed (UpdateFinishedTrialError, optuna 5.1.0's JournalStorage)."""
+    list of l2 values (the study's choice) gives its first."""
     own = first_l2(settings)
     if not all(in_space(own.get(name), spec) for name, spec in space.items()):
         logger.info("the section's own settings are outside the space: trial 0 is a draw too")
@@ -330,9 +328,14 @@ def work(
                     memory_budget,
                 )
             except BaseException:
-                study.tell(trial, state=TrialState.FAIL)
+                with holding(claim):
+                    study.tell(trial, state=TrialState.FAIL)
                 raise
-        study.tell(trial, score)
+            # told under the claim, before its heartbeat file goes: a reap (under the
+            # claim too) sees the trial running and beating, or finished. Told after the
+            # file went, another worker reaped it first and this tell failed.
+            with holding(claim):
+                study.tell(trial, score)
         ran.append(trial.number)
     return {
         "worker": worker,
