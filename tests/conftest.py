@@ -60,7 +60,7 @@ def tables_small(raw_small):
 
 def once_per_run(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
     """The folder `name` that `build(folder)` fills, built once per test run: the first
-    worker to ask builds it, the other waits for it. Tests must leave it as they found it."""
+    worker to ask builds it, the others wait for it. Tests must leave it as they found it."""
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the run's folder, above each worker's
