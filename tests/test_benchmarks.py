@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -193,7 +194,28 @@ def test_study_scale_runs_the_default_study_on_synthetic_data(tmp_path):
     config = yaml.safe_load((folder / "config" / "config.yaml").read_text())
     assert (config["dataset"], config["source"], config["seeds"]) == ("synthetic", None, [7])
     assert config["synthetic"]["n_ratings"] == 5000
-    assert (folder / "results" / "report.html").exists()
+    # the synthetic layout, download to report (the other layouts: test_datasets.py)
+    meta = json.loads((folder / "results/synthetic/encoded/meta.json").read_text())
+    assert meta["rows"] == 5000 and meta["users_origin"] == ["synthetic"]
+    metrics = pd.read_csv(folder / "results" / "metrics.tsv", sep="\t")
+    assert (metrics["rows"].dropna() == meta["splits"]["test"]).all()
+    assert list(metrics["model"]) == [
+        "fm (stars)",
+        "fm (ranking)",
+        "deepfm (stars)",
+        "deepfm (ranking)",
+        "global_mean",
+        "bias",
+        "popularity",
+        "itemknn",
+        "ease",
+    ]
+    page = (folder / "results" / "report.html").read_text()
+    title = "deepfm-rec: synthetic"
+    assert title in page and "synthetic" in page.replace(title, "")  # the users' origin
+    assert meta["truth"]["bayes_rmse"] > 0
+    assert "noise floor" in page and f"{meta['truth']['bayes_rmse']:.4f}" in page
+    assert f"{metrics.set_index('model').loc['deepfm (stars)', 'rmse']:.4f}" in page
     start = next(i for i, line in enumerate(lines) if line.startswith("rule "))
     rows = {line.split()[0]: line.split() for line in lines[start + 1 :] if line.strip()}
     objectives = len(CONFIG["objectives"])

@@ -1,8 +1,13 @@
-"""The `deepfm-rec` console script, run as a real subprocess on a freshly trained checkpoint."""
+"""The `deepfm-rec` console script on a freshly trained checkpoint: its `main()` in this
+process, and as the installed script in a subprocess where the process is what a test
+checks (the entry point, the exit status, Ctrl-C)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -13,14 +18,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from loguru import logger
 
+from deepfm_rec.cli import main
 from deepfm_rec.config import SCHEMA
 from deepfm_rec.recommend import Recommender, read_items
 from deepfm_rec.train import train
 from settings_helpers import ROOT, shipped
 from workflow_helpers import copy_project, edit_config
 
-pytestmark = pytest.mark.slow  # the console script, a subprocess importing torch, per test
+pytestmark = pytest.mark.slow  # trains the checkpoints, runs searches
 
 FIELDS = ["user", "item", "genres", "history", "raters"]
 
@@ -40,10 +48,31 @@ def results(encoded_tiny, tmp_path_factory) -> Path:
     return dataset
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    script = Path(sys.executable).with_name("deepfm-rec")  # the installed console script
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "deepfm_rec.cli"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+def run(*args: str, cwd: Path | None = None, process: bool = False) -> subprocess.CompletedProcess:
+    """`deepfm-rec args` in `cwd`: the installed console script in a subprocess (`process`),
+    or `main()` here, the same code without a process importing torch each time. An
+    exception that main() lets out fails the test, as a traceback on stderr would."""
+    if process:
+        script = Path(sys.executable).with_name("deepfm-rec")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "deepfm_rec.cli"]
+        command += args
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd)
+    stdout, stderr, status = io.StringIO(), io.StringIO(), 0
+    threads = torch.get_num_threads()  # main() sets the thread count of this process
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.chdir(cwd or os.getcwd()))
+        stack.enter_context(contextlib.redirect_stdout(stdout))
+        stack.enter_context(contextlib.redirect_stderr(stderr))
+        try:
+            main(list(args))
+        except SystemExit as exit:
+            status = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+    logger.remove()  # main() pointed the log at the captured stderr
+    logger.add(sys.stderr)
+    torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(
+        ["deepfm-rec", *args], status, stdout.getvalue(), stderr.getvalue()
+    )
 
 
 def test_recommend_prints_k_rows_and_the_users_favourites(results, encoded_tiny):
@@ -62,6 +91,7 @@ def test_recommend_prints_k_rows_and_the_users_favourites(results, encoded_tiny)
         "cpu",
         "--exclude",
         "train",
+        process=True,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -428,7 +458,7 @@ def test_a_k_beyond_the_catalogue_is_refused(results, encoded_tiny):
 def test_a_config_of_random_bytes_is_one_line(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_bytes(bytes(range(128, 256)))
-    done = run("recommend", "--user", "1", cwd=tmp_path)
+    done = run("recommend", "--user", "1", cwd=tmp_path, process=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.splitlines()[-1] == (
         "deepfm-rec recommend: error: config/config.yaml: not UTF-8 text (byte 0x80 at offset "

@@ -7,9 +7,11 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from deepfm_rec.data.layouts import read_canonical
 from workflow_helpers import (
     FAST,
     copy_project,
@@ -25,30 +27,28 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TINY = {**FAST, "seeds": [7], "profile": {"batch_size": 32, "warmup": 1}}
 
 
+# The temporal split and candidates that exclude train only run on one layout's study.
+TEMPORAL = {"split": {"method": "temporal"}, "ranking": {"exclude": "train"}}
+
+
 @pytest.mark.parametrize(
-    ("dataset", "source", "origin"),
+    ("dataset", "source", "origin", "protocol"),
     [
-        ("ml-100k", FIXTURES / "ml-100k", "real"),
-        ("ml-1m", FIXTURES / "ml-1m", "real"),
-        ("ml-10m", FIXTURES / "ml-10m" / "ml-10M100K", "synthetic"),
-        ("ml-20m", FIXTURES / "ml-20m", "synthetic"),
-        ("synthetic", None, "synthetic"),
+        ("ml-100k", FIXTURES / "ml-100k", "real", {}),
+        ("ml-1m", FIXTURES / "ml-1m", "real", TEMPORAL),
+        ("ml-10m", FIXTURES / "ml-10m" / "ml-10M100K", "synthetic", {}),
+        ("ml-20m", FIXTURES / "ml-20m", "synthetic", {}),
     ],
 )
-def test_each_layout_runs_download_to_report(tmp_path, dataset, source, origin):
+def test_each_layout_runs_download_to_report(tmp_path, dataset, source, origin, protocol):
+    """Each upstream layout through the whole study. `dataset: synthetic` runs to the
+    report in test_benchmarks.py (study_scale.py)."""
     project = copy_project(tmp_path)
-    edit_config(
-        project,
-        {
-            **TINY,
-            "dataset": dataset,
-            "source": source and str(source),
-            "synthetic": {"n_ratings": 3000},
-        },
-    )
+    edit_config(project, {**TINY, "dataset": dataset, "source": str(source), **protocol})
     ran = snakemake(project, "results/report.html")
     assert "deepfm-rec: the report is results/report.html" in ran.stdout
-    meta = json.loads((project / f"results/{dataset}/encoded/meta.json").read_text())
+    results = project / "results" / dataset
+    meta = json.loads((results / "encoded" / "meta.json").read_text())
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
     assert list(metrics["model"]) == [
         "fm (stars)",
@@ -66,9 +66,19 @@ def test_each_layout_runs_download_to_report(tmp_path, dataset, source, origin):
     page = (project / "results" / "report.html").read_text()
     assert f"deepfm-rec: {dataset}" in page and f"{metrics['rmse'].iloc[2]:.4f}" in page
     assert origin in page
-    if dataset == "synthetic":
-        assert meta["rows"] == 3000 and meta["truth"]["bayes_rmse"] > 0
-        assert "noise floor" in page and f"{meta['truth']['bayes_rmse']:.4f}" in page
+    if protocol:  # each user's latest rating is test, candidates exclude train only
+        assert meta["split_method"] == "temporal"
+        ratings = read_canonical(project / "resources" / dataset).ratings
+        split = np.load(results / "encoded" / "split.npy")
+        latest = ratings.assign(split=split).sort_values("timestamp", kind="stable")
+        assert (latest.groupby("user")["split"].last() == 2).all()
+        record = json.loads((results / "fm/ranking/seed7/metrics.json").read_text())
+        assert record["exclude"] == "train"
+        test = meta["splits"]["test"] / meta["rows"]  # 7 of 50: round(7 × 10%) a user
+        assert f"Protocol: a temporal split (each user's latest {test:.0%} of ratings" in page
+        assert "did not rate in train is a candidate" in page
+    else:
+        assert meta["split_method"] == "random"
 
 
 def zip_folder(archive: Path, folder: Path, inside: str, skip: tuple[str, ...] = ()) -> Path:

@@ -20,7 +20,6 @@ from snakemake.utils import validate
 
 from deepfm_rec.inference import read_checkpoint
 from workflow_helpers import (
-    FAST,
     ROOT,
     copy_project,
     edit_config,
@@ -229,44 +228,6 @@ def test_a_config_change_reruns_only_what_it_feeds(project, change, expected):
     assert changed, f"{change} is what config/config.yaml ships: it changes nothing"
     assert jobs == {**expected, "all": 1}
     assert "Nothing to be done" in snakemake(project, "-n").stdout
-
-
-def test_the_temporal_split_and_train_only_exclusion_through_the_workflow(tmp_path):
-    """The protocol keys run for real: a temporal split holds out each user's latest
-    ratings, candidates exclude train only, and the records and the report say so."""
-    project = copy_project(tmp_path / "project")
-    one_epoch = {"max_epochs": 1, "embed_dim": 8}
-    edit_config(
-        project,
-        {
-            **FAST,
-            "seeds": [7],
-            "split": {"method": "temporal"},
-            "ranking": {"exclude": "train"},
-            "fm": {"stars": one_epoch, "ranking": one_epoch},
-            "deepfm": {"stars": one_epoch, "ranking": one_epoch},
-        },
-    )
-    snakemake(project)
-    results = project / "results" / "ml-latest-small"
-    meta = json.loads((results / "encoded" / "meta.json").read_text())
-    assert meta["split_method"] == "temporal"
-    a = {name: np.load(results / "encoded" / f"{name}.npy") for name in ("user", "split")}
-    ratings = pd.read_csv(project / "resources/embedded/ml-latest-small/ratings.csv")
-    latest = (
-        ratings.assign(split=a["split"])
-        .groupby("userId")
-        .apply(
-            lambda r: r.sort_values("timestamp", kind="stable")["split"].iloc[-1],
-            include_groups=False,
-        )
-    )
-    assert (latest == 2).all()  # every user's latest rating is a test rating
-    record = json.loads((results / "fm/ranking/seed7/metrics.json").read_text())
-    assert record["exclude"] == "train"
-    page = (project / "results" / "report.html").read_text()
-    assert "Protocol: a temporal split (each user's latest 10% of ratings are test" in page
-    assert "did not rate in train is a candidate" in page
 
 
 def test_snakemake_report_archive(project):
