@@ -15,14 +15,19 @@ from snakemake.utils import validate
 from deepfm_rec.config import (
     CONFIG,
     SCHEMA,
+    check_config,
     load_config,
+    read_schema,
     recommender_path,
     study_path,
     train_settings,
+    with_defaults,
 )
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.inference import read_checkpoint
+from deepfm_rec.search_space import check_tune
 from deepfm_rec.train import first_l2, split_settings, train_model
+from workflow_helpers import merge
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +60,87 @@ def test_a_bad_config_is_one_line(tmp_path, text, message):
     with pytest.raises(DataError, match=re.escape(message)) as error:
         load_config(write(tmp_path, text), ROOT / SCHEMA)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"fm": {"stars": {"embed_dimm": 8}}},
+            "config key 'fm.stars.embed_dimm': no such key in section 'fm.stars'; did you "
+            "mean 'embed_dim'?",
+        ),
+        (
+            {"deepfm": {"ranking": {"dropout": "high"}}},
+            "config key 'deepfm.ranking.dropout': 'high' is not of type 'number'",
+        ),
+        (
+            {"fm": {"ranking": {"fields": ["user", "item", "moods"]}}},
+            "config key 'fm.ranking.fields.2': 'moods' is not one of ['user', 'item', ",
+        ),
+        (
+            {"ranking": {"exclude": "valid"}},
+            "config key 'ranking.exclude': 'valid' is not one of ['train+valid', 'train']",
+        ),
+        ({"split": {"method": "by-user"}}, "config key 'split.method': 'by-user' is not one of"),
+        ({"seeed": 1}, "config key 'seeed': no such key at the top level; did you mean 'seed'?"),
+        ({"foo": 1}, "config key 'foo': no such key at the top level; its keys are dataset, "),
+        ({"split": {"test": 0.9}}, "config key 'split.test': 0.9 is greater than the maximum"),
+        ({"dataset": "ml-7m"}, "config key 'dataset': 'ml-7m' is not one of ['ml-100k', "),
+        (
+            {"fm": {"stars": {"batch_size": 0}}},
+            "config key 'fm.stars.batch_size': 0 is less than the minimum of 1",
+        ),
+        # torch.manual_seed takes no more than 2^64 - 1, and the schema says 2^32 - 1
+        (
+            {"seed": 2**64 + 1},
+            "config key 'seed': 18446744073709551617 is greater than the maximum of 4294967295",
+        ),
+        (
+            {"seeds": [42, 2**32]},
+            "config key 'seeds.1': 4294967296 is greater than the maximum of 4294967295",
+        ),
+        ({"synthetic": {"seed": 2**32}}, "config key 'synthetic.seed': 4294967296 is greater"),
+        # values the schema bounds by what they mean, before anything allocates them
+        (
+            {"fm": {"stars": {"embed_dim": 10**12}}},
+            "config key 'fm.stars.embed_dim': 1000000000000 is greater than the maximum of 1024",
+        ),
+        (
+            {"deepfm": {"ranking": {"embed_dim": 10**12}}},
+            "config key 'deepfm.ranking.embed_dim': 1000000000000 is greater than the maximum",
+        ),
+        (
+            {"ranking": {"ks": [1, 10**9]}},
+            "config key 'ranking.ks.1': 1000000000 is greater than the maximum of 1000",
+        ),
+        ({"ranking": {"k": 10**9}}, "config key 'ranking.k': 1000000000 is greater than the"),
+        ({"fm": {"stars": {"l2": [0.01, -1]}}}, "config key 'fm.stars.l2.1': -1 is less than the"),
+        (  # a search draws one l2 per trial: it cannot leave the study's choice undrawn
+            {"tune": {"space": {"l2": None}}},
+            "config key 'deepfm.stars.l2': [0.011, 0.1] is a choice the study makes, which a "
+            "search does not",
+        ),
+        (
+            {"synthetic": {"n_ratings": 10**13}},
+            "config key 'synthetic.n_ratings': 10000000000000 is greater than the maximum of "
+            "100000000",
+        ),
+        (
+            {"synthetic": {"embed_dim": 10**11}},
+            "config key 'synthetic.embed_dim': 100000000000 is greater than the maximum of 64",
+        ),
+    ],
+)
+def test_a_bad_value_in_the_shipped_config_is_one_line_naming_the_key(change, message):
+    """What the Snakefile checks before any job (config.smk; a few cases run through
+    Snakemake in test_workflow.py), each key's fault in one line."""
+    config, schema = yaml.safe_load((ROOT / CONFIG).read_text()), read_schema(ROOT / SCHEMA)
+    merge(config, change)
+    with pytest.raises(DataError) as error:
+        check_config(config, schema)  # config.smk's check
+        check_tune(with_defaults(config, schema), schema)  # common.smk's, once validated
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
 def test_a_ranking_section_adds_the_valid_metrics_k_and_threshold(tmp_path):

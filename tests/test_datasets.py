@@ -37,12 +37,13 @@ TEMPORAL = {"split": {"method": "temporal"}, "ranking": {"exclude": "train"}}
         ("ml-100k", FIXTURES / "ml-100k", "real", {}),
         ("ml-1m", FIXTURES / "ml-1m", "real", TEMPORAL),
         ("ml-10m", FIXTURES / "ml-10m" / "ml-10M100K", "synthetic", {}),
-        ("ml-20m", FIXTURES / "ml-20m", "synthetic", {}),
     ],
 )
 def test_each_layout_runs_download_to_report(tmp_path, dataset, source, origin, protocol):
-    """Each upstream layout through the whole study. `dataset: synthetic` runs to the
-    report in test_benchmarks.py (study_scale.py)."""
+    """Each upstream layout through the whole study. The csv layout (ml-20m, ml-25m,
+    ml-32m) is the embedded ml-latest-small's: its study is conftest's small_study, and
+    ml-20m's fixture runs to encode below; `dataset: synthetic` runs to the report in
+    test_benchmarks.py (study_scale.py)."""
     project = copy_project(tmp_path)
     edit_config(project, {**TINY, "dataset": dataset, "source": str(source), **protocol})
     ran = snakemake(project, "results/report.html")
@@ -233,6 +234,9 @@ def test_ratings_that_never_reach_the_relevance_threshold_name_its_key(tmp_path)
         "relevant to rank; lower the threshold"
     }, result.stdout[-3000:]
     assert not (project / "results" / "ml-20m" / "baselines.json").exists()
+    # download and encode of the ml-20m layout ran: MovieLens 20M has no user table
+    meta = json.loads((project / "results/ml-20m/encoded/meta.json").read_text())
+    assert meta["users_origin"] == ["synthetic"] and meta["rows"] == 50
 
 
 def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(tmp_path):

@@ -68,18 +68,19 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def merge(target: dict, update: dict) -> None:
+    """Merge `update` (nested dicts) into `target`, in place."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = value
+
+
 def edit_config(project: Path, changes: dict) -> None:
     """Merge `changes` (nested dicts) into the project's config/config.yaml."""
     path = project / "config" / "config.yaml"
     config = yaml.safe_load(path.read_text())
-
-    def merge(target: dict, update: dict) -> None:
-        for key, value in update.items():
-            if isinstance(value, dict) and isinstance(target.get(key), dict):
-                merge(target[key], value)
-            else:
-                target[key] = value
-
     merge(config, changes)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 

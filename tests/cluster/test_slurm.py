@@ -1,7 +1,8 @@
-"""The study through workflow/profiles/slurm on a real (single-node, loopback) SLURM.
+"""The study and a search through workflow/profiles/slurm on a real (single-node,
+loopback) SLURM, in one snakemake run.
 
-Every rule must run as its own SLURM job, GPUs only for train_fm, train_deepfm and
-profile, and the metrics must equal a local run's (same config and seed, CPU).
+Every rule must run as its own SLURM job, GPUs only for train_fm, train_deepfm, profile
+and tune_worker, and the metrics must equal a local run's (same config and seed, CPU).
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ from workflow_helpers import FAST, ROOT, SNAKEMAKE, copy_project, scheduled_jobs
 
 pytestmark = pytest.mark.cluster
 
-# The session's small study with one seed (on the CPU, so that two runs are bit-identical).
-SMALL = {**FAST, "seeds": [42]}
-GPU_RULES = {"train_fm", "train_deepfm", "profile"}
+# The session's small study with one seed (on the CPU, so that two runs are bit-identical),
+# and a search of FM stars by two workers, which the study's outputs do not read.
+SMALL = {
+    **FAST,
+    "seeds": [42],
+    "tune": {"sections": ["fm.stars"], "trials": 4, "workers": 2},
+}
+GPU_RULES = {"train_fm", "train_deepfm", "profile", "tune_worker"}
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 TIMEOUT = 600  # seconds for a whole cluster run: a lost job must not hang CI
 
@@ -41,7 +47,7 @@ def test_profile(dest: Path) -> Path:
     assert resources.pop("slurm_account") == "<account>"
     assert resources["slurm_partition"] == "<cpu-partition>"
     resources["slurm_partition"] = "cpu"
-    for rule in GPU_RULES | {"tune_worker"}:
+    for rule in GPU_RULES:
         assert profile["set-resources"][rule]["slurm_partition"] == "<gpu-partition>"
         profile["set-resources"][rule]["slurm_partition"] = "gpu"
     # this node has 2 CPUs: the rules given more threads get 2, enough to see them asked
@@ -98,9 +104,9 @@ def on_slurm(slurm, project: Path, *args: str) -> tuple[str, list[dict[str, str]
 
 @pytest.fixture(scope="module")
 def cluster_run(slurm, tmp_path_factory):
-    """(project, snakemake's output, this run's SLURM jobs)."""
+    """(project, snakemake's output, this run's SLURM jobs): the study and the search."""
     project = small_project(tmp_path_factory.mktemp("cluster"))
-    output, jobs = on_slurm(slurm, project, "--configfile", "config/small.yaml")
+    output, jobs = on_slurm(slurm, project, "all", "tune", "--configfile", "config/small.yaml")
     return project, output, jobs
 
 
@@ -112,7 +118,7 @@ def rule_of(job: dict[str, str]) -> str:
 def test_every_rule_ran_as_a_completed_slurm_job(cluster_run):
     project, output, jobs = cluster_run
     planned = scheduled_jobs(output)
-    planned.pop("all")  # the target rule runs nothing
+    planned.pop("all"), planned.pop("tune")  # the target rules run nothing
     ran: dict[str, int] = {}
     for job in jobs:
         ran[rule_of(job)] = ran.get(rule_of(job), 0) + 1
@@ -134,8 +140,10 @@ def test_only_training_and_profiling_get_a_gpu(cluster_run):
             assert (job["Partition"], job["JOB_GRES"]) == ("gpu", "gpu:1"), (rule, job)
         else:
             assert (job["Partition"], job["JOB_GRES"]) == ("cpu", "(null)"), (rule, job)
-        hours, minutes, _ = map(int, job["TimeLimit"].split(":"))
-        assert hours * 60 + minutes == settings["runtime"], (rule, job["TimeLimit"])
+        days, _, clock = job["TimeLimit"].rpartition("-")  # [D-]HH:MM:SS
+        hours, minutes, _ = map(int, clock.split(":"))
+        minutes += (int(days or 0) * 24 + hours) * 60
+        assert minutes == settings["runtime"], (rule, job["TimeLimit"])
         assert job["MinMemoryNode"] == f"{settings['mem_mb']}M", (rule, job["MinMemoryNode"])
         threads = 2 if rule in profile["set-threads"] else 1  # test_profile's, config's
         assert job["NumCPUs"] == str(threads), (rule, job["NumCPUs"])
@@ -159,31 +167,14 @@ def test_the_cluster_report_matches_a_local_run(cluster_run, local_run):
             assert f"{record['rmse']:.4f}" in page and f"{record['mae']:.4f}" in page
 
 
-def test_a_search_runs_each_worker_as_a_gpu_job_sharing_one_study(slurm, tmp_path):
-    """snakemake tune through the profile: tune_study, two tune_worker GPU jobs and
-    tune_summary, the trials of one study spread over the two workers' SLURM jobs."""
-    project = copy_project(tmp_path / "tune")
-    search = {
-        "seeds": [42],
-        "device": "cpu",
-        "fm": {"stars": {"max_epochs": 1}},
-        "tune": {"sections": ["fm.stars"], "trials": 4, "workers": 2},
-    }
-    (project / "config" / "tune.yaml").write_text(yaml.safe_dump(search))
-    output, jobs = on_slurm(
-        slurm, project, "tune", "--configfile", "config/config.yaml", "config/tune.yaml"
-    )
-    workers = {job["JobId"]: job for job in jobs if rule_of(job) == "tune_worker"}
-    assert len(workers) == 2
-    for job in workers.values():
-        assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", job
-        assert (job["Partition"], job["JOB_GRES"]) == ("gpu", "gpu:1"), job
-    planned = scheduled_jobs(output)
-    planned.pop("tune")  # the target rule runs nothing
-    ran = pd.Series([rule_of(job) for job in jobs]).value_counts().to_dict()
-    assert ran == planned and planned["tune_worker"] == 2
+def test_a_search_runs_each_worker_as_a_gpu_job_sharing_one_study(cluster_run):
+    """tune_study, two tune_worker GPU jobs and tune_summary, the trials of one study
+    spread over the two workers' SLURM jobs."""
+    project, _, jobs = cluster_run
+    workers = {job["JobId"] for job in jobs if rule_of(job) == "tune_worker"}
+    assert len(workers) == 2 and {"tune_study", "tune_summary"} <= {rule_of(j) for j in jobs}
     table = pd.read_csv(
         project / "results/ml-latest-small/tune/fm/stars/trials.tsv", sep="\t", dtype={"job": str}
     )
     assert sorted(table["trial"]) == [0, 1, 2, 3] and (table["state"] == "COMPLETE").all()
-    assert set(table["job"]) <= set(workers)  # every trial ran inside a worker's SLURM job
+    assert set(table["job"]) <= workers  # every trial ran inside a worker's SLURM job
