@@ -2,8 +2,9 @@
 study run once for the tests that read its results.
 
 The suite runs in pytest-xdist workers, each test file in one of them, in the order
-collected (pyproject's addopts: the browser, cluster and container files, the longest,
-start first; one SLURM on its fixed ports, one image build). Each worker has its own
+pytest_collection_modifyitems sorts them (pyproject's addopts): the browser, cluster and
+container files, the longest, start first (one SLURM on its fixed ports, one image
+build), and the files that read the small study come last. Each worker has its own
 session fixtures, except the encoded data and the small study, which the first worker to
 need them builds and the others wait for (`once_per_run`)."""
 
@@ -39,10 +40,36 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 SLOW_KINDS = {"workflow", "container", "cluster", "browser"}
 
 
+# Tests with these markers wait on daemons and builds (SLURM, podman, Chromium and its study).
+DAEMON_KINDS = {"container", "cluster", "browser"}
+
+
 def pytest_collection_modifyitems(items):
+    files: dict[Path, set[str]] = {}
     for item in items:
-        if SLOW_KINDS & {mark.name for mark in item.iter_markers()}:
+        marks = {mark.name for mark in item.iter_markers()}
+        if SLOW_KINDS & marks:
             item.add_marker(pytest.mark.slow)
+            marks.add("slow")
+        if "small_study" in item.fixturenames:
+            marks.add("small_study")
+        files.setdefault(item.path, set()).update(marks)
+
+    def rank(marks: set[str]) -> int:
+        """When a file starts. The workers take files in this order (pyproject's addopts):
+        the daemons' files first, the browser's building the small study; then the files
+        that run workflows, the longest, and the other slow ones, if they do not wait for
+        that study; then the quick ones; the files that read the small study last, so that
+        no worker sits waiting for it while others work."""
+        if DAEMON_KINDS & marks:
+            return 0
+        if "small_study" in marks:
+            return 4
+        if "workflow" in marks:
+            return 1
+        return 2 if "slow" in marks else 3
+
+    items.sort(key=lambda item: rank(files[item.path]))  # stable: file order within a rank
 
 
 @pytest.fixture(scope="session")

@@ -188,6 +188,7 @@ def test_fields_ablation_trains_each_settings_variant_and_checks_its_keys(train_
     assert done.returncode == 2 and "lrr not a key of fm.stars" in done.stderr
 
 
+@pytest.mark.workflow  # the study through snakemake
 def test_study_scale_runs_the_default_study_on_synthetic_data(tmp_path):
     folder = tmp_path / "study"
     lines = run("study_scale.py", "--ratings", "5000", "--seeds", "7", "--folder", str(folder))

