@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from deepfm_rec.train import first_l2, split_settings, train
+from workflow_helpers import STUDY_ROWS
 
 ROOT = Path(__file__).parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -200,17 +201,7 @@ def test_study_scale_runs_the_default_study_on_synthetic_data(tmp_path):
     assert meta["rows"] == 5000 and meta["users_origin"] == ["synthetic"]
     metrics = pd.read_csv(folder / "results" / "metrics.tsv", sep="\t")
     assert (metrics["rows"].dropna() == meta["splits"]["test"]).all()
-    assert list(metrics["model"]) == [
-        "fm (stars)",
-        "fm (ranking)",
-        "deepfm (stars)",
-        "deepfm (ranking)",
-        "global_mean",
-        "bias",
-        "popularity",
-        "itemknn",
-        "ease",
-    ]
+    assert list(metrics["model"]) == STUDY_ROWS
     page = (folder / "results" / "report.html").read_text()
     title = "deepfm-rec: synthetic"
     assert title in page and "synthetic" in page.replace(title, "")  # the users' origin

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from deepfm_rec.data.layouts import read_canonical
-from workflow_helpers import TINY, copy_project, edit_config, snakemake
+from workflow_helpers import STUDY_ROWS, TINY, copy_project, edit_config, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -39,17 +39,7 @@ def test_each_layout_runs_download_to_report(tmp_path, dataset, source, origin, 
     results = project / "results" / dataset
     meta = json.loads((results / "encoded" / "meta.json").read_text())
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
-    assert list(metrics["model"]) == [
-        "fm (stars)",
-        "fm (ranking)",
-        "deepfm (stars)",
-        "deepfm (ranking)",
-        "global_mean",
-        "bias",
-        "popularity",
-        "itemknn",
-        "ease",
-    ]
+    assert list(metrics["model"]) == STUDY_ROWS
     assert (metrics["rows"].dropna() == meta["splits"]["test"]).all()
     assert meta["users_origin"] == [origin]
     page = (project / "results" / "report.html").read_text()

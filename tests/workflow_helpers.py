@@ -25,6 +25,11 @@ FAST = {
     "deepfm": {"stars": {"max_epochs": 3}, "ranking": {"max_epochs": 2, "embed_dim": 16}},
     "profile": {"batch_size": 256, "warmup": 1},
 }
+# The model column of a study's results/metrics.tsv, as the shipped config has it.
+STUDY_ROWS = [
+    *("fm (stars)", "fm (ranking)", "deepfm (stars)", "deepfm (ranking)"),
+    *("global_mean", "bias", "popularity", "itemknn", "ease"),
+]
 # A study of one seed on a few ratings (the fixture datasets), its profiled batch small.
 TINY = {**FAST, "seeds": [7], "profile": {"batch_size": 32, "warmup": 1}}
 
