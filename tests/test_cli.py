@@ -59,17 +59,19 @@ def run(*args: str, cwd: Path | None = None, process: bool = False) -> subproces
         return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd)
     stdout, stderr, status = io.StringIO(), io.StringIO(), 0
     threads = torch.get_num_threads()  # main() sets the thread count of this process
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(contextlib.chdir(cwd or os.getcwd()))
-        stack.enter_context(contextlib.redirect_stdout(stdout))
-        stack.enter_context(contextlib.redirect_stderr(stderr))
-        try:
-            main(list(args))
-        except SystemExit as exit:
-            status = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
-    logger.remove()  # main() pointed the log at the captured stderr
-    logger.add(sys.stderr)
-    torch.set_num_threads(threads)
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(contextlib.chdir(cwd or os.getcwd()))
+            stack.enter_context(contextlib.redirect_stdout(stdout))
+            stack.enter_context(contextlib.redirect_stderr(stderr))
+            try:
+                main(list(args))
+            except SystemExit as exit:
+                status = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+    finally:
+        logger.remove()  # main() pointed the log at the captured stderr
+        logger.add(sys.stderr)
+        torch.set_num_threads(threads)
     return subprocess.CompletedProcess(
         ["deepfm-rec", *args], status, stdout.getvalue(), stderr.getvalue()
     )
