@@ -31,6 +31,9 @@ from workflow_helpers import copy_project, edit_config
 pytestmark = pytest.mark.slow  # trains the checkpoints, runs searches
 
 FIELDS = ["user", "item", "genres", "history", "raters"]
+# the installed console script (or the module, where the venv has no script)
+SCRIPT = Path(sys.executable).with_name("deepfm-rec")
+CONSOLE_SCRIPT = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "deepfm_rec.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +56,7 @@ def run(*args: str, cwd: Path | None = None, process: bool = False) -> subproces
     or `main()` here, the same code without a process importing torch each time. An
     exception that main() lets out fails the test, as a traceback on stderr would."""
     if process:
-        script = Path(sys.executable).with_name("deepfm-rec")
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "deepfm_rec.cli"]
-        command += args
+        command = [*CONSOLE_SCRIPT, *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd)
     stdout, stderr, status = io.StringIO(), io.StringIO(), 0
     threads = torch.get_num_threads()  # main() sets the thread count of this process
@@ -380,8 +381,7 @@ def test_tune_writes_each_trial_as_it_ends(tune_project, encoded_tiny, tmp_path)
     """An interrupted search keeps the trials it ran (they were written only at the end)."""
     out = tmp_path / "t.tsv"
     said = tune_project / "interrupted-search.err"  # outside tmp_path, whose files are checked
-    script = Path(sys.executable).with_name("deepfm-rec")
-    command = [str(script), "tune", "--model", "fm", "--encoded", str(encoded_tiny.folder)]
+    command = [*CONSOLE_SCRIPT, "tune", "--model", "fm", "--encoded", str(encoded_tiny.folder)]
     command += ["--threads", "1", "--trials", "100000", "--out", str(out)]
     # a user's foreground command: Ctrl-C's default action (a test run in the background,
     # `pytest &` in a script, starts with SIGINT ignored, and its children inherit that)

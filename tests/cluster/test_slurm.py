@@ -118,7 +118,7 @@ def rule_of(job: dict[str, str]) -> str:
 def test_every_rule_ran_as_a_completed_slurm_job(cluster_run):
     project, output, jobs = cluster_run
     planned = scheduled_jobs(output)
-    planned.pop("all"), planned.pop("tune")  # the target rules run nothing
+    del planned["all"], planned["tune"]  # the target rules run nothing
     ran: dict[str, int] = {}
     for job in jobs:
         ran[rule_of(job)] = ran.get(rule_of(job), 0) + 1
