@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from deepfm_rec.train import first_l2, split_settings, train
-from workflow_helpers import STUDY_ROWS
+from workflow_helpers import HUNG, STUDY_ROWS
 
 ROOT = Path(__file__).parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -30,7 +30,7 @@ def run(script: str, *args: str) -> list[str]:
         [sys.executable, str(BENCHMARKS / script), *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HUNG,
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]

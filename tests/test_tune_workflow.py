@@ -20,7 +20,7 @@ import yaml
 
 from deepfm_rec.report import search_section
 from deepfm_rec.tuning import load_study, search
-from workflow_helpers import SNAKEMAKE, copy_project, snakemake
+from workflow_helpers import HUNG, SNAKEMAKE, copy_project, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -97,7 +97,7 @@ def test_a_killed_worker_fails_its_trial_and_the_other_finishes_the_budget(proje
             victim = owned[0]
     assert victim is not None, "worker 1 never ran a trial"
     os.kill(int(victim.user_attrs["host"].rsplit(":", 1)[1]), signal.SIGKILL)
-    output = run.communicate(timeout=600)[0]
+    output = run.communicate(timeout=HUNG)[0]
     assert run.returncode != 0, output  # worker 1's job failed; worker 0's finished
     trials = study_of(project).get_trials()
     states = {t.number: t.state.name for t in trials}

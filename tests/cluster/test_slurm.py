@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import FAST, ROOT, SNAKEMAKE, copy_project, scheduled_jobs
+from workflow_helpers import FAST, HUNG, ROOT, SNAKEMAKE, copy_project, scheduled_jobs
 
 pytestmark = pytest.mark.cluster
 
@@ -29,7 +29,6 @@ SMALL = {
 }
 GPU_RULES = {"train_fm", "train_deepfm", "profile", "tune_worker"}
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
-TIMEOUT = 600  # seconds for a whole cluster run: a lost job must not hang CI
 
 
 def small_project(path: Path) -> Path:
@@ -82,14 +81,14 @@ def on_slurm(slurm, project: Path, *args: str) -> tuple[str, list[dict[str, str]
     """snakemake `args` in `project` through the test profile: (its output, this run's
     SLURM jobs); a failed run fails the test with the SLURM logs."""
     profile = test_profile(project / ".test-profile")
-    command = ["timeout", "-k", "10", str(TIMEOUT), SNAKEMAKE, "--workflow-profile", str(profile)]
+    command = ["timeout", "-k", "10", str(HUNG), SNAKEMAKE, "--workflow-profile", str(profile)]
     result = subprocess.run(
         [*command, *args],
         cwd=project,
         env=slurm.env,
         capture_output=True,
         text=True,
-        timeout=TIMEOUT + 30,
+        timeout=HUNG + 30,
     )
     output = result.stdout + result.stderr
     if result.returncode != 0:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from container_helpers import snakefile_image
 
-from workflow_helpers import require_or_skip
+from workflow_helpers import HUNG, require_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "harness"
@@ -37,7 +37,7 @@ class Image:
     ref: str  # the name the build gave it
     env: dict[str, str]  # podman confined to the harness's storage (podman-env.sh)
 
-    def podman(self, *args: str, timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:
+    def podman(self, *args: str, timeout: int = HUNG, **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["podman", *args],
             env=self.env,

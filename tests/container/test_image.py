@@ -22,7 +22,7 @@ import yaml
 from container_helpers import snakefile_image
 from test_pins import dockerfile_pins
 
-from workflow_helpers import FAST, SNAKEMAKE, copy_project, scheduled_jobs
+from workflow_helpers import FAST, HUNG, SNAKEMAKE, copy_project, scheduled_jobs
 
 pytestmark = pytest.mark.container
 
@@ -113,7 +113,7 @@ def apptainer_run(image, tmp_path_factory):
         "timeout",
         "-k",
         "10",
-        "600",
+        str(HUNG),
         SNAKEMAKE,
         "--cores",
         "2",
