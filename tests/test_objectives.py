@@ -16,7 +16,7 @@ from deepfm_rec.data.errors import DataError
 from deepfm_rec.inference import load_model
 from deepfm_rec.item_rankers import PopularityRanker
 from deepfm_rec.metrics import relevant_items
-from deepfm_rec.objectives import NegativeSampler, Ranking, SampledSoftmax
+from deepfm_rec.objectives import NegativeSampler, Ranking, SampledSoftmax, Stars
 from deepfm_rec.recommend import Recommender
 from deepfm_rec.topk import rank_and_score
 from deepfm_rec.train import train
@@ -25,6 +25,7 @@ from settings_helpers import shipped
 FIELDS = ["user", "item", "history", "genres", "raters"]
 CHANGES = {"max_epochs": 3, "negatives": 1000, "fields": FIELDS, "embed_dim": 16, "pooling": "mean"}
 RANKING, HPARAMS = shipped("fm", "ranking", **CHANGES)
+STARS, _ = shipped("fm", "stars", fields=FIELDS)
 
 
 def train_movies(encoded) -> dict[int, set[int]]:
@@ -79,6 +80,28 @@ def test_a_ranking_model_sees_no_pair_fields_nor_held_out_pairs(encoded_small, t
     )
     with pytest.raises(DataError, match=r"config key 'implicit' is 'observed'"):
         Ranking(observed, maker, RANKING, FIELDS, torch.Generator(), 0)
+
+
+def test_an_objective_of_some_users_trains_and_validates_on_their_rows_only(encoded_small):
+    """An l2 choice's sample (train_model): given `users`, Stars' train and valid rows and
+    Ranking's positives and valid users are exactly those of the users in it."""
+    user = np.asarray(encoded_small.arrays["user"])
+    users = np.random.default_rng(0).random(encoded_small.size("user")) < 0.3
+    maker = BatchMaker(encoded_small, fields=FIELDS)
+    stars, everyone = Stars(encoded_small, maker, STARS, users), Stars(encoded_small, maker, STARS)
+    for split, some, every in [
+        ("train", stars.train_rows, everyone.train_rows),
+        ("valid", stars.valid_rows, everyone.valid_rows),
+    ]:
+        assert (every == encoded_small.rows(split)).all()
+        assert (some == every[users[user[every]]]).all() and 0 < len(some) < len(every)
+    label = np.asarray(encoded_small.arrays["label"])
+    assert (stars.valid_label == label[stars.valid_rows]).all()
+    ranking = Ranking(encoded_small, maker, RANKING, FIELDS, torch.Generator(), 0, users)
+    every = Ranking(encoded_small, maker, RANKING, FIELDS, torch.Generator(), 0)
+    assert (ranking.positives == every.positives[users[user[every.positives]]]).all()
+    assert users[ranking.relevant.users].all()
+    assert set(ranking.relevant.users) == {u for u in every.relevant.users if users[u]}
 
 
 @pytest.fixture(scope="module")

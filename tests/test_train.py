@@ -15,7 +15,15 @@ from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.inference import load_model, predict, read_checkpoint, resolve_device
 from deepfm_rec.objectives import Stars
-from deepfm_rec.train import EarlyStopping, build_setup, split_settings, train, train_model
+from deepfm_rec.train import (
+    EarlyStopping,
+    build_setup,
+    choice_users,
+    fit,
+    split_settings,
+    train,
+    train_model,
+)
 from settings_helpers import shipped
 
 STAR_HISTORY = ["epoch", *Stars.columns, "lr", "seconds"]
@@ -232,7 +240,7 @@ def test_a_list_of_l2_values_keeps_the_one_best_on_valid_and_later_seeds_take_it
     with the lower valid RMSE and records both scores; given that checkpoint as `chosen`,
     another seed trains once with its l2."""
     config, hparams = shipped("fm", "stars", embed_dim=8, max_epochs=4, fields=None)
-    settings = dataclasses.asdict(config) | hparams | {"l2": [0.0, 0.5]}
+    settings = dataclasses.asdict(config) | hparams | {"l2": [0.0, 0.5], "l2_rows": None}
     alone = {}
     for l2 in settings["l2"]:
         _, history, kept = train(
@@ -255,3 +263,42 @@ def test_a_list_of_l2_values_keeps_the_one_best_on_valid_and_later_seeds_take_it
     assert "l2_scores" not in again
     with pytest.raises(ValueError, match="l2 is one number"):
         split_settings(settings)
+
+
+def test_a_large_train_split_chooses_l2_on_a_sample_of_users_then_trains_on_all(
+    encoded_tiny, tmp_path
+):
+    """With fewer l2_rows than train rows, each l2 trains on choice_users' sample (as fit
+    on those users alone would), and the chosen one then trains on every row (as train()
+    would): the checkpoint and history are that model's, the sample's size recorded."""
+    config, hparams = shipped("fm", "stars", embed_dim=8, max_epochs=4, fields=None)
+    train_rows = encoded_tiny.rows("train")
+    rows = len(train_rows) // 3
+    settings = dataclasses.asdict(config) | hparams | {"l2": [0.0, 0.5], "l2_rows": rows}
+    users = choice_users(encoded_tiny, rows, seed=3)
+    taken = users[np.asarray(encoded_tiny.arrays["user"])[train_rows]]
+    assert 0 < taken.sum() <= rows and not taken.all()
+    assert (choice_users(encoded_tiny, rows, seed=3) == users).all()
+    assert choice_users(encoded_tiny, len(train_rows), seed=3) is None
+    assert choice_users(encoded_tiny, None, seed=3) is None
+    sampled = {}
+    for l2 in settings["l2"]:
+        one = dataclasses.replace(config, l2=l2)
+        trained = fit(encoded_tiny, "fm", hparams, one, seed=3, device="cpu", users=users)
+        assert len(trained.table) == 4  # it trained (on fewer rows: see test_objectives)
+        sampled[l2] = trained.score
+    best = min(sampled, key=sampled.get)
+    common = {"device": "cpu", "threads": torch.get_num_threads(), "memory_budget": math.inf}
+    paths = {"checkpoint": tmp_path / "a.pt", "history": tmp_path / "a.tsv"}
+    history, kept = train_model(encoded_tiny.folder, "fm", settings, seed=3, **common, **paths)
+    state = read_checkpoint(paths["checkpoint"], torch.device("cpu"))
+    assert state["l2_scores"] == pytest.approx(sampled)
+    train_users = set(np.asarray(encoded_tiny.arrays["user"])[train_rows])
+    assert set(np.flatnonzero(users)) < train_users  # users with train rows only
+    assert state["l2_users"] == [int(users.sum()), len(train_users)]
+    assert state["train_config"]["l2"] == best
+    _, alone, alone_kept = train(
+        encoded_tiny, "fm", hparams, dataclasses.replace(config, l2=best), seed=3, device="cpu"
+    )
+    assert kept == alone_kept
+    pd.testing.assert_frame_equal(history.drop(columns="seconds"), alone.drop(columns="seconds"))

@@ -18,8 +18,10 @@ import yaml
 from PIL import Image
 from snakemake.utils import validate
 
+from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.inference import read_checkpoint
 from workflow_helpers import (
+    FAST,
     ROOT,
     copy_project,
     edit_config,
@@ -161,9 +163,12 @@ def test_the_report_shows_models_baselines_and_provenance(project):
 
 def test_the_star_sections_choose_l2_on_their_first_seed(project):
     """Each star section lists two l2 values: seed 42 trains both and keeps the better on
-    valid, seed 43 trains once with that value and needs seed 42's model to know it."""
+    valid, seed 43 trains once with that value and needs seed 42's model to know it.
+    DeepFM's l2_rows (FAST) is below the train split: it chose on a sample of users."""
     results = project / "results" / "ml-latest-small"
-    for model in ("fm", "deepfm"):
+    l2_rows = {"fm": None, "deepfm": FAST["deepfm"]["stars"]["l2_rows"]}
+    train_rows = len(open_encoded(results / "encoded").rows("train"))
+    for model, rows in l2_rows.items():
         first = read_checkpoint(results / model / "stars/seed42/model.pt", torch.device("cpu"))
         later = read_checkpoint(results / model / "stars/seed43/model.pt", torch.device("cpu"))
         scores = first["l2_scores"]
@@ -175,7 +180,15 @@ def test_the_star_sections_choose_l2_on_their_first_seed(project):
         assert record["l2"] == first["train_config"]["l2"]
         assert record["l2_scores"] == {str(value): score for value, score in scores.items()}
         choice = f"{model} (stars): {record['l2']}, by seed 42's valid RMSE {scores[0.011]:.4f}"
-        assert choice in (project / "results/report.html").read_text()
+        page = (project / "results/report.html").read_text()
+        assert choice in page
+        if rows is None:
+            assert "l2_users" not in first and "l2_users" not in record
+            continue
+        assert rows < train_rows  # so the choice trained on a sample, then on every row
+        sample, every = record["l2_users"]
+        assert first["l2_users"] == [sample, every] and 0 < sample < every == 610
+        assert f"at 0.1 (on the {sample:,} of {every:,} users of a seeded sample" in page
     for objective, trainings in (("stars", 2), ("ranking", 1)):
         target = f"results/ml-latest-small/fm/{objective}/seed43/model.pt"
         jobs = scheduled_jobs(snakemake(project, "-n", "--forceall", target).stdout)

@@ -158,7 +158,7 @@ def evaluate_model(
             "checksum": encoded.meta["checksum"],
             "ranking": ranking.to_dict("records"),
         }
-        | ({"l2_scores": state["l2_scores"]} if "l2_scores" in state else {})
+        | {key: state[key] for key in ("l2_scores", "l2_users") if key in state}
     )
 
 

@@ -38,6 +38,11 @@ LOSSES = ("softmax", "bpr", "bce")
 SAMPLERS = ("uniform", "popularity")
 
 
+def of_users(encoded: Encoded, rows: np.ndarray, users: np.ndarray | None) -> np.ndarray:
+    """The `rows` whose user is in `users` (a bool per user code; None: every user)."""
+    return rows if users is None else rows[users[np.asarray(encoded.arrays["user"])[rows]]]
+
+
 def l2_penalty(field_rows: torch.Tensor) -> torch.Tensor:
     """The batch's mean squared norm of its rows' field vectors (w and v of every field)."""
     return (field_rows * field_rows).sum() / len(field_rows)
@@ -86,14 +91,16 @@ class SampledSoftmax(torch.autograd.Function):
 
 
 class Stars:
-    """MSE on star ratings over the train split; valid MSE and MAE."""
+    """MSE on star ratings over the train split; valid MSE and MAE. With `users` (a bool
+    per user code) both are over those users' rows only (train_model's l2 choice)."""
 
     monitor, mode = "valid_mae", "min"
     columns = ["train_mse", "train_mae", "valid_mse", "valid_mae"]
 
-    def __init__(self, encoded: Encoded, maker: BatchMaker, config) -> None:
+    def __init__(self, encoded: Encoded, maker: BatchMaker, config, users=None) -> None:
         self.maker, self.config = maker, config
-        self.train_rows, self.valid_rows = encoded.rows("train"), encoded.rows("valid")
+        self.train_rows = of_users(encoded, encoded.rows("train"), users)
+        self.valid_rows = of_users(encoded, encoded.rows("valid"), users)
         self.valid_label = np.asarray(encoded.arrays["label"])[self.valid_rows]
 
     def batches(self, generator: torch.Generator) -> Iterator[Batch]:
@@ -188,13 +195,22 @@ class NegativeSampler:
 
 
 class Ranking:
-    """Implicit-feedback training over the train split's positives (see the module)."""
+    """Implicit-feedback training over the train split's positives (see the module). With
+    `users` (a bool per user code) the positives and the valid NDCG are those users' only
+    (train_model's l2 choice)."""
 
     monitor, mode = "valid_ndcg", "max"
     columns = ["train_loss", "valid_ndcg", "valid_recall"]
 
     def __init__(
-        self, encoded: Encoded, maker: BatchMaker, config, fields: list[str], generator, seed
+        self,
+        encoded: Encoded,
+        maker: BatchMaker,
+        config,
+        fields: list[str],
+        generator,
+        seed,
+        users=None,
     ) -> None:
         self.maker, self.config, self.encoded = maker, config, encoded
         meta = {f["name"]: f for f in encoded.meta["fields"]}
@@ -213,7 +229,7 @@ class Ranking:
             )
         if config.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {config.loss!r}")
-        train = encoded.rows("train")
+        train = of_users(encoded, encoded.rows("train"), users)
         label = np.asarray(encoded.arrays["label"])[train]
         self.positives = train[label >= config.positives]
         self.users = torch.from_numpy(np.asarray(encoded.arrays["user"]).astype(np.int64))
@@ -223,6 +239,8 @@ class Ranking:
             encoded, maker.device, config.negatives, config.sampler, generator
         )
         relevant = relevant_items(encoded, "valid", config.threshold)
+        if users is not None:
+            relevant = relevant.subset(np.flatnonzero(users[relevant.users]))
         self.relevant = relevant.sample(config.valid_users, seed)
         self.ranker = None
 

@@ -225,6 +225,12 @@ def _model_fields(records: list[dict], meta: dict) -> str:
         f"{html.escape(display_name(r))}: {r['l2']}, by seed {r['seed']}'s valid "
         f"{'RMSE' if r['objective'] == 'stars' else 'NDCG'} "
         + ", ".join(f"{score:.4f} at {value}" for value, score in r["l2_scores"].items())
+        + (
+            f" (on the {r['l2_users'][0]:,} of {r['l2_users'][1]:,} users of a seeded sample, "
+            f"then trained on all)"
+            if "l2_users" in r
+            else ""
+        )
         for r in records
         if "l2_scores" in r
     ]

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from loguru import logger
@@ -211,13 +212,14 @@ class EarlyStopping:
 
 
 def objective_for(
-    encoded: Encoded, maker: BatchMaker, config: TrainConfig, fields, generator, seed
+    encoded: Encoded, maker: BatchMaker, config: TrainConfig, fields, generator, seed, users
 ):
-    """The training objective of `config` (deepfm_rec.objectives)."""
+    """The training objective of `config` (deepfm_rec.objectives), over the rows of
+    `users` (a bool per user code; None: all)."""
     if config.objective == "stars":
-        return Stars(encoded, maker, config)
+        return Stars(encoded, maker, config, users)
     if config.objective == "ranking":
-        return Ranking(encoded, maker, config, fields, generator, seed)
+        return Ranking(encoded, maker, config, fields, generator, seed, users)
     raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {config.objective!r}")
 
 
@@ -241,10 +243,12 @@ def build_setup(
     seed: int,
     device: torch.device,
     memory_budget: float,
+    users: np.ndarray | None = None,
 ) -> Setup:
     """The model `model_name` of `hparams` (torch seeded with `seed`) and what trains it for
     `config` on `device`: train, profiling and the benchmarks build their steps here.
-    `memory_budget` (bytes) bounds the per-row arrays copied to the device (BatchMaker)."""
+    `memory_budget` (bytes) bounds the per-row arrays copied to the device (BatchMaker);
+    `users` (a bool per user code) restricts training and validation to their rows."""
     torch.manual_seed(seed)
     sparse = uses_sparse(config)
     model = build_model(
@@ -253,7 +257,7 @@ def build_setup(
     attach_bags(model, encoded)
     maker = BatchMaker(encoded, device, memory_budget, fields=model.fields)
     draws = torch.Generator(device).manual_seed(seed)  # the negatives, on the device
-    objective = objective_for(encoded, maker, config, model.fields, draws, seed)
+    objective = objective_for(encoded, maker, config, model.fields, draws, seed, users)
     return Setup(model, maker, objective, Optimizers(model, config, sparse, objective.mode))
 
 
@@ -293,12 +297,14 @@ def fit(
     seed: int,
     device: str,
     memory_budget: float = math.inf,
+    users: np.ndarray | None = None,
 ) -> Trained:
     """Train `model_name` on the train split for `config.objective`, early-stopped on its
     valid metric (stars: MAE; ranking: NDCG@k), with the kept epoch's weights restored.
 
     `memory_budget` (bytes) bounds the per-row arrays copied to the device, larger data
     is streamed (see BatchMaker); the batches and the model are the same either way.
+    `users` (a bool per user code; None: all) restricts both splits to their rows.
     """
     device_t = resolve_device(device)
     setup = build_setup(
@@ -309,6 +315,7 @@ def fit(
         seed=seed,
         device=device_t,
         memory_budget=memory_budget,
+        users=users,
     )
     model, objective, optimizer = setup.model, setup.objective, setup.optimizer
     stopper = EarlyStopping(
@@ -431,10 +438,25 @@ def first_l2(settings: dict) -> dict:
 
 
 def split_settings(settings: dict) -> tuple[TrainConfig, dict]:
-    """A config model section as (TrainConfig of its training keys, the model's hparams)."""
+    """A config model section as (TrainConfig of its training keys, the model's hparams);
+    `l2_rows`, the l2 choice's (train_model), is in neither."""
     names = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in settings.items() if k in names})
-    return config, {k: v for k, v in settings.items() if k not in names}
+    return config, {k: v for k, v in settings.items() if k not in names | {"l2_rows"}}
+
+
+def choice_users(encoded: Encoded, rows: int | None, seed: int) -> np.ndarray | None:
+    """The users an l2 choice trains and validates on, a bool per user code: users with
+    train rows, drawn in a seeded order while their train rows number at most `rows` in
+    all. None (every user) when `rows` is None or the train split has no more rows."""
+    train = encoded.rows("train")
+    if rows is None or len(train) <= rows:
+        return None
+    counts = np.bincount(np.asarray(encoded.arrays["user"])[train], minlength=encoded.size("user"))
+    order = np.random.default_rng(seed).permutation(np.flatnonzero(counts))
+    chosen = np.zeros(len(counts), bool)
+    chosen[order[np.cumsum(counts[order]) <= rows]] = True
+    return chosen
 
 
 def train_model(
@@ -454,10 +476,14 @@ def train_model(
 
     A list of `l2` values is a choice on the validation split: each is trained and the
     one with the best valid score (valid_score) is kept, its checkpoint recording every
-    value's score under "l2_scores". With `chosen`, the checkpoint of another seed's
-    training of the same section, the l2 that one kept is used instead: the study
-    chooses once, on its first seed. Writes the checkpoint dict and history.tsv; returns
-    the history and the kept epoch (for deepfm_rec.plots.plot_curves).
+    value's score under "l2_scores". Where the train split has more rows than the
+    section's `l2_rows`, the values train on a seeded sample of users holding at most
+    that many (choice_users; validated on the same users) and the chosen one then trains
+    on every row; the checkpoint records the sample's size under "l2_users". With
+    `chosen`, the checkpoint of another seed's training of the same section, the l2 that
+    one kept is used instead: the study chooses once, on its first seed. Writes the
+    checkpoint dict and history.tsv; returns the history and the kept epoch (for
+    deepfm_rec.plots.plot_curves).
     """
     torch.set_num_threads(threads)
     encoded = open_encoded(Path(encoded))
@@ -465,6 +491,7 @@ def train_model(
     if chosen is not None:
         values = [read_checkpoint(Path(chosen), torch.device("cpu"))["train_config"]["l2"]]
         logger.info("l2 {} as chosen on valid in {}", values[0], chosen)
+    users = choice_users(encoded, settings["l2_rows"], seed) if len(values) > 1 else None
     sign = 1 if settings["objective"] == "stars" else -1  # RMSE falls, NDCG rises
     best, scores = None, {}
     for l2 in values:  # only the best so far is kept: one model in memory beside the next
@@ -477,6 +504,7 @@ def train_model(
             seed=seed,
             device=device,
             memory_budget=memory_budget,
+            users=users,
         )
         scores[l2] = trained.score
         if best is None or sign * scores[l2] < sign * best.score:  # the first of equals
@@ -485,5 +513,19 @@ def train_model(
     if len(scores) > 1:
         extra["l2_scores"] = scores
         logger.info("l2 chosen on valid: {} of {}", best.config.l2, scores)
+    if users is not None:
+        trained_users = np.unique(np.asarray(encoded.arrays["user"])[encoded.rows("train")])
+        extra["l2_users"] = [int(users.sum()), len(trained_users)]
+        logger.info("(on {} of {} users); training it on all", *extra["l2_users"])
+        config, hparams, best = best.config, best.hparams, None  # the sample's model goes
+        best = fit(
+            encoded,
+            model_name,
+            hparams,
+            config,
+            seed=seed,
+            device=device,
+            memory_budget=memory_budget,
+        )
     best.save(encoded.meta, checkpoint=Path(checkpoint), history=Path(history), **extra)
     return best.table, best.kept
