@@ -195,6 +195,20 @@ def test_the_star_sections_choose_l2_on_their_first_seed(project):
         assert jobs["train_fm"] == trainings, (objective, jobs)
 
 
+def test_the_star_trainings_start_first(project):
+    """The two jobs after encode (two cores) are the star sections' first-seed trainings,
+    which choose their l2 and are the longest jobs at scale (their rule priority)."""
+    log = sorted((project / ".snakemake" / "log").glob("*.snakemake.log"))[0].read_text()
+    # each job with wildcards: (rule, wildcards), in the order the run started them
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)$", log, re.M)
+    after = jobs[[rule for rule, _ in jobs].index("encode") + 1 :]
+    assert sorted(after[:2]) == [
+        (f"train_{model}", "dataset=ml-latest-small, objective=stars, seed=42")
+        for model in ("deepfm", "fm")
+    ]
+    assert sum(rule.startswith("train_") for rule, _ in after[2:]) == 6  # the rest after
+
+
 def test_a_second_run_has_nothing_to_do(project):
     assert "Nothing to be done" in snakemake(project, "-n").stdout
 

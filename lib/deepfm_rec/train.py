@@ -493,10 +493,10 @@ def train_model(
         logger.info("l2 {} as chosen on valid in {}", values[0], chosen)
     users = choice_users(encoded, settings["l2_rows"], seed) if len(values) > 1 else None
     sign = 1 if settings["objective"] == "stars" else -1  # RMSE falls, NDCG rises
-    best, scores = None, {}
-    for l2 in values:  # only the best so far is kept: one model in memory beside the next
+
+    def fit_l2(l2: float, users: np.ndarray | None) -> Trained:
         config, hparams = split_settings(settings | {"l2": l2})
-        trained = fit(
+        return fit(
             encoded,
             model_name,
             hparams,
@@ -506,6 +506,10 @@ def train_model(
             memory_budget=memory_budget,
             users=users,
         )
+
+    best, scores = None, {}
+    for l2 in values:  # only the best so far is kept: one model in memory beside the next
+        trained = fit_l2(l2, users)
         scores[l2] = trained.score
         if best is None or sign * scores[l2] < sign * best.score:  # the first of equals
             best = trained
@@ -517,15 +521,7 @@ def train_model(
         trained_users = np.unique(np.asarray(encoded.arrays["user"])[encoded.rows("train")])
         extra["l2_users"] = [int(users.sum()), len(trained_users)]
         logger.info("(on {} of {} users); training it on all", *extra["l2_users"])
-        config, hparams, best = best.config, best.hparams, None  # the sample's model goes
-        best = fit(
-            encoded,
-            model_name,
-            hparams,
-            config,
-            seed=seed,
-            device=device,
-            memory_budget=memory_budget,
-        )
+        l2, best, trained = best.config.l2, None, None  # the sample's models go first
+        best = fit_l2(l2, None)
     best.save(encoded.meta, checkpoint=Path(checkpoint), history=Path(history), **extra)
     return best.table, best.kept

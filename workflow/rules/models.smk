@@ -15,6 +15,8 @@ rule train_fm:
         "logs/train_fm/{dataset}/{objective}/seed{seed}.log",
     benchmark:
         "benchmarks/train_fm/{dataset}/{objective}/seed{seed}.tsv"
+    # the star trainings first: with their l2 choice they are the longest jobs at scale
+    priority: lambda wildcards: 1 if wildcards.objective == "stars" else 0
     threads: config["threads"]
     params:
         model="fm",
