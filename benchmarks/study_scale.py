@@ -12,8 +12,12 @@ users and movies, `source: null`) with the given seeds, runs `snakemake --cores
 time (summed, and the longest) and the largest peak RSS, from Snakemake's `benchmark:`
 files (rules without one, the download and the report, are in the total only), the
 whole run's wall time, and the test metrics of every model and baseline (mean over the
-seeds) beside the generator's noise floor. A rerun in the same folder reruns what
-changed, so delete the folder to time a run from scratch.
+seeds) beside the generator's noise floor. After the study (outside its wall time) it
+trains the reference the star models must not lose to: the project's FM with fields
+`[user, item]` alone, as the shipped `fm.stars` section trains (its l2 choice included),
+on the study's encoded folder and seeds, in `reference/`; its row is "fm [user, item]
+(stars)". A rerun in the same folder reruns what changed, so delete the folder to time a
+run from scratch.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from deepfm_rec.config import SCHEMA, load_config, study_path
+from deepfm_rec.config import SCHEMA, load_config, study_path, train_settings
+from deepfm_rec.evaluate import write_model_metrics
+from deepfm_rec.train import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ("Snakefile", "workflow", "scripts", "config")
@@ -65,6 +71,55 @@ def rule_table(folder: Path) -> pd.DataFrame:
     )
 
 
+def reference(folder: Path, config: dict, threads: int) -> pd.DataFrame:
+    """The project's FM with fields [user, item] alone, trained and evaluated on the
+    study's encoded folder as the study trains fm.stars (one l2 choice, on its first
+    seed): metrics.tsv's columns, a row per seed, under the model "fm [user, item]"."""
+    encoded = folder / study_path("encoded", dataset="synthetic")
+    settings = train_settings(config, "fm", "stars") | {"fields": ["user", "item"]}
+    ranking = config["ranking"]
+    records = []
+    for seed in config["seeds"]:
+        out = folder / "reference" / f"seed{seed}"
+        out.mkdir(parents=True, exist_ok=True)
+        if not (out / "metrics.json").exists():
+            first = folder / "reference" / f"seed{config['seeds'][0]}" / "model.pt"
+            train_model(
+                encoded,
+                "fm",
+                settings,
+                seed=seed,
+                device=config["device"],
+                threads=threads,
+                memory_budget=config["memory_budget_gb"] * 1e9,
+                checkpoint=out / "model.pt",
+                history=out / "history.tsv",
+                chosen=None if seed == config["seeds"][0] else first,
+            )
+            write_model_metrics(
+                encoded,
+                out / "model.pt",
+                out / "metrics.json",
+                ks=[ranking["k"]],
+                threshold=ranking["threshold"],
+                exclude=ranking["exclude"],
+                device=config["device"],
+                threads=threads,
+                memory_budget=config["memory_budget_gb"] * 1e9,
+            )
+        record = json.loads((out / "metrics.json").read_text())
+        (at_k,) = record["ranking"]
+        records.append(
+            {
+                "model": "fm [user, item] (stars)",
+                "rmse": record["rmse"],
+                "mae": record["mae"],
+                **{f"{name}@{ranking['k']}": at_k[name] for name in ("ndcg", "hr")},
+            }
+        )
+    return pd.DataFrame(records)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ratings", type=int, default=1_000_000)
@@ -98,7 +153,9 @@ def main() -> None:
         f"{'total (wall)':<16} {len(rules) and rules['jobs'].sum():>4} {wall:>9.1f} "
         f"{'':>9} {rules['peak_rss_mb'].max():>12,.0f}"
     )
-    k = load_config(folder / "config" / "config.yaml", folder / SCHEMA)["ranking"]["k"]
+    config = load_config(folder / "config" / "config.yaml", folder / SCHEMA)
+    k = config["ranking"]["k"]
+    metrics = pd.concat([metrics, reference(folder, config, args.cores)])
     mean = metrics.groupby("model", sort=False)[["rmse", "mae", f"ndcg@{k}", f"hr@{k}"]].mean()
     encoded = folder / study_path("encoded", dataset="synthetic")
     truth = json.loads((encoded / "meta.json").read_text())

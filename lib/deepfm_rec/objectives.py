@@ -38,11 +38,6 @@ LOSSES = ("softmax", "bpr", "bce")
 SAMPLERS = ("uniform", "popularity")
 
 
-def of_users(encoded: Encoded, rows: np.ndarray, users: np.ndarray | None) -> np.ndarray:
-    """The `rows` whose user is in `users` (a bool per user code; None: every user)."""
-    return rows if users is None else rows[users[np.asarray(encoded.arrays["user"])[rows]]]
-
-
 def l2_penalty(field_rows: torch.Tensor) -> torch.Tensor:
     """The batch's mean squared norm of its rows' field vectors (w and v of every field)."""
     return (field_rows * field_rows).sum() / len(field_rows)
@@ -99,8 +94,8 @@ class Stars:
 
     def __init__(self, encoded: Encoded, maker: BatchMaker, config, users=None) -> None:
         self.maker, self.config = maker, config
-        self.train_rows = of_users(encoded, encoded.rows("train"), users)
-        self.valid_rows = of_users(encoded, encoded.rows("valid"), users)
+        self.train_rows = encoded.rows("train", users)
+        self.valid_rows = encoded.rows("valid", users)
         self.valid_label = np.asarray(encoded.arrays["label"])[self.valid_rows]
 
     def batches(self, generator: torch.Generator) -> Iterator[Batch]:
@@ -229,7 +224,7 @@ class Ranking:
             )
         if config.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {config.loss!r}")
-        train = of_users(encoded, encoded.rows("train"), users)
+        train = encoded.rows("train", users)
         label = np.asarray(encoded.arrays["label"])[train]
         self.positives = train[label >= config.positives]
         self.users = torch.from_numpy(np.asarray(encoded.arrays["user"]).astype(np.int64))

@@ -62,9 +62,11 @@ class Encoded:
         """The fields of one kind, in meta order."""
         return [f for f in self.meta["fields"] if f["kind"] == kind]
 
-    def rows(self, split: str) -> np.ndarray:
-        """Row indices (int64) of a split."""
-        return np.flatnonzero(self.arrays["split"] == SPLITS[split])
+    def rows(self, split: str, users: np.ndarray | None = None) -> np.ndarray:
+        """Row indices (int64) of a split, of the users in `users` alone where given (a
+        bool per user code)."""
+        rows = np.flatnonzero(self.arrays["split"] == SPLITS[split])
+        return rows if users is None else rows[users[np.asarray(self.arrays["user"])[rows]]]
 
     def size(self, field: str) -> int:
         """The vocabulary size of a categorical or multi-valued field (codes 0..size-1)."""
