@@ -71,11 +71,11 @@ def rule_table(folder: Path) -> pd.DataFrame:
     )
 
 
-def reference(folder: Path, config: dict, threads: int) -> pd.DataFrame:
+def reference(folder: Path, encoded: Path, config: dict, threads: int) -> pd.DataFrame:
     """The project's FM with fields [user, item] alone, trained and evaluated on the
-    study's encoded folder as the study trains fm.stars (one l2 choice, on its first
-    seed): metrics.tsv's columns, a row per seed, under the model "fm [user, item]"."""
-    encoded = folder / study_path("encoded", dataset="synthetic")
+    study's `encoded` folder as the study trains fm.stars (one l2 choice, on its first
+    seed), in folder/reference: metrics.tsv's columns, a row per seed, under the model
+    "fm [user, item] (stars)"."""
     settings = train_settings(config, "fm", "stars") | {"fields": ["user", "item"]}
     ranking = config["ranking"]
     records = []
@@ -155,9 +155,9 @@ def main() -> None:
     )
     config = load_config(folder / "config" / "config.yaml", folder / SCHEMA)
     k = config["ranking"]["k"]
-    metrics = pd.concat([metrics, reference(folder, config, args.cores)])
-    mean = metrics.groupby("model", sort=False)[["rmse", "mae", f"ndcg@{k}", f"hr@{k}"]].mean()
     encoded = folder / study_path("encoded", dataset="synthetic")
+    metrics = pd.concat([metrics, reference(folder, encoded, config, args.cores)])
+    mean = metrics.groupby("model", sort=False)[["rmse", "mae", f"ndcg@{k}", f"hr@{k}"]].mean()
     truth = json.loads((encoded / "meta.json").read_text())
     print(
         f"\ntest metrics, mean over the seeds; the generator's noise floor (RMSE of the true "
