@@ -22,18 +22,21 @@ import yaml
 from container_helpers import snakefile_image
 from test_pins import dockerfile_pins
 
-from workflow_helpers import FAST, HUNG, SNAKEMAKE, copy_project, scheduled_jobs
+from workflow_helpers import HUNG, SNAKEMAKE, TINY, copy_project, scheduled_jobs
 
 pytestmark = pytest.mark.container
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDIN = ROOT / "tests" / "harness" / "bin"
-SMALL = {**FAST, "seeds": [42], "device": "cpu"}  # one seed, CPU: bit-identical runs
+# The ml-100k layout's fixture (50 ratings) in the project's inputs/: what the image runs
+# is every job, not the data's size. One seed on the CPU: two runs are bit-identical.
+SMALL = {**TINY, "device": "cpu", "dataset": "ml-100k", "source": "inputs/ml-100k"}
 IMAGE_USER = 1000  # the Dockerfile's `deepfm`
 
 
 def small_project(path: Path) -> Path:
     project = copy_project(path)
+    shutil.copytree(ROOT / "tests" / "fixtures" / "ml-100k", project / "inputs" / "ml-100k")
     (project / "config" / "small.yaml").write_text(yaml.safe_dump(SMALL))
     return project
 
