@@ -1,7 +1,6 @@
 """The two training objectives of one architecture: stars and ranking.
 
-stars: MSE on the rating (stars), valid RMSE/MAE; early stopping on valid MSE (the RMSE
-the study reports).
+stars: MSE on the rating (stars), valid RMSE/MAE; early stopping on valid MAE.
 ranking: implicit feedback. Positives are train ratings (of at least `positives` stars);
     each batch of positives is contrasted with movies its users did not rate in train:
     every movie (negatives 0) or `negatives` movies drawn without replacement per batch
@@ -90,7 +89,7 @@ class Stars:
     """MSE on star ratings over the train split; valid MSE and MAE. With `users` (a bool
     per user code) both are over those users' rows only (train_model's l2 choice)."""
 
-    monitor, mode = "valid_mse", "min"
+    monitor, mode = "valid_mae", "min"
     columns = ["train_mse", "train_mae", "valid_mse", "valid_mae"]
 
     def __init__(self, encoded: Encoded, maker: BatchMaker, config, users=None) -> None:

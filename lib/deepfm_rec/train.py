@@ -1,7 +1,7 @@
 """Training: an explicit epoch loop with Adam, LR on plateau and early stopping.
 
 The loss and the monitored valid metric are the objective's (deepfm_rec.objectives):
-MSE and valid MSE for stars, a ranking loss and valid NDCG@k for ranking. train_model
+MSE and valid MAE for stars, a ranking loss and valid NDCG@k for ranking. train_model
 trains a config section, choosing its l2 on valid where the section lists several.
 """
 
@@ -300,7 +300,7 @@ def fit(
     users: np.ndarray | None = None,
 ) -> Trained:
     """Train `model_name` on the train split for `config.objective`, early-stopped on its
-    valid metric (stars: MSE; ranking: NDCG@k), with the kept epoch's weights restored.
+    valid metric (stars: MAE; ranking: NDCG@k), with the kept epoch's weights restored.
 
     `memory_budget` (bytes) bounds the per-row arrays copied to the device, larger data
     is streamed (see BatchMaker); the batches and the model are the same either way.
