@@ -69,7 +69,7 @@ def versions(image) -> dict:
 
 @pytest.fixture(scope="module")
 def run_in_image(image, tmp_path_factory) -> Path:
-    """The small study, run by the image's own snakemake as its non-root user, offline."""
+    """SMALL's study, run by the image's own snakemake as its non-root user, offline."""
     project = small_project(tmp_path_factory.mktemp("in-image"))
     shutil.chown(project, IMAGE_USER, IMAGE_USER)
     for path in project.rglob("*"):
