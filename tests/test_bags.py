@@ -84,7 +84,7 @@ def test_bag_table_steps_every_bag_refresh_steps_and_the_sums_follow(encoded_tin
     optimizer = Optimizers(model, config, sparse=False)
     table = model.embedding.bag_table
     bags = model.embedding.bags
-    assert optimizer.bag_optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 2**0.5)
+    assert optimizer.bag_optimizer.lr == pytest.approx(0.01 * 2**0.5)
     before = table.detach().clone()
     for step, batch in enumerate(batches, start=1):
         optimizer.zero_grad()

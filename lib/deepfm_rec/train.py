@@ -23,7 +23,7 @@ from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.inference import read_checkpoint, resolve_device, write_checkpoint
 from deepfm_rec.models import OBJECTIVES, attach_bags, build_model
 from deepfm_rec.objectives import Ranking, Stars
-from deepfm_rec.optim import RowAdam
+from deepfm_rec.optim import Adam, Plateau, RowAdam
 
 
 @dataclass(kw_only=True)
@@ -79,7 +79,7 @@ class TrainConfig:
 
 
 class Optimizers:
-    """Fused Adam, or RowAdam for the sparse-gradient embedding table plus Adam for the rest;
+    """Adam, or RowAdam for the sparse-gradient embedding table plus Adam for the rest;
     and the bag table's Adam, which steps every `bag_refresh` steps (see TrainConfig).
 
     One interface for the loop: zero_grad, step, the LR on plateau.
@@ -97,9 +97,7 @@ class Optimizers:
         ]
         ids = {id(p) for p in [*sparse_params, bag_table]}
         dense_params = [p for p in model.parameters() if id(p) not in ids]
-        self.optimizers: list[torch.optim.Optimizer] = [
-            torch.optim.Adam(dense_params, lr=config.lr, fused=True)
-        ]
+        self.optimizers: list[Adam] = [Adam(dense_params, lr=config.lr)]
         if sparse and sparse_params:
             self.optimizers.append(RowAdam(sparse_params, lr=config.lr))
         self.bag_optimizer, self.refresh = None, 1
@@ -108,19 +106,16 @@ class Optimizers:
             # one step for `refresh` steps' gradients: the square-root rule of Adam with a
             # batch that many times larger (on 1M ratings, lr × refresh overshot at 32)
             lr = config.lr * math.sqrt(self.refresh)
-            self.bag_optimizer = torch.optim.Adam([bag_table], lr=lr, fused=True)
+            self.bag_optimizer = Adam([bag_table], lr=lr)
             self.optimizers.append(self.bag_optimizer)
-        self.schedulers = [
-            torch.optim.lr_scheduler.ReduceLROnPlateau(
-                o, mode=mode, factor=config.lr_factor, patience=config.lr_patience
-            )
-            for o in self.optimizers
-        ]
+        self.plateau = Plateau(
+            self.optimizers, mode=mode, factor=config.lr_factor, patience=config.lr_patience
+        )
 
     def zero_grad(self) -> None:
         for optimizer in self.optimizers:
             if optimizer is not self.bag_optimizer:  # its gradient is set by BagSums.push
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
 
     def step(self) -> None:
         for optimizer in self.optimizers:
@@ -135,12 +130,11 @@ class Optimizers:
             self.embedding.resum()
 
     def plateau_step(self, metric: float) -> None:
-        for scheduler in self.schedulers:
-            scheduler.step(metric)
+        self.plateau.step(metric)
 
     @property
     def lr(self) -> float:
-        return self.optimizers[0].param_groups[0]["lr"]
+        return self.optimizers[0].lr
 
 
 # bag codes per training row that the refreshes may sum (see refresh_steps)
