@@ -92,7 +92,8 @@ def test_a_killed_worker_fails_its_trial_and_the_other_finishes_the_budget(proje
     while victim is None and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.2)
         running = study_of(project).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-        owned = [t for t in running if t.user_attrs.get("worker") == 1]
+        # a trial's attributes land one write at a time: wait for its process's too
+        owned = [t for t in running if t.user_attrs.get("worker") == 1 and "host" in t.user_attrs]
         if owned:
             victim = owned[0]
     assert victim is not None, "worker 1 never ran a trial"

@@ -28,7 +28,7 @@ class Adam:
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float) -> None:
         self.params, self.lr = list(params), lr
-        self.state: dict[torch.nn.Parameter, tuple[torch.Tensor, ...]] = {}
+        self.state: dict[torch.nn.Parameter, tuple] = {}  # step count, moments
 
     def zero_grad(self) -> None:
         for param in self.params:
@@ -40,7 +40,7 @@ class Adam:
         if not params:
             return
         for p in params:
-            if p not in self.state:  # step count, first and second moments
+            if p not in self.state:
                 step = torch.zeros((), dtype=torch.float32, device=p.device)
                 self.state[p] = (step, torch.zeros_like(p), torch.zeros_like(p))
         steps, exp_avgs, exp_avg_sqs = (
