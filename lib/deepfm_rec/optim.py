@@ -126,7 +126,8 @@ class Plateau:
     `mode`: min (a lower metric is better) or max.
     """
 
-    THRESHOLD = 1e-4
+    THRESHOLD = 1e-4  # a better metric beats the best by this share of it
+    MIN_CHANGE = 1e-8  # a smaller change of an lr is not made (torch's eps)
 
     def __init__(self, optimizers: list[Adam], *, mode: str, factor: float, patience: int):
         self.optimizers, self.mode, self.factor, self.patience = optimizers, mode, factor, patience
@@ -144,6 +145,6 @@ class Plateau:
             self.bad_epochs += 1
         if self.bad_epochs > self.patience:
             for optimizer in self.optimizers:
-                if optimizer.lr - optimizer.lr * self.factor > EPS:  # torch's eps on a change
+                if optimizer.lr - optimizer.lr * self.factor > self.MIN_CHANGE:
                     optimizer.lr *= self.factor
             self.bad_epochs = 0
