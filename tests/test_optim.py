@@ -6,12 +6,12 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from deepfm_rec.optim import Adam, Plateau, RowAdam
-from workflow_helpers import ROOT
 
 
 def test_row_adam_matches_sparse_adam():
@@ -93,14 +93,14 @@ def test_training_does_not_import_torchs_compiler(encoded_tiny):
     # job needs none of it
     script = f"""
 import sys
-from deepfm_rec.config import load_config, train_settings
-from deepfm_rec.train import fit, first_l2, split_settings
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from settings_helpers import shipped
 from deepfm_rec.data.encoding import open_encoded
-settings = first_l2(train_settings(load_config(), "deepfm", "stars"))
-config, hparams = split_settings(settings | {{"max_epochs": 1, "lr_patience": 0}})
+from deepfm_rec.train import fit
+config, hparams = shipped("deepfm", "stars", max_epochs=1, lr_patience=0)
 fit(open_encoded({str(encoded_tiny.folder)!r}), "deepfm", hparams, config, seed=0, device="cpu")
 print("torch._dynamo" in sys.modules)
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False"]
