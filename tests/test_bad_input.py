@@ -11,11 +11,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workflow_helpers import TINY, copy_project, edit_config, error_messages, full_disk, snakemake
+from workflow_helpers import (
+    FIXTURES,
+    TINY,
+    copy_project,
+    edit_config,
+    error_messages,
+    full_disk,
+    snakemake,
+)
 
 pytestmark = pytest.mark.workflow
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def zip_folder(archive: Path, folder: Path, inside: str, skip: tuple[str, ...] = ()) -> Path:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from deepfm_rec.data.layouts import read_canonical
-from workflow_helpers import STUDY_ROWS, TINY, copy_project, edit_config, snakemake
+from workflow_helpers import FIXTURES, STUDY_ROWS, TINY, copy_project, edit_config, snakemake
 
 pytestmark = pytest.mark.workflow
 
-FIXTURES = Path(__file__).parent / "fixtures"
 # The temporal split and candidates that exclude train only run on one layout's study.
 TEMPORAL = {"split": {"method": "temporal"}, "ranking": {"exclude": "train"}}
 

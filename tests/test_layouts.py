@@ -19,9 +19,7 @@ from deepfm_rec.data.layouts import (
     write_canonical,
 )
 from deepfm_rec.data.sources import DATASETS
-from workflow_helpers import ROOT
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from workflow_helpers import FIXTURES, ROOT
 
 # layout -> (fixture folder, ratings file, separator, a dataset of that layout)
 LAYOUTS = {

@@ -15,6 +15,7 @@ from deepfm_rec.data import sources
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import read_canonical, read_tables
 from deepfm_rec.data.sources import DATASETS, fetch, parse_md5_sidecar
+from workflow_helpers import FIXTURES
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "resources" / "embedded" / "ml-latest-small"
 FILES_100K = ("u.data", "u.item", "u.user")
@@ -123,7 +124,7 @@ def test_only_the_datasets_files_are_unpacked_from_a_zip(tmp_path, monkeypatch):
 
 def test_a_zip_with_the_right_md5_is_extracted_and_parsed(tmp_path, monkeypatch):
     archive = tmp_path / "ml-100k.zip"
-    fixture = Path(__file__).parent / "fixtures" / "ml-100k"
+    fixture = FIXTURES / "ml-100k"
     files = {p.name: p.read_bytes() for p in fixture.iterdir()}
     md5 = make_zip(archive, "ml-100k", files)
     spec = sources.DatasetSpec("ml-100k", "ml-100k", "ml-100k", FILES_100K, md5=md5)
@@ -271,7 +272,7 @@ def test_a_download_over_http_is_verified_with_progress(tmp_path, monkeypatch):
 
     served = tmp_path / "served"
     served.mkdir()
-    fixture = Path(__file__).parent / "fixtures" / "ml-20m"
+    fixture = FIXTURES / "ml-20m"
     files = {p.name: p.read_bytes() for p in fixture.iterdir()}
     md5 = make_zip(served / "ml-32m.zip", "ml-32m", files)
     (served / "ml-32m.zip.md5").write_text(f"{md5}  ml-32m.zip\n")

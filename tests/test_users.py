@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,8 +10,7 @@ from deepfm_rec.data.encoding import encode
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.layouts import read_tables
 from deepfm_rec.data.users import AGES, COLUMNS, GENDERS, OCCUPATIONS, build_users, synthesize
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from workflow_helpers import FIXTURES
 
 
 def test_synthetic_users_are_seeded_and_follow_ml1m_marginals():

@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# Small hand-written datasets, one folder per upstream layout
+FIXTURES = ROOT / "tests" / "fixtures"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # Seconds before a study run (a snakemake, a podman run, a benchmark) counts as hung and
 # fails its test instead of holding CI. Generous: inside the suite the cores are shared,

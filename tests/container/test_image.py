@@ -22,7 +22,7 @@ import yaml
 from container_helpers import snakefile_image
 from test_pins import dockerfile_pins
 
-from workflow_helpers import HUNG, SNAKEMAKE, TINY, copy_project, scheduled_jobs
+from workflow_helpers import FIXTURES, HUNG, SNAKEMAKE, TINY, copy_project, scheduled_jobs
 
 pytestmark = pytest.mark.container
 
@@ -36,7 +36,7 @@ IMAGE_USER = 1000  # the Dockerfile's `deepfm`
 
 def small_project(path: Path) -> Path:
     project = copy_project(path)
-    shutil.copytree(ROOT / "tests" / "fixtures" / "ml-100k", project / "inputs" / "ml-100k")
+    shutil.copytree(FIXTURES / "ml-100k", project / "inputs" / "ml-100k")
     (project / "config" / "small.yaml").write_text(yaml.safe_dump(SMALL))
     return project
 
