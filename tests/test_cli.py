@@ -23,7 +23,8 @@ from loguru import logger
 
 from deepfm_rec.cli import main
 from deepfm_rec.config import SCHEMA
-from deepfm_rec.recommend import Recommender, read_items
+from deepfm_rec.data.catalogue import read_items
+from deepfm_rec.recommend import Recommender
 from deepfm_rec.train import train
 from settings_helpers import ROOT, shipped
 from workflow_helpers import copy_project, edit_config

@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from deepfm_rec.models import MODELS
+from deepfm_rec.report import TITLES
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "deepfm_rec"
 
@@ -94,3 +99,16 @@ def test_an_import_pointing_up_is_caught():
         "deepfm_rec.config"
     ]  # same layer, another part
     assert upward("deepfm_rec.models.fm", "from deepfm_rec.models.layers import FM") == []
+
+
+def test_the_report_and_the_data_layer_run_without_torch():
+    # the report job (and download, users, encode) import no torch: 1.8 s of CPU a job
+    probe = (
+        "import sys, deepfm_rec.report, deepfm_rec.data.catalogue, deepfm_rec.data.encoding; "
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]
+    # the report's names of the models are the classes' (it cannot import them)
+    assert TITLES == {name: model.__name__ for name, model in MODELS.items()}

@@ -88,19 +88,28 @@ def test_plateau_makes_reduce_lr_on_plateaus_decisions(mode):
     assert len(set(lrs)) >= 3  # the sequence did reduce, more than once
 
 
-def test_training_does_not_import_torchs_compiler(encoded_tiny):
-    # torch.optim imports torch._dynamo (sympy, fx: 1.7 s of CPU) on first use; a training
-    # job needs none of it
+def test_training_and_profiling_do_not_import_torchs_compiler(encoded_tiny, tmp_path):
+    # torch.optim imports torch._dynamo (sympy, fx: 1.7 s of CPU) on first use, and
+    # torch.profiler's start imports torch._inductor (which imports it); a training job
+    # and a profile job need none of it
     script = f"""
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
 from settings_helpers import shipped
 from deepfm_rec.data.encoding import open_encoded
+from deepfm_rec.profiling import profile_step
 from deepfm_rec.train import fit
+encoded, out = open_encoded({str(encoded_tiny.folder)!r}), Path({str(tmp_path)!r})
 config, hparams = shipped("deepfm", "stars", max_epochs=1, lr_patience=0)
-fit(open_encoded({str(encoded_tiny.folder)!r}), "deepfm", hparams, config, seed=0, device="cpu")
+trained = fit(encoded, "deepfm", hparams, config, seed=0, device="cpu")
+print("torch._dynamo" in sys.modules)
+trained.save(encoded.meta, checkpoint=out / "model.pt", history=out / "history.tsv")
+kw = dict(batch_size=32, warmup=1, row_limit=5, device="cpu", memory_budget=1e9)
+print("aten::" in profile_step(encoded, out / "model.pt", trace=out / "trace.json", **kw))
 print("torch._dynamo" in sys.modules)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False"]
+    assert done.stdout.split() == ["False", "True", "False"]
+    assert (tmp_path / "trace.json").stat().st_size > 0

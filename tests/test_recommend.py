@@ -8,16 +8,11 @@ import pytest
 import torch
 
 from deepfm_rec.data.batches import Batch, BatchMaker
+from deepfm_rec.data.catalogue import read_items, user_code
 from deepfm_rec.data.encoding import SPLITS, Encoded, encode, open_encoded
 from deepfm_rec.data.layouts import Tables
 from deepfm_rec.data.users import COLUMNS
-from deepfm_rec.recommend import (
-    RECOMMENDATION_COLUMNS,
-    Recommender,
-    read_items,
-    user_code,
-    write_recommendations,
-)
+from deepfm_rec.recommend import RECOMMENDATION_COLUMNS, Recommender, write_recommendations
 from deepfm_rec.topk import exclusion_splits, rated_items
 from deepfm_rec.train import train
 from settings_helpers import shipped

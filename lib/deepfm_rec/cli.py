@@ -80,7 +80,7 @@ def read_study_config(parser: argparse.ArgumentParser, hint: str = "") -> dict:
 
 def check_items(encoded_dir: Path, n_movies: int, parser: argparse.ArgumentParser) -> None:
     """items.tsv of the encoded folder: there, and a row for each movie code 1..n_movies."""
-    from deepfm_rec.recommend import read_items
+    from deepfm_rec.data.catalogue import read_items
 
     path = encoded_dir / "items.tsv"
     again = "encode it again (snakemake --forcerun encode)"
@@ -147,13 +147,9 @@ def recommend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
 
     # imported here, not at the top: --help and bad arguments answer without the seconds
     # that importing torch takes (there is no module cycle)
+    from deepfm_rec.data.catalogue import known_favourites, user_code
     from deepfm_rec.inference import resolve_device
-    from deepfm_rec.recommend import (
-        Recommender,
-        known_favourites,
-        recommendation_table,
-        user_code,
-    )
+    from deepfm_rec.recommend import Recommender, recommendation_table
     from deepfm_rec.topk import exclusion_splits, rated_items
 
     try:

@@ -1,4 +1,8 @@
-"""torch.profiler over one training step (forward, backward, optimizer step)."""
+"""torch's profiler over one training step (forward, backward, optimizer step).
+
+torch.autograd.profiler.profile, the Kineto profiler that torch.profiler.profile wraps:
+the wrapper's start imports torch._inductor (a `hasattr(torch, "_inductor")` on torch's
+lazy modules), about 2 s of CPU a profile job spends on the compiler it never uses."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from pathlib import Path
 
 import torch
 from loguru import logger
-from torch.profiler import ProfilerActivity, profile, record_function
+from torch.autograd.profiler import profile, record_function
 
 from deepfm_rec.data.encoding import Encoded, open_encoded
 from deepfm_rec.inference import read_checkpoint, resolve_device
@@ -66,12 +70,10 @@ def profile_step(
 
     for _ in range(warmup):
         step()
-    activities = [ProfilerActivity.CPU]
     cuda = device_t.type == "cuda"
     if cuda:
-        activities.append(ProfilerActivity.CUDA)
         torch.cuda.synchronize()
-    with profile(activities=activities, record_shapes=True) as prof:
+    with profile(use_device="cuda" if cuda else None, record_shapes=True, use_kineto=True) as prof:
         step()
         if cuda:
             torch.cuda.synchronize()
