@@ -5,7 +5,7 @@ The suite runs in pytest-xdist workers, each test file in one of them, in the or
 pytest_collection_modifyitems sorts them (pyproject's addopts): the browser, cluster and
 container files, the longest, start first (one SLURM on its fixed ports, one image
 build), and the files that read the small study come last. Each worker has its own
-session fixtures, except the encoded data and the small study, which the first worker to
+session fixtures, except the encoded data and the two studies, which the first worker to
 need them builds and the others wait for (`once_per_run`)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.data.layouts import read_canonical
 from deepfm_rec.data.sources import fetch
 from deepfm_rec.data.users import build_users
-from workflow_helpers import FAST, copy_project, edit_config, snakemake
+from workflow_helpers import FAST, TINY_100K, copy_project, edit_config, snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED = ROOT / "resources" / "embedded" / "ml-latest-small"
@@ -137,3 +137,17 @@ def small_study(tmp_path_factory) -> Path:
         snakemake(project)
 
     return once_per_run(tmp_path_factory, "small-study", build)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> Path:
+    """A scratch clone that has run the study on the ml-100k layout's fixture (TINY_100K)
+    to results/report.html, its snakemake output in snakemake.out; tests read it and
+    must leave it as they found it."""
+
+    def build(project: Path) -> None:
+        copy_project(project)
+        edit_config(project, TINY_100K)
+        (project / "snakemake.out").write_text(snakemake(project, "results/report.html").stdout)
+
+    return once_per_run(tmp_path_factory, "tiny-study", build)

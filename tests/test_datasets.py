@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 
 from deepfm_rec.data.layouts import read_canonical
-from workflow_helpers import FIXTURES, STUDY_ROWS, TINY, copy_project, edit_config, snakemake
+from workflow_helpers import (
+    FIXTURES,
+    STUDY_ROWS,
+    TINY,
+    TINY_100K,
+    copy_project,
+    edit_config,
+    snakemake,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -25,15 +33,21 @@ TEMPORAL = {"split": {"method": "temporal"}, "ranking": {"exclude": "train"}}
         ("ml-10m", FIXTURES / "ml-10m" / "ml-10M100K", "synthetic", {}),
     ],
 )
-def test_each_layout_runs_download_to_report(tmp_path, dataset, source, origin, protocol):
+def test_each_layout_runs_download_to_report(request, tmp_path, dataset, source, origin, protocol):
     """Each upstream layout through the whole study. The csv layout (ml-20m, ml-25m,
     ml-32m) is the embedded ml-latest-small's: its study is conftest's small_study, and
     ml-20m's fixture runs to encode below; `dataset: synthetic` runs to the report in
-    test_benchmarks.py (study_scale.py)."""
-    project = copy_project(tmp_path)
-    edit_config(project, {**TINY, "dataset": dataset, "source": str(source), **protocol})
-    ran = snakemake(project, "results/report.html")
-    assert "deepfm-rec: the report is results/report.html" in ran.stdout
+    test_benchmarks.py (study_scale.py). ml-100k's study is conftest's tiny_study, which
+    the cluster's run is compared with too."""
+    settings = {**TINY, "dataset": dataset, "source": str(source), **protocol}
+    if settings == TINY_100K:
+        project = request.getfixturevalue("tiny_study")
+        output = (project / "snakemake.out").read_text()
+    else:
+        project = copy_project(tmp_path)
+        edit_config(project, settings)
+        output = snakemake(project, "results/report.html").stdout
+    assert "deepfm-rec: the report is results/report.html" in output
     results = project / "results" / dataset
     meta = json.loads((results / "encoded" / "meta.json").read_text())
     metrics = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")

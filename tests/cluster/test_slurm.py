@@ -16,17 +16,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import FAST, HUNG, ROOT, SNAKEMAKE, copy_project, scheduled_jobs
+from workflow_helpers import HUNG, ROOT, SNAKEMAKE, TINY_100K, copy_project, scheduled_jobs
 
 pytestmark = pytest.mark.cluster
 
-# The session's small study with one seed (on the CPU, so that two runs are bit-identical),
-# and a search of FM stars by two workers, which the study's outputs do not read.
-SMALL = {
-    **FAST,
-    "seeds": [42],
-    "tune": {"sections": ["fm.stars"], "trials": 4, "workers": 2},
-}
+# The session's tiny study (the ml-100k layout's fixture, one seed, on the CPU: two runs
+# are bit-identical), and a search of FM stars by two workers, which the study's outputs
+# do not read. What runs on SLURM is every job, not the data's size.
+SMALL = {**TINY_100K, "tune": {"sections": ["fm.stars"], "trials": 4, "workers": 2}}
+SEED = TINY_100K["seeds"][0]
 GPU_RULES = {"train_fm", "train_deepfm", "profile", "tune_worker"}
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 
@@ -71,10 +69,9 @@ test_profile.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture(scope="module")
-def local_run(small_study) -> Path:
-    """The session's small study, run locally: SMALL's settings with a second seed (43),
-    whose jobs leave seed 42's alone."""
-    return small_study
+def local_run(tiny_study) -> Path:
+    """The session's tiny study, run locally: SMALL's settings but the search."""
+    return tiny_study
 
 
 def on_slurm(slurm, project: Path, *args: str) -> tuple[str, list[dict[str, str]]]:
@@ -151,14 +148,13 @@ def test_only_training_and_profiling_get_a_gpu(cluster_run):
 def test_the_cluster_report_matches_a_local_run(cluster_run, local_run):
     project, _, _ = cluster_run
     scores = {}
-    for path in sorted((local_run / "results").rglob("seed42/metrics.json")):
+    for path in sorted((local_run / "results").rglob(f"seed{SEED}/metrics.json")):
         name = path.relative_to(local_run)
         scores[name] = json.loads((project / name).read_text())
         assert scores[name] == json.loads(path.read_text()), name
     assert len(scores) == 4  # fm and deepfm, both objectives, one seed
     here = pd.read_csv(project / "results" / "metrics.tsv", sep="\t")
     there = pd.read_csv(local_run / "results" / "metrics.tsv", sep="\t")
-    there = there[there["seed"].isna() | (there["seed"] == 42)].reset_index(drop=True)
     pd.testing.assert_frame_equal(here, there, check_exact=True)
     page = (project / "results" / "report.html").read_text()
     for record in scores.values():
@@ -173,7 +169,7 @@ def test_a_search_runs_each_worker_as_a_gpu_job_sharing_one_study(cluster_run):
     workers = {job["JobId"] for job in jobs if rule_of(job) == "tune_worker"}
     assert len(workers) == 2 and {"tune_study", "tune_summary"} <= {rule_of(j) for j in jobs}
     table = pd.read_csv(
-        project / "results/ml-latest-small/tune/fm/stars/trials.tsv", sep="\t", dtype={"job": str}
+        project / "results/ml-100k/tune/fm/stars/trials.tsv", sep="\t", dtype={"job": str}
     )
     assert sorted(table["trial"]) == [0, 1, 2, 3] and (table["state"] == "COMPLETE").all()
     assert set(table["job"]) <= workers  # every trial ran inside a worker's SLURM job
