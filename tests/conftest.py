@@ -141,13 +141,13 @@ def small_study(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory) -> Path:
-    """A scratch clone that has run the study on the ml-100k layout's fixture (TINY_100K)
-    to results/report.html, its snakemake output in snakemake.out; tests read it and
-    must leave it as they found it."""
+    """A scratch clone that has run the whole study (the default target) on the ml-100k
+    layout's fixture (TINY_100K), its snakemake output in snakemake.out; tests may run
+    snakemake in it again but must leave it as they found it."""
 
     def build(project: Path) -> None:
         copy_project(project)
         edit_config(project, TINY_100K)
-        (project / "snakemake.out").write_text(snakemake(project, "results/report.html").stdout)
+        (project / "snakemake.out").write_text(snakemake(project).stdout)
 
     return once_per_run(tmp_path_factory, "tiny-study", build)

@@ -96,6 +96,12 @@ def test_ease_solves_its_objective(shape):
             assert np.abs(scores - x @ expected).max() < 1e-5
     # "auto" takes the dual where users are at most half the movies
     assert EASE(encoded, 1.0, memory_budget=BUDGET).dual == (2 * shape[0] <= shape[1])
+    # a budget that leaves room for XᵀX's columns two at a time (the last one alone where
+    # the movies are odd): the same co-rating counts
+    n, users = shape[1], shape[0] + 1  # user code 0 has a row of X too
+    tight = 12 * n**2 + 2 * 4 * (users + n)
+    blocked = EASE(encoded, 1.0, memory_budget=tight, solver="primal")
+    assert torch.equal(blocked.gram, torch.from_numpy(x.T @ x).float())
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
-"""What reruns after a change, on real runs of the small study (no dry runs).
+"""What reruns after a change, on real runs of a study (no dry runs).
 
-A copy of the session's small study; then a DeepFM stars setting changes, then FM is
-forced. Each time only the changed rule and what depends on it (as Snakemake's
-`--forcerun` dry run lists it) run, and no other output is touched.
+A copy of the session's tiny study (the ml-100k layout's fixture: which jobs rerun does
+not depend on the data's size); then a DeepFM stars setting changes, then FM is forced.
+Each time only the changed rule and what depends on it (as Snakemake's `--forcerun` dry
+run lists it) run, and no other output is touched.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import FAST, ROOT, edit_config, scheduled_jobs, snakemake
+from workflow_helpers import ROOT, TINY_100K, edit_config, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 
-# the session's small study's settings (on the CPU: a retrained model is bit-identical)
-SEEDS = len(FAST["seeds"])
-DATA = "results/ml-latest-small"
+# the session's tiny study's settings (on the CPU: a retrained model is bit-identical)
+SEEDS = len(TINY_100K["seeds"])
+SEED = TINY_100K["seeds"][0]
+DATA = "results/ml-100k"
 
 
 def executed(output: str) -> dict[str, int]:
@@ -34,7 +36,7 @@ def executed(output: str) -> dict[str, int]:
 
 def stamps(project: Path) -> dict[str, int]:
     """Every output file (resources and results) -> its mtime in ns."""
-    files = [*(project / "resources/ml-latest-small").rglob("*"), *(project / "results").rglob("*")]
+    files = [*(project / "resources/ml-100k").rglob("*"), *(project / "results").rglob("*")]
     return {str(p.relative_to(project)): p.stat().st_mtime_ns for p in files if p.is_file()}
 
 
@@ -67,19 +69,19 @@ def assert_untouched(before: dict[str, int], changed: set[str], *folders: str) -
 
 
 @pytest.fixture(scope="module")
-def project(small_study, tmp_path_factory) -> Path:
-    """A copy of the session's small study (its outputs, their times and Snakemake's
+def project(tiny_study, tmp_path_factory) -> Path:
+    """A copy of the session's tiny study (its outputs, their times and Snakemake's
     records): nothing to do until a test changes something. The tests change its
     config/config.yaml in place (a --configfile would reorder the settings, and Snakemake
-    takes reordered params for changed ones). Its config is written as the small study's
-    was, not copied: test_workflow.py may be editing that one in the other worker."""
+    takes reordered params for changed ones). Its config is written as the tiny study's
+    was, not copied: another worker may be running snakemake in that one."""
     project = tmp_path_factory.mktemp("rerun") / "project"
-    skip = {small_study: ["config"], small_study / ".snakemake": ["log"]}
+    skip = {tiny_study: ["config"], tiny_study / ".snakemake": ["log"]}
     shutil.copytree(
-        small_study, project, symlinks=True, ignore=lambda folder, _: skip.get(Path(folder), [])
+        tiny_study, project, symlinks=True, ignore=lambda folder, _: skip.get(Path(folder), [])
     )
     shutil.copytree(ROOT / "config", project / "config")
-    edit_config(project, FAST)
+    edit_config(project, TINY_100K)
     assert run(project) == {}
     return project
 
@@ -94,7 +96,7 @@ def test_a_deepfm_setting_reruns_train_deepfm_and_its_dependents_only(project):
     # the stars DeepFM of each seed and what reads it: not the ranking DeepFM
     assert ran == {"train_deepfm": SEEDS, "evaluate": SEEDS, "profile": 1, "report": 1, "all": 1}
     changed = touched(before, stamps(project))
-    assert {f"{DATA}/deepfm/stars/seed42/model.pt", "results/report.html"} <= changed
+    assert {f"{DATA}/deepfm/stars/seed{SEED}/model.pt", "results/report.html"} <= changed
     assert_untouched(
         before,
         changed,
@@ -123,7 +125,8 @@ def test_forcing_train_fm_reruns_fm_and_its_dependents_only(project):
     forbidden = {"download", "synthesize_users", "encode", "baselines", "train_deepfm", "profile"}
     assert not forbidden & set(ran), ran
     changed = touched(before, stamps(project))
-    assert {f"{DATA}/fm/stars/seed42/model.pt", f"{DATA}/fm/ranking/seed43/metrics.json"} <= changed
+    fm = f"{DATA}/fm"
+    assert {f"{fm}/stars/seed{SEED}/model.pt", f"{fm}/ranking/seed{SEED}/metrics.json"} <= changed
     assert_untouched(
         before,
         changed,

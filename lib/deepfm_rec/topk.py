@@ -110,6 +110,7 @@ class CandidateRanker:
             ) // floats_per_pair
         self.pairs_per_batch = pairs_per_batch
         self._rated: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._train_counts: np.ndarray | None = None
 
     def scores(self, users: torch.Tensor) -> torch.Tensor:
         """float32 (U, C) scores of users (int64 codes, on the device) × every movie."""
@@ -129,6 +130,13 @@ class CandidateRanker:
                 torch.from_numpy(items).to(self.device),
             )
         return self._rated[key]
+
+    def train_counts(self) -> np.ndarray:
+        """`train_counts` of the encoded folder, computed once per ranker (each ranking's
+        popularity figure reads it)."""
+        if self._train_counts is None:
+            self._train_counts = train_counts(self.encoded)
+        return self._train_counts
 
     def users_per_chunk(self) -> int:
         return max(1, self.pairs_per_batch // max(self.n_candidates, 1))
@@ -237,4 +245,4 @@ def rank_and_score(
     """Metrics, coverage and popularity at each K of one ranker's top-max(ks) lists for the
     relevant users."""
     items, _ = ranker.top_k(relevant.users, max(ks), exclude)
-    return list_metrics(items, relevant, ks, train_counts(ranker.encoded))
+    return list_metrics(items, relevant, ks, ranker.train_counts())
