@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The image every rule runs in (the Snakefile's `container:`): Debian 12, Python 3.11,
 # a venv of pinned packages and the deepfm_rec package, run as a non-root user.
-# Build, push, SIF conversion and CI: docs/cluster-and-container.md.
+# Build, push, SIF conversion and CI: docs/container.md.
 #
 # Build args
 #   BASE_IMAGE            a Debian 12 image (CI tags a debootstrapped one with this name)
@@ -16,8 +16,8 @@
 
 ARG BASE_IMAGE=debian:bookworm-slim
 
-# ---- build: the venv (pip, its caches and python3-venv stay in this stage) ----
-FROM ${BASE_IMAGE} AS build
+# ---- deps: the venv of the pinned packages (pip's caches and python3-venv stay here) ----
+FROM ${BASE_IMAGE} AS deps
 ENV DEBIAN_FRONTEND=noninteractive
 # Debian's python3 follows bookworm's security updates, so it is not pinned.
 # hadolint ignore=DL3008
@@ -32,7 +32,6 @@ ARG TORCH_VARIANT=
 ARG PIP_EXTRA_INDEX_URL=
 ARG PIP_FIND_LINKS=
 # The pins: environment.yml names the same versions (tests/container/test_pins.py).
-# A layer of its own, so that editing the package does not reinstall torch.
 RUN --mount=type=secret,id=cacert \
     if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
  && pip install \
@@ -48,14 +47,17 @@ RUN --mount=type=secret,id=cacert \
         snakemake==9.27.1 \
         snakemake-executor-plugin-slurm==2.8.0 \
         optuna==5.0.0
-# The project package (.dockerignore lets only pyproject.toml, README.md and lib/ in).
+
+# ---- build: the project's wheel (.dockerignore lets only pyproject.toml, README.md and
+# lib/ in). A stage of its own, so that editing the package neither reinstalls torch nor
+# changes the final image's venv layer (1.5 GB), only the small layer installing it.
+FROM deps AS build
 COPY . /src
 RUN --mount=type=secret,id=cacert \
     if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
- && pip install --no-deps /src \
- && pip check
+ && pip wheel --no-deps --wheel-dir /dist /src
 
-# ---- final: Python, git (for the report's provenance) and the venv ----
+# ---- final: Python, git (for the report's provenance), the venv and the project ----
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="deepfm-rec" \
       org.opencontainers.image.description="FM and DeepFM on MovieLens: the environment of every workflow rule" \
@@ -70,9 +72,17 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && git config --system --add safe.directory '*' \
  && useradd --create-home --uid 1000 --user-group --shell /bin/bash deepfm
-COPY --from=build /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# COPY, not a RUN --mount from the stage: podman 4.3 reuses such a RUN's cached layer
+# when only the mounted wheel changed
+COPY --from=build /dist /dist
+RUN pip install --no-deps /dist/*.whl \
+ && pip check \
+ && rm -rf /dist
+ENV PYTHONDONTWRITEBYTECODE=1 \
     MPLBACKEND=Agg
 # numeric, so that runtimes (Kubernetes runAsNonRoot) can tell it is not root
 USER 1000:1000
