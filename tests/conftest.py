@@ -142,8 +142,8 @@ def small_study(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory) -> Path:
     """A scratch clone that has run the whole study (the default target) on the ml-100k
-    layout's fixture (TINY_100K), its snakemake output in snakemake.out; tests may run
-    snakemake in it again but must leave it as they found it."""
+    layout's fixture (TINY_100K), its snakemake output in snakemake.out; tests read it (or
+    a copy: test_rerun_real.py) and must leave it as they found it."""
 
     def build(project: Path) -> None:
         copy_project(project)
