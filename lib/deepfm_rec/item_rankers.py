@@ -112,7 +112,6 @@ class ItemRanker(CandidateRanker):
         # X's rows (user-major) and columns (item-major) over the modelled movies, as CSRs
         # of column indices 0..N-1; rows of code 0 and movies not modelled are left out
         indptr, items = rated_items(encoded, ["train"])
-        counts = np.bincount(items, minlength=self.n_items)[1:]  # as train_counts
         index = np.full(self.n_items, -1, dtype=np.int64)
         index[columns + 1] = np.arange(len(columns))
         user = np.repeat(np.arange(self.n_users), np.diff(indptr))
@@ -129,7 +128,7 @@ class ItemRanker(CandidateRanker):
         # popularity rank of each candidate among the unmodelled ones (modelled: unused)
         modelled = np.zeros(self.n_candidates, dtype=bool)
         modelled[columns] = True
-        order = popularity_order(counts)
+        order = popularity_order(self.train_counts())
         order = order[~modelled[order]]
         rank = np.zeros(self.n_candidates, dtype=np.float32)
         rank[order] = np.arange(len(order))  # exact in float32 below 2^24
