@@ -23,7 +23,8 @@ pytestmark = pytest.mark.workflow
 # the session's tiny study's settings (on the CPU: a retrained model is bit-identical)
 SEEDS = len(TINY_100K["seeds"])
 SEED = TINY_100K["seeds"][0]
-DATA = "results/ml-100k"
+DATASET = TINY_100K["dataset"]
+DATA = f"results/{DATASET}"
 
 
 def executed(output: str) -> dict[str, int]:
@@ -36,7 +37,7 @@ def executed(output: str) -> dict[str, int]:
 
 def stamps(project: Path) -> dict[str, int]:
     """Every output file (resources and results) -> its mtime in ns."""
-    files = [*(project / "resources/ml-100k").rglob("*"), *(project / "results").rglob("*")]
+    files = [*(project / "resources" / DATASET).rglob("*"), *(project / "results").rglob("*")]
     return {str(p.relative_to(project)): p.stat().st_mtime_ns for p in files if p.is_file()}
 
 
