@@ -1,4 +1,4 @@
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -16,7 +16,6 @@ configfile: CONFIG_FILE
 
 
 check_config_keys(config, SCHEMA)
-validate(config, SCHEMA)
 
 
 container: config["container"]

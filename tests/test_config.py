@@ -38,14 +38,23 @@ def write(folder: Path, text: str) -> Path:
     return path
 
 
-def test_the_defaults_filled_in_are_snakemakes(tmp_path):
-    """What the workflow's validate(..., set_default=True) fills in, section by section."""
-    text = "dataset: ml-100k\nsource: null\nfm: {stars: {lr: 0.01}}\nranking: {k: 5}\n"
+@pytest.mark.parametrize(
+    "text",
+    [
+        "dataset: ml-100k\nsource: null\nfm: {stars: {lr: 0.01}}\nranking: {k: 5}\n",
+        "{}\n",
+        "synthetic: {n_ratings: 5000}\ntune: {space: {lr: {log: [0.001, 0.01]}}}\n",
+        "deepfm: {ranking: {mlp: [16, 8]}}\nprofile: {models: [fm]}\nsplit: {test: 0.2}\n",
+    ],
+)
+def test_the_defaults_filled_in_are_snakemakes(tmp_path, text):
+    """What Snakemake's validate(..., set_default=True) fills in, section by section: the
+    workflow fills its config with the library's with_defaults instead (config.smk)."""
     config = load_config(write(tmp_path, text), ROOT / SCHEMA)
     expected = yaml.safe_load(text)
     validate(expected, str(ROOT / SCHEMA), set_default=True)
     assert config == expected
-    assert config["fm"]["stars"]["lr"] == 0.01 and config["fm"]["stars"]["l2"] == [0.011, 0.1]
+    assert config["fm"]["stars"]["l2"] == [0.011, 0.1] and config["ranking"]["ks"]
 
 
 @pytest.mark.parametrize(
