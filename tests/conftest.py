@@ -4,9 +4,9 @@ study run once for the tests that read its results.
 The suite runs in pytest-xdist workers, each test file in one of them, in the order
 pytest_collection_modifyitems sorts them (pyproject's addopts): the browser, cluster and
 container files, the longest, start first (one SLURM on its fixed ports, one image
-build), and the files that read the small study come last. Each worker has its own
-session fixtures, except the encoded data and the two studies, which the first worker to
-need them builds and the others wait for (`once_per_run`)."""
+build), and the quick files come last. Each worker has its own session fixtures, except
+the encoded data and the two studies, which the first worker to need them builds and the
+others wait for (`once_per_run`)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ from workflow_helpers import FAST, TINY_100K, copy_project, edit_config, snakema
 ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED = ROOT / "resources" / "embedded" / "ml-latest-small"
 
+
+# The suite starts some 300 Python processes (snakemake and its jobs) that import the
+# package from lib/; where the environment sets PYTHONDONTWRITEBYTECODE (this CI's does),
+# each compiled lib/ again, 0.1 s of CPU apiece. They cache it, as Python does by default.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # the workers share the cores: torch's default of one thread per core in each worker
@@ -56,18 +61,20 @@ def pytest_collection_modifyitems(items):
         files.setdefault(item.path, set()).update(marks)
 
     def rank(marks: set[str]) -> int:
-        """When a file starts. The workers take files in this order (pyproject's addopts):
-        the daemons' files first, the browser's building the small study; then the files
-        that run workflows, the longest, and the other slow ones, if they do not wait for
-        that study; then the quick ones; the files that read the small study last, so that
-        no worker sits waiting for it while others work."""
+        """When a file starts. The workers take files in this order (pyproject's addopts),
+        the next as they end one: the daemons' files first, the browser's building the
+        small study (about 4 minutes); then the files that run workflows, the longest,
+        if they do not read that study; then the ones that do (built by the time a worker
+        ends its first files), the other slow ones, and the many quick ones last, which
+        the workers share out so that they end together (with the small study's readers
+        last, one worker ran test_workflow.py alone for a minute at the end)."""
         if DAEMON_KINDS & marks:
             return 0
         if "small_study" in marks:
-            return 4
+            return 2
         if "workflow" in marks:
             return 1
-        return 2 if "slow" in marks else 3
+        return 3 if "slow" in marks else 4
 
     items.sort(key=lambda item: rank(files[item.path]))  # stable: file order within a rank
 
