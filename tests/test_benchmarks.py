@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from deepfm_rec.train import first_l2, split_settings, train
-from workflow_helpers import CORES, HUNG, STUDY_ROWS
+from workflow_helpers import HUNG, STUDY_ROWS
 
 ROOT = Path(__file__).parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -192,8 +192,7 @@ def test_fields_ablation_trains_each_settings_variant_and_checks_its_keys(train_
 @pytest.mark.workflow  # the study through snakemake
 def test_study_scale_runs_the_default_study_on_synthetic_data(tmp_path):
     folder = tmp_path / "study"
-    args = ["--ratings", "5000", "--seeds", "7", "--cores", str(CORES), "--folder", str(folder)]
-    lines = run("study_scale.py", *args)
+    lines = run("study_scale.py", "--ratings", "5000", "--seeds", "7", "--folder", str(folder))
     config = yaml.safe_load((folder / "config" / "config.yaml").read_text())
     assert (config["dataset"], config["source"], config["seeds"]) == ("synthetic", None, [7])
     assert config["synthetic"]["n_ratings"] == 5000

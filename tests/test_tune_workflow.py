@@ -53,7 +53,7 @@ def study_of(project: Path) -> optuna.Study:
 def project(tmp_path_factory) -> Path:
     """Two workers, four trials."""
     project = copy_project(tmp_path_factory.mktemp("tune"))
-    snakemake(project, "tune", *configure(project), cores=2)  # the two workers at once
+    snakemake(project, "tune", *configure(project))
     return project
 
 

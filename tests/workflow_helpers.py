@@ -105,20 +105,10 @@ def edit_config(project: Path, changes: dict) -> None:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-# The cores a test's snakemake runs jobs on. The suite's four workers keep the machine's
-# two cores busy already, and a study's second core only adds runnable processes: four
-# `import torch` at once took 25% more CPU time apiece than two. Tests of jobs that must
-# overlap (two search workers) ask for 2.
-CORES = 1
-
-
-def snakemake(
-    project: Path, *args: str, cores: int = CORES, check: bool = True, timeout: int = HUNG
-):
-    """Run snakemake in `project` on `cores` cores; returns the CompletedProcess (stdout and
-    stderr joined)."""
+def snakemake(project: Path, *args: str, check: bool = True, timeout: int = HUNG):
+    """Run snakemake in `project`; returns the CompletedProcess (stdout and stderr joined)."""
     result = subprocess.run(
-        [SNAKEMAKE, "--cores", str(cores), *args],
+        [SNAKEMAKE, "--cores", "2", *args],
         cwd=project,
         capture_output=True,
         text=True,

@@ -22,15 +22,7 @@ import yaml
 from container_helpers import snakefile_image
 from test_pins import dockerfile_pins
 
-from workflow_helpers import (
-    CORES,
-    FIXTURES,
-    HUNG,
-    SNAKEMAKE,
-    TINY,
-    copy_project,
-    scheduled_jobs,
-)
+from workflow_helpers import FIXTURES, HUNG, SNAKEMAKE, TINY, copy_project, scheduled_jobs
 
 pytestmark = pytest.mark.container
 
@@ -94,7 +86,7 @@ def run_in_image(image, tmp_path_factory) -> Path:
         image.ref,
         "snakemake",
         "--cores",
-        str(CORES),
+        "2",
         "--configfile",
         "config/small.yaml",
     )
@@ -127,7 +119,7 @@ def apptainer_run(image, tmp_path_factory):
         str(HUNG),
         SNAKEMAKE,
         "--cores",
-        str(CORES),
+        "2",
         "--configfile",
         "config/small.yaml",
         "--software-deployment-method",
