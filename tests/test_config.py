@@ -62,7 +62,9 @@ def test_the_defaults_filled_in_are_snakemakes(tmp_path, text):
     [
         ("fm: {stars: {batch_size: 0}}\n", "config key 'fm.stars.batch_size': 0 is less than"),
         ("fm: {stars: {lrr: 0.1}}\n", "config key 'fm.stars.lrr': no such key in section"),
-        ("seeds: [1, 2\n", "is not valid YAML"),
+        # PyYAML's words, which docs/bad-input.md quotes (libyaml's: "did not find expected")
+        ("seeds: [1, 2\n", "is not valid YAML: while parsing a flow sequence"),
+        ("seeds: [1, 2\n", "expected ',' or ']', but got '<stream end>'"),
     ],
 )
 def test_a_bad_config_is_one_line(tmp_path, text, message):
