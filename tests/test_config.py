@@ -4,6 +4,7 @@ workflow's."""
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -15,13 +16,12 @@ from snakemake.utils import validate
 from deepfm_rec.config import (
     CONFIG,
     SCHEMA,
-    check_config,
+    completed,
     load_config,
     read_schema,
     recommender_path,
     study_path,
     train_settings,
-    with_defaults,
 )
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.inference import read_checkpoint
@@ -49,12 +49,15 @@ def write(folder: Path, text: str) -> Path:
 )
 def test_the_defaults_filled_in_are_snakemakes(tmp_path, text):
     """What Snakemake's validate(..., set_default=True) fills in, section by section: the
-    workflow fills its config with the library's with_defaults instead (config.smk)."""
+    workflow checks and fills its config with the library's `completed` instead (config.smk)."""
     config = load_config(write(tmp_path, text), ROOT / SCHEMA)
     expected = yaml.safe_load(text)
     validate(expected, str(ROOT / SCHEMA), set_default=True)
     assert config == expected
-    assert config["fm"]["stars"]["l2"] == [0.011, 0.1] and config["ranking"]["ks"]
+    assert config["fm"]["stars"]["l2"] == [0.011, 0.1]  # a default filled in
+    given = copy.deepcopy(config)
+    merge(given, yaml.safe_load(text))
+    assert given == config  # and every value the file gives kept
 
 
 @pytest.mark.parametrize(
@@ -149,8 +152,7 @@ def test_a_bad_value_in_the_shipped_config_is_one_line_naming_the_key(change, me
     config, schema = yaml.safe_load((ROOT / CONFIG).read_text()), read_schema(ROOT / SCHEMA)
     merge(config, change)
     with pytest.raises(DataError) as error:
-        check_config(config, schema)  # config.smk's check
-        check_tune(with_defaults(config, schema), schema)  # common.smk's, once validated
+        check_tune(completed(config, schema), schema)  # config.smk's, then common.smk's
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 

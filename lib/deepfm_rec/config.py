@@ -149,8 +149,8 @@ def check_config(config: dict, schema: dict) -> None:
 
 def with_defaults(config: dict, schema: dict) -> dict:
     """`config` with every key it leaves out filled in from the schema's defaults, in every
-    section, as Snakemake's validate(..., set_default=True) fills them (the workflow fills
-    its config with this)."""
+    section, as Snakemake's validate(..., set_default=True) fills them (the workflow's
+    config through `completed`)."""
     for key, spec in schema.get("properties", {}).items():
         if key not in config and "default" in spec:
             config[key] = copy.deepcopy(spec["default"])
@@ -159,12 +159,18 @@ def with_defaults(config: dict, schema: dict) -> dict:
     return config
 
 
+def completed(config: dict, schema: dict) -> dict:
+    """`config` checked against `schema` (a DataError of one line) and then, in place,
+    with the schema's defaults filled in: what the workflow does to its config
+    (config.smk) and load_config to a file's."""
+    check_config(config, schema)
+    return with_defaults(config, schema)
+
+
 def load_config(path: str | Path = CONFIG, schema: str | Path = SCHEMA) -> dict:
     """The config file at `path`, checked against `schema` (a DataError of one line, see
     the module's docstring) and with the schema's defaults filled in."""
-    config, checked = read_config(path), read_schema(schema)
-    check_config(config, checked)
-    return with_defaults(config, checked)
+    return completed(read_config(path), read_schema(schema))
 
 
 def train_settings(config: dict, model: str, objective: str) -> dict:

@@ -3,7 +3,7 @@
 # defaults it then fills in from the schema: each fault one line (deepfm_rec.config).
 import os
 
-from deepfm_rec.config import check_config, read_config, read_schema, with_defaults
+from deepfm_rec.config import completed, read_config, read_schema
 from deepfm_rec.data.errors import DataError
 from snakemake.exceptions import WorkflowError
 
@@ -25,9 +25,7 @@ def check_config_keys(config, schema):
     schema's defaults filled in, as Snakemake's validate(..., set_default=True) fills
     them (tests/test_config.py), without its second reading and check of the schema
     (0.3 s of CPU at every snakemake start, each cluster job's included)."""
-    checked = read_schema(schema)
     try:
-        check_config(config, checked)
+        completed(config, read_schema(schema))
     except DataError as error:
         raise WorkflowError(str(error)) from None
-    with_defaults(config, checked)
