@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from deepfm_rec.data.errors import DataError
+from deepfm_rec.data.sources import fetch
 from workflow_helpers import (
     FIXTURES,
     TINY,
@@ -20,8 +22,6 @@ from workflow_helpers import (
     full_disk,
     snakemake,
 )
-
-pytestmark = pytest.mark.workflow
 
 
 def zip_folder(archive: Path, folder: Path, inside: str, skip: tuple[str, ...] = ()) -> Path:
@@ -138,7 +138,28 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
-def test_bad_input_fails_with_one_clear_line_and_leaves_nothing(tmp_path, case):
+def test_bad_input_is_one_data_error_that_leaves_nothing(tmp_path, case):
+    """Each case fetched as the download job fetches it: a DataError, which the job prints
+    as its one line (logs.route_to; three cases through the workflow below), naming what
+    is wrong, and no dataset or scratch folder left in resources/."""
+    make, message = BAD_INPUT[case]
+    inputs, resources = tmp_path / "inputs", tmp_path / "resources"
+    inputs.mkdir()
+    resources.mkdir()
+    dataset, source = make(inputs)
+    with pytest.raises(DataError) as error:
+        fetch(dataset, source, resources / dataset)
+    assert message in str(error.value) and len(str(error.value)) < 500
+    assert not list(resources.iterdir())
+
+
+# An archive, a dataset's own file and the config's source path (checked as the workflow
+# starts) through the workflow: one error line and nothing half-written past it
+@pytest.mark.workflow
+@pytest.mark.parametrize(
+    "case", ["corrupt zip", "malformed line", "source path that does not exist"]
+)
+def test_bad_input_fails_the_workflow_with_one_clear_line_and_leaves_nothing(tmp_path, case):
     make, message = BAD_INPUT[case]
     project = copy_project(tmp_path / "project")
     inputs = tmp_path / "inputs"
@@ -161,6 +182,7 @@ def test_bad_input_fails_with_one_clear_line_and_leaves_nothing(tmp_path, case):
     assert not (project / "results" / dataset / "encoded").exists()
 
 
+@pytest.mark.workflow
 def test_ratings_that_never_reach_the_relevance_threshold_name_its_key(tmp_path):
     """All ratings 3 stars: no test movie is relevant, so no ranking can be scored."""
     folder = shutil.copytree(FIXTURES / "ml-20m", tmp_path / "ml-20m")
@@ -181,6 +203,7 @@ def test_ratings_that_never_reach_the_relevance_threshold_name_its_key(tmp_path)
     assert meta["users_origin"] == ["synthetic"] and meta["rows"] == 50
 
 
+@pytest.mark.workflow
 def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(tmp_path):
     """results/ on a 1 MB file system: users.tsv fits, the encoded arrays do not (numpy
     said "OSError: 100836 requested and 87008 written", in a traceback)."""
@@ -197,6 +220,7 @@ def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(tmp_path):
     assert left == ["users.tsv"]  # no scratch folder
 
 
+@pytest.mark.workflow
 def test_a_disk_that_fills_while_a_checkpoint_is_written_is_one_line_and_leaves_nothing(
     tmp_path,
 ):
@@ -217,6 +241,7 @@ def test_a_disk_that_fills_while_a_checkpoint_is_written_is_one_line_and_leaves_
     assert not [name for name in left if "model.pt" in name], left
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("source", ["zip", "folder"])
 def test_a_rerun_removes_the_scratch_folders_a_killed_download_left(tmp_path, source):
     """kill -9 of download leaves resources/.{dataset}.XXXXXXXX/ (the unpacked zip, the
@@ -240,6 +265,7 @@ def test_a_rerun_removes_the_scratch_folders_a_killed_download_left(tmp_path, so
     assert (resources / "ml-latest-small" / "ratings.parquet").is_file()
 
 
+@pytest.mark.workflow
 def test_an_encoded_array_deleted_after_encode_is_one_line_naming_it(tmp_path):
     """Snakemake does not look inside a directory output: the next rule reads the damage."""
     project = copy_project(tmp_path / "project")

@@ -43,8 +43,15 @@ STUDY_ROWS = [
 ]
 # A study of one seed on a few ratings (the fixture datasets), its profiled batch small.
 TINY = {**FAST, "seeds": [7], "profile": {"batch_size": 32, "warmup": 1}}
-# TINY on the ml-100k layout's fixture (50 ratings): conftest's tiny_study
-TINY_100K = {**TINY, "dataset": "ml-100k", "source": str(FIXTURES / "ml-100k")}
+# TINY on the ml-100k layout's fixture (50 ratings): conftest's tiny_study. It runs the
+# protocol the other studies do not: a temporal split, candidates that exclude train only.
+TINY_100K = {
+    **TINY,
+    "dataset": "ml-100k",
+    "source": str(FIXTURES / "ml-100k"),
+    "split": {"method": "temporal"},
+    "ranking": {"exclude": "train"},
+}
 
 
 def require_or_skip(condition: object, reason: str, strict: str) -> None:
