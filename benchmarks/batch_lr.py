@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from loguru import logger
 
-from deepfm_rec.config import load_config, train_settings
+from deepfm_rec.config import first_l2, load_config, train_settings
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.inference import predict
-from deepfm_rec.train import TrainConfig, first_l2, split_settings, train
+from deepfm_rec.train import TrainConfig, split_settings, train
 
 
 def main() -> None:

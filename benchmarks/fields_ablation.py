@@ -27,13 +27,13 @@ import pandas as pd
 import torch
 import yaml
 
-from deepfm_rec.config import load_config, study_path, train_settings
+from deepfm_rec.config import first_l2, load_config, study_path, train_settings
 from deepfm_rec.data.batches import BatchMaker
 from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.inference import predict
 from deepfm_rec.metrics import relevant_items
 from deepfm_rec.topk import ModelRanker, rank_and_score
-from deepfm_rec.train import first_l2, split_settings, train
+from deepfm_rec.train import split_settings, train
 
 
 def scores(encoded, model, history, kept, objective: str, ranking: dict) -> tuple[float, float]:

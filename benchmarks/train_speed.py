@@ -43,13 +43,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepfm_rec.config import SCHEMA, load_config, train_settings
+from deepfm_rec.config import SCHEMA, first_l2, load_config, train_settings
 from deepfm_rec.data.encoding import encode_dataset, open_encoded
 from deepfm_rec.data.sources import fetch
 from deepfm_rec.data.synthetic import generate
 from deepfm_rec.data.users import write_users
 from deepfm_rec.inference import resolve_device
-from deepfm_rec.train import Optimizers, TrainConfig, build_setup, first_l2, split_settings
+from deepfm_rec.train import Optimizers, TrainConfig, build_setup, split_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "config.yaml"

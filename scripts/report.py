@@ -13,7 +13,7 @@ write_report(
     baselines=snakemake.input.baselines,
     encoded=snakemake.input.encoded,
     histories=snakemake.input.histories,
-    curves=snakemake.input.curves,
+    curves=snakemake.output.curves,
     profiles=snakemake.input.profiles,
     topk=snakemake.input.topk,
     searches=list(snakemake.params.searches),

@@ -2,7 +2,7 @@ from deepfm_rec.logs import route_to
 
 route_to(snakemake.log[0])
 
-from deepfm_rec.tuning import write_summary  # noqa: E402
+from deepfm_rec.trials import write_summary  # noqa: E402
 
 write_summary(
     snakemake.input.study,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepfm_rec.config import CONFIG, SCHEMA, load_config, train_settings
+from deepfm_rec.config import CONFIG, SCHEMA, first_l2, load_config, train_settings
 from deepfm_rec.models import build_model
-from deepfm_rec.train import TrainConfig, first_l2, split_settings
+from deepfm_rec.train import TrainConfig, split_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = load_config(ROOT / CONFIG, ROOT / SCHEMA)

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from deepfm_rec.train import first_l2, split_settings, train
+from deepfm_rec.config import first_l2
+from deepfm_rec.train import split_settings, train
 from workflow_helpers import HUNG, STUDY_ROWS
 
 ROOT = Path(__file__).parents[1]

@@ -17,6 +17,7 @@ from deepfm_rec.config import (
     CONFIG,
     SCHEMA,
     completed,
+    first_l2,
     load_config,
     read_schema,
     recommender_path,
@@ -26,7 +27,7 @@ from deepfm_rec.config import (
 from deepfm_rec.data.errors import DataError
 from deepfm_rec.inference import read_checkpoint
 from deepfm_rec.search_space import check_tune
-from deepfm_rec.train import first_l2, split_settings, train_model
+from deepfm_rec.train import split_settings, train_model
 from workflow_helpers import merge
 
 ROOT = Path(__file__).resolve().parents[1]

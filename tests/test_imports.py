@@ -25,7 +25,8 @@ LAYERS = (
     ("train",),
     ("evaluate", "recommend", "profiling"),
     ("plots",),
-    ("report", "tuning"),
+    ("report", "trials"),
+    ("tuning",),
     ("cli",),
 )
 LAYER = {part: n for n, parts in enumerate(LAYERS) for part in parts}
@@ -101,11 +102,12 @@ def test_an_import_pointing_up_is_caught():
     assert upward("deepfm_rec.models.fm", "from deepfm_rec.models.layers import FM") == []
 
 
-def test_the_report_and_the_data_layer_run_without_torch():
-    # the report job (and download, users, encode) import no torch: 1.8 s of CPU a job
+def test_the_report_the_search_record_and_the_data_layer_run_without_torch():
+    # the report job, the search's study and summary jobs (and download, users, encode)
+    # import no torch: 1.8 s of CPU a job
     probe = (
-        "import sys, deepfm_rec.report, deepfm_rec.data.catalogue, deepfm_rec.data.encoding; "
-        "print('torch' in sys.modules)"
+        "import sys, deepfm_rec.report, deepfm_rec.trials, deepfm_rec.data.catalogue, "
+        "deepfm_rec.data.encoding; print('torch' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from deepfm_rec.report import search_section
-from deepfm_rec.tuning import load_study, search
+from deepfm_rec.trials import load_study
+from deepfm_rec.tuning import search
 from workflow_helpers import HUNG, SNAKEMAKE, copy_project, snakemake
 
 pytestmark = pytest.mark.workflow

@@ -199,3 +199,10 @@ def recommender_path(config: dict) -> str:
     return study_path(
         "model", dataset=config["dataset"], seed=config["seeds"][0], **config["recommend"]
     )
+
+
+def first_l2(settings: dict) -> dict:
+    """`settings` with a list of l2 values (the study's choice on valid, train_model) cut
+    to its first: one model of a section, as a benchmark trains or times it."""
+    l2 = settings["l2"]
+    return settings | {"l2": l2[0]} if isinstance(l2, list) else settings

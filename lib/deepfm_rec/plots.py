@@ -167,7 +167,7 @@ def plot_ranking(curves: pd.DataFrame, path: Path) -> None:
 
 
 def plot_search(table: pd.DataFrame, space: dict, metric: str, lower_is_better: bool, path: Path):
-    """A search's trials (tuning.trials_table, complete ones): each trial's valid metric
+    """A search's trials (trials.trials_table, complete ones): each trial's valid metric
     and the best so far against the trial number, then each searched setting against the
     valid metric (a list-valued choice such as mlp shown as text)."""
     done = table[table["state"] == "COMPLETE"].sort_values("trial")

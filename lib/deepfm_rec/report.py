@@ -17,7 +17,7 @@ import yaml
 
 from deepfm_rec.data.catalogue import known_favourites, user_code
 from deepfm_rec.data.encoding import open_encoded
-from deepfm_rec.plots import plot_metrics, plot_ranking
+from deepfm_rec.plots import plot_curves, plot_metrics, plot_ranking
 from deepfm_rec.search_space import metric_name, ranked
 
 METRIC_COLUMNS = [
@@ -393,7 +393,9 @@ def write_report(
         encoded: the encoded folder (its meta.json describes the data).
         histories: the history.tsv of every model, objective and seed, laid out as
             results/<dataset>/<model>/<objective>/seed<seed>/history.tsv.
-        curves: the curves.png to show, one per model and objective.
+        curves: the curves.png to draw, beside each model's history.tsv and metrics.json
+            (results/<dataset>/<model>/<objective>/seed<seed>/), the first of each model
+            and objective shown (the first seed's).
         profiles: the profile.txt of the profiled models (<model>/<objective>/profile.txt).
         topk: the recommender's topk.tsv (deepfm_rec.recommend), for the examples.
         ranking_plot_out: the PNG of NDCG@K and recall@K against K.
@@ -442,8 +444,13 @@ def write_report(
         _model_fields(records, meta),
         "<h2>Learning curves</h2>",
     ]
+    shown = {}  # results/<dataset>/<model>/<objective>: its first curves.png
     for png in map(Path, curves):
-        run = png.parent.parent  # results/<dataset>/<model>/<objective>
+        history = pd.read_csv(png.with_name("history.tsv"), sep="\t")
+        kept = json.loads(png.with_name("metrics.json").read_text())["best_epoch"]
+        plot_curves(history, kept, png, f"{png.parents[2].name} on {png.parents[3].name}")
+        shown.setdefault(png.parent.parent, png)
+    for run, png in shown.items():
         name = f"{run.parent.name} ({run.name})"
         runs = "".join(
             f"<p>{html.escape(path.parent.name)}: {len(h)} epochs</p>{_table(h)}"

@@ -47,7 +47,7 @@ def metric_name(objective: str) -> str:
 
 
 def ranked(table: pd.DataFrame, objective: str) -> pd.DataFrame:
-    """The complete trials of a trials table (tuning.trials_table), best first."""
+    """The complete trials of a trials table (trials.trials_table), best first."""
     done = table[table["state"] == "COMPLETE"]
     return done.sort_values(
         metric_name(objective), ascending=objective == "stars", ignore_index=True

@@ -424,13 +424,6 @@ def valid_score(history: pd.DataFrame, kept: int, objective: str) -> float:
     return math.sqrt(row["valid_mse"]) if objective == "stars" else float(row["valid_ndcg"])
 
 
-def first_l2(settings: dict) -> dict:
-    """`settings` with a list of l2 values (the study's choice on valid, train_model) cut
-    to its first: one model of a section, as a benchmark trains or times it."""
-    l2 = settings["l2"]
-    return settings | {"l2": l2[0]} if isinstance(l2, list) else settings
-
-
 def split_settings(settings: dict) -> tuple[TrainConfig, dict]:
     """A config model section as (TrainConfig of its training keys, the model's hparams);
     `l2_rows`, the l2 choice's (train_model), is in neither."""
@@ -476,8 +469,7 @@ def train_model(
     on every row; the checkpoint records the sample's size under "l2_users". With
     `chosen`, the checkpoint of another seed's training of the same section, the l2 that
     one kept is used instead: the study chooses once, on its first seed. Writes the
-    checkpoint dict and history.tsv; returns the history and the kept epoch (for
-    deepfm_rec.plots.plot_curves).
+    checkpoint dict and history.tsv; returns the history and the kept epoch.
     """
     torch.set_num_threads(threads)
     encoded = open_encoded(Path(encoded))

@@ -7,15 +7,15 @@ never read. Trial 0 is the section's own settings where they lie in the ranges.
 
 Two ways to run one:
 - `search`: every trial in this process (`deepfm-rec tune`), a study in memory.
-- `create_study` then `work` in N processes (the workflow's tune rules, one SLURM job
-  each on a cluster): the workers share one study in a journal file (Optuna's
-  JournalStorage; no database server) and each asks the shared sampler for its next
-  trial. A worker claims a trial under a lock only while fewer than `trials` are
-  complete or running, so the study ends with exactly that many complete. A running
-  trial keeps a heartbeat file fresh; a worker that stops (kill -9, a node lost) leaves
-  its trial to go stale, and the next worker to look marks it failed and runs another
-  in its place. A worker with nothing to claim waits for the others' running trials,
-  so none is left running.
+- `trials.create_study` then `work` in N processes (the workflow's tune rules, one
+  SLURM job each on a cluster): the workers share one study in a journal file (Optuna's
+  JournalStorage, deepfm_rec.trials; no database server) and each asks the shared
+  sampler for its next trial. A worker claims a trial under a lock only while fewer
+  than `trials` are complete or running, so the study ends with exactly that many
+  complete. A running trial keeps a heartbeat file fresh; a worker that stops (kill -9,
+  a node lost) leaves its trial to go stale, and the next worker to look marks it
+  failed and runs another in its place. A worker with nothing to claim waits for the
+  others' running trials, so none is left running.
 
 With one worker (or `search`) and a seed the trials are deterministic on the CPU. With
 several, which trial draws what depends on when each worker asks: the trials table is
@@ -41,21 +41,16 @@ import pandas as pd
 import torch
 import yaml
 from loguru import logger
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
+from optuna.storages.journal import JournalFileOpenLock
 from optuna.trial import TrialState
 
 from deepfm_rec.data.encoding import Encoded, open_encoded
-from deepfm_rec.data.errors import DataError
 from deepfm_rec.data.staging import replaced
-from deepfm_rec.plots import plot_search
-from deepfm_rec.search_space import in_space, kind_of, metric_name, ranked
-from deepfm_rec.train import first_l2, split_settings, train, valid_score
+from deepfm_rec.search_space import kind_of, metric_name, ranked
+from deepfm_rec.train import split_settings, train, valid_score
+from deepfm_rec.trials import direction, enqueue_own, journal_of, load_study, trials_table
 
 POLL = 2.0  # seconds between a waiting worker's looks at the study
-
-
-def direction(objective: str) -> str:
-    return "minimize" if objective == "stars" else "maximize"
 
 
 def suggest(trial: optuna.Trial, space: dict) -> dict:
@@ -70,21 +65,6 @@ def suggest(trial: optuna.Trial, space: dict) -> dict:
         else:
             drawn[name] = trial.suggest_float(name, *args, log=kind == "log")
     return drawn
-
-
-def enqueue_own(study: optuna.Study, settings: dict, space: dict) -> None:
-    """Queue the section's own settings as the first trial, where they lie in `space`: a
-    list of l2 values (the study's choice) gives its first."""
-    own = first_l2(settings)
-    if not all(in_space(own.get(name), spec) for name, spec in space.items()):
-        logger.info("the section's own settings are outside the space: trial 0 is a draw too")
-        return
-    study.enqueue_trial(
-        {  # choices by their position, as suggest draws them
-            name: spec["choice"].index(own[name]) if "choice" in spec else own[name]
-            for name, spec in space.items()
-        }
-    )
 
 
 def run_trial(
@@ -121,25 +101,6 @@ def run_trial(
         trial.set_user_attr(name, value)
     logger.info("trial {}: {} {:.4f} with {}", trial.number, metric_name(objective), score, drawn)
     return score
-
-
-def trials_table(study: optuna.Study, seeds: list[int], objective: str) -> pd.DataFrame:
-    """One row per trial in trial order: its state, worker and host, drawn settings, valid
-    score per seed and their mean, kept epochs ("/"-joined, one per seed) and seconds."""
-    metric = metric_name(objective)
-    rows = []
-    for trial in study.get_trials(deepcopy=False):
-        attrs = trial.user_attrs
-        row = {"trial": trial.number, "state": trial.state.name}
-        row |= {key: attrs[key] for key in ("worker", "host", "job") if key in attrs}
-        row |= attrs.get("settings", {})
-        for seed, score in zip(seeds, attrs.get("scores", []), strict=False):
-            row[f"{metric}_seed{seed}"] = score
-        row[metric] = trial.value
-        row["kept_epochs"] = "/".join(map(str, attrs.get("kept_epochs", [])))
-        row["seconds"] = attrs.get("seconds")
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def search(
@@ -191,33 +152,7 @@ def search(
     return ranked(trials_table(study, seeds, objective), objective).drop(columns="state")
 
 
-# The distributed search: a study definition (study.yaml) and its journal, shared by workers.
-
-
-def storage(journal: str | Path) -> JournalStorage:
-    """The journal file as Optuna storage, locked by O_EXCL files (NFSv3 and later)."""
-    journal = str(journal)
-    return JournalStorage(JournalFileBackend(journal, lock_obj=JournalFileOpenLock(journal)))
-
-
-def create_study(journal: str | Path, definition: dict) -> None:
-    """A new study in a new journal file, from `definition` (section, model, settings,
-    space, seeds, seed): the section's own settings queued as trial 0."""
-    Path(journal).unlink(missing_ok=True)
-    study = optuna.create_study(
-        study_name=definition["section"],
-        storage=storage(journal),
-        direction=direction(definition["settings"]["objective"]),
-    )
-    enqueue_own(study, definition["settings"], definition["space"])
-
-
-def load_study(journal: str | Path, definition: dict, sampler_seed: int) -> optuna.Study:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
-    return optuna.load_study(
-        study_name=definition["section"], storage=storage(journal), sampler=sampler
-    )
+# The distributed search: workers of a study in a journal file (deepfm_rec.trials).
 
 
 @contextlib.contextmanager
@@ -345,40 +280,7 @@ def work(
     }
 
 
-def best_snippet(table: pd.DataFrame, definition: dict, budget: int) -> str:
-    """The best complete trial's drawn settings as YAML for config.yaml (or for
-    `snakemake --configfile config/config.yaml best.yaml`, which merges it in)."""
-    objective = definition["settings"]["objective"]
-    metric = metric_name(objective)
-    best = ranked(table, objective).iloc[0]
-    model, section = definition["section"].split(".")
-    drawn = {name: _plain(best[name]) for name in definition["space"]}
-    header = (
-        f"# The best of {budget} trials of {definition['section']}: trial {best['trial']}, "
-        f"{metric} {best[metric]:.6g}\n# (the mean over seeds {definition['seeds']}, valid "
-        "split only). Set these keys of the section\n# in config/config.yaml, or run "
-        "snakemake --configfile config/config.yaml <this file>.\n"
-    )
-    return header + yaml.safe_dump({model: {section: drawn}}, sort_keys=False)
-
-
-def _plain(value):
-    """A pandas cell as a YAML-safe Python value (numpy scalars to int/float)."""
-    return value.item() if hasattr(value, "item") else value
-
-
-# What the workflow's tune rules call (workflow/rules/tune.smk), file to file.
-
-
-def write_study(study_out: str | Path, journal: str | Path, definition: dict) -> None:
-    """A new study (create_study) in `journal`, its definition written to `study_out`."""
-    create_study(journal, definition)
-    with replaced(study_out) as scratch:
-        Path(scratch).write_text(yaml.safe_dump(definition, sort_keys=False))
-
-
-def journal_of(study_file: str | Path) -> Path:
-    return Path(study_file).with_name("journal.log")
+# What the workflow's tune_worker rule calls (workflow/rules/tune.smk), file to file.
 
 
 def run_worker(study_file: str | Path, out: str | Path, **work_args) -> None:
@@ -387,33 +289,3 @@ def run_worker(study_file: str | Path, out: str | Path, **work_args) -> None:
     done = work(journal_of(study_file), definition, **work_args)
     with replaced(out) as scratch:
         Path(scratch).write_text(json.dumps(done) + "\n")
-
-
-def write_summary(
-    study_file: str | Path,
-    *,
-    trials: int,
-    table_out: str | Path,
-    best_out: str | Path,
-    plot_out: str | Path,
-) -> None:
-    """The search's trials table (TSV, in trial order), its best settings (best_snippet)
-    and their plot (plots.plot_search)."""
-    definition = yaml.safe_load(Path(study_file).read_text())
-    objective = definition["settings"]["objective"]
-    study = load_study(journal_of(study_file), definition, definition["seed"])
-    table = trials_table(study, definition["seeds"], objective)
-    complete = int((table["state"] == "COMPLETE").sum())
-    if complete < trials or (table["state"] == "RUNNING").any():
-        raise DataError(
-            f"{journal_of(study_file)}: {complete} of {trials} trials complete and "
-            f"{int((table['state'] == 'RUNNING').sum())} running; a worker did not finish"
-        )
-    with replaced(table_out) as scratch:
-        table.to_csv(scratch, sep="\t", index=False)  # full precision: the record
-    with replaced(best_out) as scratch:
-        Path(scratch).write_text(best_snippet(table, definition, trials))
-    with replaced(plot_out) as scratch:
-        plot_search(
-            table, definition["space"], metric_name(objective), objective == "stars", scratch
-        )

@@ -59,6 +59,24 @@ def trained(name, seeds=SEEDS):
     )
 
 
+def learning_curves():
+    """(curves.png, its labels in Snakemake's report) beside each trained model's history:
+    the report job draws them all and shows the first seed's (a training job draws
+    nothing: matplotlib is 1 s of CPU)."""
+    titles = {"fm": "FM", "deepfm": "DeepFM"}
+    return [
+        (
+            study_path(
+                "curves", dataset=DATASET, model=model, objective=objective, seed=seed
+            ),
+            {"model": titles[model], "objective": objective, "seed": str(seed)},
+        )
+        for model in MODELS
+        for objective in OBJECTIVES
+        for seed in SEEDS
+    ]
+
+
 def ranking_ks():
     return sorted({*config["ranking"]["ks"], config["ranking"]["k"]})
 

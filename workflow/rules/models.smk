@@ -5,12 +5,6 @@ rule train_fm:
     output:
         model=study_path("model", model="fm"),
         history=study_path("history", model="fm"),
-        curves=report(
-            study_path("curves", model="fm"),
-            caption="../report/curves.rst",
-            category="Learning curves",
-            labels={"model": "FM", "objective": "{objective}", "seed": "{seed}"},
-        ),
     log:
         "logs/train_fm/{dataset}/{objective}/seed{seed}.log",
     benchmark:
@@ -35,12 +29,6 @@ use rule train_fm as train_deepfm with:
     output:
         model=study_path("model", model="deepfm"),
         history=study_path("history", model="deepfm"),
-        curves=report(
-            study_path("curves", model="deepfm"),
-            caption="../report/curves.rst",
-            category="Learning curves",
-            labels={"model": "DeepFM", "objective": "{objective}", "seed": "{seed}"},
-        ),
     log:
         "logs/train_deepfm/{dataset}/{objective}/seed{seed}.log",
     benchmark:

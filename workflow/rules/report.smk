@@ -4,7 +4,6 @@ rule report:
         baselines=study_path("baselines", dataset=DATASET),
         encoded=study_path("encoded", dataset=DATASET),
         histories=trained("history"),
-        curves=trained("curves", seeds=SEEDS[0]),
         topk=study_path("topk", dataset=DATASET, **config["recommend"]),
         profiles=expand(
             study_path("profile"),
@@ -29,6 +28,15 @@ rule report:
             caption="../report/ranking.rst",
             category="Test metrics",
         ),
+        curves=[
+            report(
+                path,
+                caption="../report/curves.rst",
+                category="Learning curves",
+                labels=labels,
+            )
+            for path, labels in learning_curves()
+        ],
     log:
         "logs/report/report.log",
     params:
