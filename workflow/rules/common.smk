@@ -48,14 +48,14 @@ def report_written():
     return os.path.exists(REPORT) and os.stat(REPORT).st_mtime_ns != REPORT_BEFORE
 
 
-def trained(name, seeds=SEEDS):
+def trained(name):
     """The study path `name` (with {model}, {objective}, {seed}) of every trained model."""
     return expand(
         study_path(name),
         dataset=DATASET,
         model=MODELS,
         objective=OBJECTIVES,
-        seed=seeds,
+        seed=SEEDS,
     )
 
 
