@@ -103,7 +103,7 @@ def test_the_study_writes_its_outputs(project):
             assert 1 <= len(history) <= (3 if objective == "stars" else 2)
             monitored = history.set_index("epoch").loc[record["best_epoch"], record["monitor"]]
             assert record["best_valid"] == pytest.approx(monitored, abs=1e-6)
-            assert_curves_drawn(folder / "curves.png")
+            assert_curves_drawn(project / "results/curves" / f"{model}-{objective}-seed{seed}.png")
     for objective in ("stars", "ranking"):
         folder = project / "results/ml-latest-small/deepfm" / objective
         profile = (folder / "profile.txt").read_text()
@@ -260,7 +260,7 @@ def test_a_config_change_reruns_only_what_it_feeds(project, change, expected):
 def test_snakemake_report_archive(project):
     snakemake(project, "--report", "results/snakemake-report.zip")
     names = zipfile.ZipFile(project / "results" / "snakemake-report.zip").namelist()
-    assert any(n.endswith("curves.png") for n in names)
+    assert any(n.endswith("fm-stars-seed42.png") for n in names)  # learning curves
     assert any(n.endswith("metrics.tsv") for n in names)
 
 

@@ -39,7 +39,7 @@ PATHS = {
     "baselines": "results/{dataset}/baselines.json",
     "model": "results/{dataset}/{model}/{objective}/seed{seed}/model.pt",
     "history": "results/{dataset}/{model}/{objective}/seed{seed}/history.tsv",
-    "curves": "results/{dataset}/{model}/{objective}/seed{seed}/curves.png",
+    "curves": "results/curves/{model}-{objective}-seed{seed}.png",  # the report's
     "metrics": "results/{dataset}/{model}/{objective}/seed{seed}/metrics.json",
     "profile": "results/{dataset}/{model}/{objective}/profile.txt",
     "trace": "results/{dataset}/{model}/{objective}/trace.json",

@@ -393,9 +393,9 @@ def write_report(
         encoded: the encoded folder (its meta.json describes the data).
         histories: the history.tsv of every model, objective and seed, laid out as
             results/<dataset>/<model>/<objective>/seed<seed>/history.tsv.
-        curves: the curves.png to draw, beside each model's history.tsv and metrics.json
-            (results/<dataset>/<model>/<objective>/seed<seed>/), the first of each model
-            and objective shown (the first seed's).
+        curves: the PNG to draw each history's learning curves in, in the order of
+            `histories` (the kept epoch from the metrics.json beside it); the first of
+            each model and objective is shown (the first seed's).
         profiles: the profile.txt of the profiled models (<model>/<objective>/profile.txt).
         topk: the recommender's topk.tsv (deepfm_rec.recommend), for the examples.
         ranking_plot_out: the PNG of NDCG@K and recall@K against K.
@@ -444,12 +444,13 @@ def write_report(
         _model_fields(records, meta),
         "<h2>Learning curves</h2>",
     ]
-    shown = {}  # results/<dataset>/<model>/<objective>: its first curves.png
-    for png in map(Path, curves):
-        history = pd.read_csv(png.with_name("history.tsv"), sep="\t")
-        kept = json.loads(png.with_name("metrics.json").read_text())["best_epoch"]
-        plot_curves(history, kept, png, f"{png.parents[2].name} on {png.parents[3].name}")
-        shown.setdefault(png.parent.parent, png)
+    shown = {}  # results/<dataset>/<model>/<objective>: its first seed's curves
+    for path, png in zip(map(Path, histories), map(Path, curves), strict=True):
+        run = path.parent.parent
+        kept = json.loads(path.with_name("metrics.json").read_text())["best_epoch"]
+        title = f"{run.parent.name} on {run.parent.parent.name}"
+        plot_curves(pd.read_csv(path, sep="\t"), kept, png, title)
+        shown.setdefault(run, png)
     for run, png in shown.items():
         name = f"{run.parent.name} ({run.name})"
         runs = "".join(

@@ -60,15 +60,13 @@ def trained(name):
 
 
 def learning_curves():
-    """(curves.png, its labels in Snakemake's report) beside each trained model's history:
-    the report job draws them all and shows the first seed's (a training job draws
-    nothing: matplotlib is 1 s of CPU)."""
+    """(PNG, its labels in Snakemake's report) of each trained model's learning curves, in
+    the order of trained(): the report job draws them all and shows the first seed's (a
+    training job draws nothing: matplotlib is 1 s of CPU)."""
     titles = {"fm": "FM", "deepfm": "DeepFM"}
     return [
         (
-            study_path(
-                "curves", dataset=DATASET, model=model, objective=objective, seed=seed
-            ),
+            study_path("curves", model=model, objective=objective, seed=seed),
             {"model": titles[model], "objective": objective, "seed": str(seed)},
         )
         for model in MODELS
