@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from deepfm_rec.config import TITLES
 from deepfm_rec.models import MODELS
-from deepfm_rec.report import TITLES
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "deepfm_rec"
 

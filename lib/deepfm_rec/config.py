@@ -31,6 +31,10 @@ from deepfm_rec.data.errors import DataError
 CONFIG = Path("config/config.yaml")
 SCHEMA = Path("workflow/schemas/config.schema.yaml")
 
+# The model classes' names (deepfm_rec.models.MODELS; tests/test_imports.py holds them
+# equal), spelled here so that the report and the workflow's labels need no torch (1.8 s).
+TITLES = {"fm": "FM", "deepfm": "DeepFM"}
+
 # Everything the workflow writes, as Snakemake patterns of its wildcards
 PATHS = {
     "resources": "resources/{dataset}",

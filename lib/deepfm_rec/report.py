@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from deepfm_rec.config import TITLES
 from deepfm_rec.data.catalogue import known_favourites, user_code
 from deepfm_rec.data.encoding import open_encoded
 from deepfm_rec.plots import plot_curves, plot_metrics, plot_ranking
@@ -51,11 +52,6 @@ pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; font-size: 12px; }
 img { max-width: 100%; }
 .summary { font-size: 1.1rem; background: #eef5ff; padding: .6rem 1rem; border-radius: 6px; }
 """
-
-
-# The model classes' names (deepfm_rec.models.MODELS; tests/test_imports.py holds them
-# equal), spelled here so that the report job runs without importing torch (1.8 s).
-TITLES = {"fm": "FM", "deepfm": "DeepFM"}
 
 
 def display_name(record: dict) -> str:
@@ -444,25 +440,21 @@ def write_report(
         _model_fields(records, meta),
         "<h2>Learning curves</h2>",
     ]
-    shown = {}  # results/<dataset>/<model>/<objective>: its first seed's curves
+    runs: dict[Path, list] = {}  # results/<dataset>/<model>/<objective>: (seed, history, png)
     for path, png in zip(map(Path, histories), map(Path, curves), strict=True):
-        run = path.parent.parent
+        run, history = path.parent.parent, pd.read_csv(path, sep="\t")
         kept = json.loads(path.with_name("metrics.json").read_text())["best_epoch"]
-        title = f"{run.parent.name} on {run.parent.parent.name}"
-        plot_curves(pd.read_csv(path, sep="\t"), kept, png, title)
-        shown.setdefault(run, png)
-    for run, png in shown.items():
+        plot_curves(history, kept, png, f"{run.parent.name} on {run.parent.parent.name}")
+        runs.setdefault(run, []).append((path.parent.name, history, png))
+    for run, seeds in runs.items():
         name = f"{run.parent.name} ({run.name})"
-        runs = "".join(
-            f"<p>{html.escape(path.parent.name)}: {len(h)} epochs</p>{_table(h)}"
-            for path in map(Path, histories)
-            if path.parent.parent == run
-            for h in [pd.read_csv(path, sep="\t")]
+        tables = "".join(
+            f"<p>{html.escape(seed)}: {len(h)} epochs</p>{_table(h)}" for seed, h, _ in seeds
         )
         sections += [
             f"<h3>{html.escape(name)}</h3>",
-            _image(png, f"{name} learning curves"),
-            f"<details><summary>history of every seed</summary>{runs}</details>",
+            _image(seeds[0][2], f"{name} learning curves"),  # the first seed's
+            f"<details><summary>history of every seed</summary>{tables}</details>",
         ]
     sections.append("<h2>Profile of one training step</h2>")
     for text in map(Path, profiles):

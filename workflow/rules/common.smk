@@ -1,7 +1,7 @@
 import os
 from pathlib import Path
 
-from deepfm_rec.config import read_schema, study_path, train_settings
+from deepfm_rec.config import TITLES, read_schema, study_path, train_settings
 from deepfm_rec.search_space import check_tune, section_space
 
 DATASET = config["dataset"]
@@ -63,11 +63,10 @@ def learning_curves():
     """(PNG, its labels in Snakemake's report) of each trained model's learning curves, in
     the order of trained(): the report job draws them all and shows the first seed's (a
     training job draws nothing: matplotlib is 1 s of CPU)."""
-    titles = {"fm": "FM", "deepfm": "DeepFM"}
     return [
         (
             study_path("curves", model=model, objective=objective, seed=seed),
-            {"model": titles[model], "objective": objective, "seed": str(seed)},
+            {"model": TITLES[model], "objective": objective, "seed": str(seed)},
         )
         for model in MODELS
         for objective in OBJECTIVES
